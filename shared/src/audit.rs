@@ -1,0 +1,112 @@
+//! Audit trail (DESIGN.md "Audit"): one JSON line per outcome on stdout (CloudWatch in
+//! Lambda) with a stable event id. Ids 20001-20006 are the seed's EDRs
+//! (002_050589298000c9b6.txt, table 3-11); 21xxx are Gatehouse's own. Never a secret, a token
+//! or a password: a token is named by its `jti`.
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Something worth an audit line.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum AuditEvent {
+    /// 20001: a function or the local server started (seed: OAuth service started).
+    Started { component: &'static str },
+    /// 20004: an access token was issued (seed `applyToken`).
+    TokenIssued {
+        client_id: String,
+        subject: String,
+        grant_type: &'static str,
+        jti: String,
+        scope: String,
+        audience: String,
+    },
+    /// 20006: a token was presented for validation (seed: token used at a resource server).
+    TokenIntrospected { caller: String, jti: Option<String>, active: bool },
+    /// 21001: a token was revoked.
+    TokenRevoked { by: String, jti: String, client_id: String },
+    /// 21002: client authentication failed.
+    InvalidClient { client_id: Option<String>, reason: &'static str },
+    /// 21003: an admin API call changed something.
+    AdminChange { actor: String, action: &'static str, object: String },
+    /// 21004: an admin API call was refused for lack of a valid credential.
+    AdminRefused { reason: &'static str },
+}
+
+impl AuditEvent {
+    /// The stable event id.
+    pub fn id(&self) -> u32 {
+        match self {
+            Self::Started { .. } => 20001,
+            Self::TokenIssued { .. } => 20004,
+            Self::TokenIntrospected { .. } => 20006,
+            Self::TokenRevoked { .. } => 21001,
+            Self::InvalidClient { .. } => 21002,
+            Self::AdminChange { .. } => 21003,
+            Self::AdminRefused { .. } => 21004,
+        }
+    }
+
+    /// The stable event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Started { .. } => "service_started",
+            Self::TokenIssued { .. } => "token_issued",
+            Self::TokenIntrospected { .. } => "token_introspected",
+            Self::TokenRevoked { .. } => "token_revoked",
+            Self::InvalidClient { .. } => "invalid_client",
+            Self::AdminChange { .. } => "admin_change",
+            Self::AdminRefused { .. } => "admin_refused",
+        }
+    }
+
+    /// The whole audit line as JSON.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "audit": true,
+            "event_id": self.id(),
+            "event": self.name(),
+            "tenant": tenant(),
+            "time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        });
+        if let (Value::Object(m), Ok(Value::Object(fields))) = (&mut v, serde_json::to_value(self)) {
+            m.extend(fields);
+        }
+        v
+    }
+}
+
+static TENANT: OnceLock<String> = OnceLock::new();
+static CAPTURE: Mutex<Option<Vec<Value>>> = Mutex::new(None);
+
+fn tenant() -> &'static str {
+    TENANT.get().map(String::as_str).unwrap_or("local")
+}
+
+/// Sets the tenant named in every line (once, at start).
+pub fn set_tenant(t: &str) {
+    let _ = TENANT.set(t.to_owned());
+}
+
+/// Writes one audit line.
+pub fn record(event: AuditEvent) {
+    let line = event.to_json();
+    if let Some(buf) = CAPTURE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        buf.push(line.clone());
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+/// Tests: starts keeping every audit line in memory (process-wide).
+pub fn start_capture() {
+    let mut c = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
+    c.get_or_insert_with(Vec::new);
+}
+
+/// Tests: the lines captured so far.
+pub fn captured() -> Vec<Value> {
+    CAPTURE.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default()
+}

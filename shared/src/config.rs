@@ -1,0 +1,219 @@
+//! `Config::from_env()`: every `GATEHOUSE_*` variable, documented and validated once at start.
+//! An invalid value fails start-up with an error naming the variable (a cold start fails fast).
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Which storage backend holds clients, tokens and keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// DynamoDB, one table per tenant stack (the Lambda deployment).
+    Dynamodb,
+    /// SQLite in the data directory (the local server).
+    Embedded,
+}
+
+/// How access tokens are signed (DESIGN.md "Keys and signing").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignerKind {
+    /// ES256 key generated on first start and kept in the data directory.
+    Local,
+    /// Every token signed by KMS `Sign` with an asymmetric KMS key.
+    Kms,
+    /// An ES256 key sealed by a KMS symmetric key, stored in the table, unsealed per cold start.
+    Sealed,
+}
+
+/// A configuration error: names the variable and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { var, problem: problem.into() }
+}
+
+/// The validated configuration of one tenant.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `GATEHOUSE_ISSUER`: the issuer identifier (RFC 8414 §2): https, or http on loopback;
+    /// no query or fragment. Endpoint URLs are derived from it. Default `http://<GATEHOUSE_ADDR>`.
+    pub issuer: String,
+    /// `GATEHOUSE_TENANT`: the tenant (identity domain) id, used in audit lines and as KMS
+    /// encryption context. Default `local`.
+    pub tenant: String,
+    /// `GATEHOUSE_ADDR`: the local server's listen address. Default `127.0.0.1:8080`.
+    pub addr: SocketAddr,
+    /// `GATEHOUSE_STORE`: `dynamodb` or `embedded`. Default `embedded`.
+    pub store: StoreKind,
+    /// `GATEHOUSE_TABLE_NAME`: the DynamoDB table (required with `dynamodb`).
+    pub table_name: Option<String>,
+    /// `GATEHOUSE_DATA_DIR`: where the embedded store, local key and admin token live.
+    /// Default `./.gatehouse`.
+    pub data_dir: PathBuf,
+    /// `GATEHOUSE_SIGNER`: `local`, `kms` or `sealed`. Default `local`.
+    pub signer: SignerKind,
+    /// `GATEHOUSE_KMS_KEY_ID`: key id, ARN or alias. With `kms` the asymmetric signing key
+    /// (ECC_NIST_P256 or RSA_2048, SIGN_VERIFY); with `sealed` the symmetric key that seals.
+    pub kms_key_id: Option<String>,
+    /// `GATEHOUSE_ADMIN_TOKEN`: static bearer token for the admin API (local runs).
+    pub admin_token: Option<String>,
+    /// `GATEHOUSE_ADMIN_IAM`: `true` when API Gateway authorizes the admin routes with AWS IAM;
+    /// only then is `requestContext.authorizer.iam` trusted. Default `false`.
+    pub admin_iam: bool,
+    /// `GATEHOUSE_ACCESS_TOKEN_TTL`: default access-token lifetime in seconds (60..=86400).
+    /// Default 3600.
+    pub access_token_ttl: u64,
+    /// `GATEHOUSE_DEFAULT_AUDIENCE`: `aud` of tokens requested without `resource`.
+    /// Default: the issuer.
+    pub default_audience: String,
+}
+
+/// Reads one variable; empty counts as unset.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Reads and validates every `GATEHOUSE_*` variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(var)
+    }
+
+    /// Same as [`Config::from_env`], reading from any lookup (tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let addr: SocketAddr = match get("GATEHOUSE_ADDR") {
+            Some(a) => a.parse().map_err(|_| bad("GATEHOUSE_ADDR", "expected host:port, e.g. 127.0.0.1:8080"))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let issuer = get("GATEHOUSE_ISSUER").unwrap_or_else(|| format!("http://{addr}"));
+        let issuer = validate_issuer(&issuer)?;
+        let store = match get("GATEHOUSE_STORE").as_deref() {
+            None | Some("embedded") => StoreKind::Embedded,
+            Some("dynamodb") => StoreKind::Dynamodb,
+            Some(_) => return Err(bad("GATEHOUSE_STORE", "expected `dynamodb` or `embedded`")),
+        };
+        let table_name = get("GATEHOUSE_TABLE_NAME");
+        if store == StoreKind::Dynamodb && table_name.is_none() {
+            return Err(bad("GATEHOUSE_TABLE_NAME", "required when GATEHOUSE_STORE=dynamodb"));
+        }
+        let signer = match get("GATEHOUSE_SIGNER").as_deref() {
+            None | Some("local") => SignerKind::Local,
+            Some("kms") => SignerKind::Kms,
+            Some("sealed") => SignerKind::Sealed,
+            Some(_) => return Err(bad("GATEHOUSE_SIGNER", "expected `local`, `kms` or `sealed`")),
+        };
+        let kms_key_id = get("GATEHOUSE_KMS_KEY_ID");
+        if signer != SignerKind::Local && kms_key_id.is_none() {
+            return Err(bad("GATEHOUSE_KMS_KEY_ID", "required when GATEHOUSE_SIGNER is kms or sealed"));
+        }
+        let admin_token = get("GATEHOUSE_ADMIN_TOKEN");
+        if admin_token.as_ref().is_some_and(|t| t.len() < 32) {
+            return Err(bad("GATEHOUSE_ADMIN_TOKEN", "must be at least 32 characters"));
+        }
+        let admin_iam = match get("GATEHOUSE_ADMIN_IAM").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => return Err(bad("GATEHOUSE_ADMIN_IAM", "expected `true` or `false`")),
+        };
+        let access_token_ttl = match get("GATEHOUSE_ACCESS_TOKEN_TTL") {
+            None => 3600,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (60..=86_400).contains(s))
+                .ok_or_else(|| bad("GATEHOUSE_ACCESS_TOKEN_TTL", "expected seconds between 60 and 86400"))?,
+        };
+        let tenant = get("GATEHOUSE_TENANT").unwrap_or_else(|| "local".into());
+        if tenant.len() > 64 || !tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(bad("GATEHOUSE_TENANT", "up to 64 letters, digits, `-` or `_`"));
+        }
+        let default_audience = get("GATEHOUSE_DEFAULT_AUDIENCE").unwrap_or_else(|| issuer.clone());
+        Ok(Self {
+            issuer,
+            tenant,
+            addr,
+            store,
+            table_name,
+            data_dir: PathBuf::from(get("GATEHOUSE_DATA_DIR").unwrap_or_else(|| "./.gatehouse".into())),
+            signer,
+            kms_key_id,
+            admin_token,
+            admin_iam,
+            access_token_ttl,
+            default_audience,
+        })
+    }
+
+    /// An absolute endpoint URL under the issuer, e.g. `endpoint("/token")`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}
+
+/// RFC 8414 §2: the issuer is an https URL without query or fragment. Plain http is allowed
+/// only on loopback, for the local server. A trailing slash is removed.
+fn validate_issuer(raw: &str) -> Result<String, ConfigError> {
+    let u = url::Url::parse(raw).map_err(|_| bad("GATEHOUSE_ISSUER", "not an absolute URL"))?;
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(bad("GATEHOUSE_ISSUER", "must not have a query or fragment (RFC 8414 §2)"));
+    }
+    let loopback = matches!(u.host_str(), Some("127.0.0.1") | Some("localhost") | Some("[::1]"));
+    match u.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err(bad("GATEHOUSE_ISSUER", "must use https (http only on loopback)")),
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.issuer, "http://127.0.0.1:8080");
+        assert_eq!(c.store, StoreKind::Embedded);
+        assert_eq!(c.signer, SignerKind::Local);
+        assert_eq!(c.access_token_ttl, 3600);
+        assert_eq!(c.default_audience, c.issuer);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("GATEHOUSE_STORE", "redis")], "GATEHOUSE_STORE"),
+            (&[("GATEHOUSE_STORE", "dynamodb")], "GATEHOUSE_TABLE_NAME"),
+            (&[("GATEHOUSE_SIGNER", "kms")], "GATEHOUSE_KMS_KEY_ID"),
+            (&[("GATEHOUSE_ISSUER", "http://example.com")], "GATEHOUSE_ISSUER"),
+            (&[("GATEHOUSE_ISSUER", "https://a.example/?x=1")], "GATEHOUSE_ISSUER"),
+            (&[("GATEHOUSE_ADDR", "nope")], "GATEHOUSE_ADDR"),
+            (&[("GATEHOUSE_ACCESS_TOKEN_TTL", "5")], "GATEHOUSE_ACCESS_TOKEN_TTL"),
+            (&[("GATEHOUSE_ADMIN_TOKEN", "short")], "GATEHOUSE_ADMIN_TOKEN"),
+            (&[("GATEHOUSE_ADMIN_IAM", "yes")], "GATEHOUSE_ADMIN_IAM"),
+            (&[("GATEHOUSE_TENANT", "a b")], "GATEHOUSE_TENANT"),
+        ];
+        for (pairs, var) in cases {
+            let e = cfg(pairs).unwrap_err();
+            assert_eq!(e.var, *var, "{pairs:?}");
+            assert!(e.to_string().starts_with(var));
+        }
+    }
+
+    #[test]
+    fn https_issuer_trailing_slash_trimmed() {
+        let c = cfg(&[("GATEHOUSE_ISSUER", "https://auth.example.com/")]).unwrap();
+        assert_eq!(c.issuer, "https://auth.example.com");
+        assert_eq!(c.endpoint("/token"), "https://auth.example.com/token");
+    }
+}

@@ -1,0 +1,196 @@
+//! `POST /admin/clients` (RFC 7591 §2 client metadata, §3.2.1 response), `GET` and `DELETE
+//! /admin/clients/{client_id}`. Secrets are generated here (256 bits), shown once, stored as
+//! SHA-256 digests. Deleting a client revokes its tokens.
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Actor, authorize, changed, json_body, ok};
+use crate::endpoints::json_no_store;
+use crate::model::{AuthMethod, Client, ClientSecret, GrantType, Scope, TokenKind};
+use crate::store::TokenQuery;
+use crate::{AppState, OAuthError, Result};
+
+/// The RFC 7591 §2 metadata Gatehouse accepts. Unknown members are refused (an admin API, not
+/// open dynamic registration: a typo must not silently produce a different client).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientMetadata {
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// RFC 7591 §2 default: `["authorization_code"]`.
+    pub grant_types: Option<Vec<String>>,
+    /// RFC 7591 §2 default: `client_secret_basic`.
+    pub token_endpoint_auth_method: Option<String>,
+    /// The scopes the client may request.
+    pub scope: Option<String>,
+    /// Gatehouse: access-token lifetime in seconds (60..=86400).
+    pub access_token_lifetime: Option<u64>,
+}
+
+fn meta(msg: impl Into<String>) -> OAuthError {
+    OAuthError::InvalidClientMetadata(msg.into().into())
+}
+
+/// RFC 8252 §7 / RFC 9700 §4.1: https, http only on loopback, or a private-use scheme with a
+/// dot; absolute, no fragment.
+pub fn validate_redirect_uri(raw: &str) -> Result<()> {
+    let bad = |why: &str| OAuthError::InvalidRedirectUri(format!("redirect_uris: {why}").into());
+    if raw.len() > 2000 {
+        return Err(bad("a URI is longer than 2000 characters"));
+    }
+    let u = url::Url::parse(raw).map_err(|_| bad("not an absolute URI"))?;
+    if u.fragment().is_some() || raw.contains('#') {
+        return Err(bad("a redirect URI must not contain a fragment"));
+    }
+    let loopback = matches!(u.host_str(), Some("127.0.0.1") | Some("[::1]") | Some("localhost"));
+    match u.scheme() {
+        "https" if u.host_str().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(bad("http is allowed only for loopback redirect URIs")),
+        s if s.contains('.') => Ok(()),
+        _ => Err(bad("use https, loopback http, or a private-use scheme such as com.example.app")),
+    }
+}
+
+impl ClientMetadata {
+    /// Validates the metadata and builds the client, generating its id and secret.
+    pub fn into_client(self, now: i64) -> Result<(Client, Option<ClientSecret>)> {
+        let method = match self.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic") {
+            "client_secret_basic" => AuthMethod::ClientSecretBasic,
+            "client_secret_post" => AuthMethod::ClientSecretPost,
+            "none" => AuthMethod::None,
+            _ => {
+                return Err(meta(
+                    "token_endpoint_auth_method: expected client_secret_basic, client_secret_post or none",
+                ));
+            }
+        };
+        let mut grant_types = Vec::new();
+        for g in self.grant_types.unwrap_or_else(|| vec!["authorization_code".into()]) {
+            let g = GrantType::parse(&g).ok_or_else(|| meta("grant_types: unknown grant type"))?;
+            if !grant_types.contains(&g) {
+                grant_types.push(g);
+            }
+        }
+        if grant_types.is_empty() {
+            return Err(meta("grant_types: at least one grant type is required"));
+        }
+        if method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(meta(
+                "grant_types: a public client (token_endpoint_auth_method none) cannot use client_credentials",
+            ));
+        }
+        if self.redirect_uris.len() > 20 {
+            return Err(OAuthError::InvalidRedirectUri("redirect_uris: at most 20".into()));
+        }
+        self.redirect_uris.iter().try_for_each(|u| validate_redirect_uri(u))?;
+        if grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
+            return Err(OAuthError::InvalidRedirectUri(
+                "redirect_uris: required for the authorization_code grant".into(),
+            ));
+        }
+        let scope = Scope::parse(self.scope.as_deref().unwrap_or(""))
+            .ok_or_else(|| meta("scope: malformed (RFC 6749 §3.3)"))?;
+        if self.client_name.as_ref().is_some_and(|n| n.chars().count() > 200 || n.trim().is_empty()) {
+            return Err(meta("client_name: 1 to 200 characters"));
+        }
+        if self.access_token_lifetime.is_some_and(|l| !(60..=86_400).contains(&l)) {
+            return Err(meta("access_token_lifetime: seconds between 60 and 86400"));
+        }
+        let secret = (method != AuthMethod::None).then(ClientSecret::generate);
+        let client = Client {
+            client_id: crate::crypto::random_id(),
+            client_name: self.client_name,
+            secret_digest: secret.as_ref().map(ClientSecret::digest),
+            redirect_uris: self.redirect_uris,
+            grant_types,
+            token_endpoint_auth_method: method,
+            scope,
+            access_token_lifetime: self.access_token_lifetime,
+            created_at: now,
+        };
+        Ok((client, secret))
+    }
+}
+
+/// The client's registered metadata as JSON (RFC 7591 §3.2.1), without any secret.
+pub fn client_json(c: &Client) -> serde_json::Value {
+    let mut v = json!({
+        "client_id": c.client_id,
+        "client_id_issued_at": c.created_at,
+        "redirect_uris": c.redirect_uris,
+        "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "token_endpoint_auth_method": c.token_endpoint_auth_method.as_str(),
+        "scope": c.scope.to_string(),
+    });
+    if let Some(n) = &c.client_name {
+        v["client_name"] = json!(n);
+    }
+    if let Some(l) = c.access_token_lifetime {
+        v["access_token_lifetime"] = json!(l);
+    }
+    v
+}
+
+pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) -> Result<Response> {
+    let (parts, body) = req.into_parts();
+    let actor = authorize(&state, &parts)?;
+    let metadata: ClientMetadata = json_body(body, |e| OAuthError::InvalidClientMetadata(e.into())).await?;
+    let (client, secret) = metadata.into_client(state.clock.now())?;
+    state.store.create_client(&client).await?;
+    changed(&actor, "client_created", &client.client_id);
+    let mut body = client_json(&client);
+    if let Some(s) = secret {
+        body["client_secret"] = json!(s.expose());
+        body["client_secret_expires_at"] = json!(0);
+    }
+    Ok(json_no_store(StatusCode::CREATED, body))
+}
+
+pub(super) async fn read(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {
+    authorize(&state, &parts)?;
+    let client = state.store.get_client(&id).await?.ok_or_else(|| OAuthError::NotFound("no such client".into()))?;
+    Ok(ok(client_json(&client)))
+}
+
+pub(super) async fn delete(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {
+    let actor = authorize(&state, &parts)?;
+    if !state.store.delete_client(&id).await? {
+        return Err(OAuthError::NotFound("no such client".into()));
+    }
+    changed(&actor, "client_deleted", &id);
+    let revoked = revoke_all_of_client(&state, &actor, &id).await?;
+    tracing::info!(client_id = %id, revoked, "client deleted");
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    crate::error::no_store(&mut r);
+    Ok(r)
+}
+
+/// Revokes every active token of a client (a deleted or compromised client).
+async fn revoke_all_of_client(state: &AppState, actor: &Actor, client_id: &str) -> Result<u64> {
+    let now = state.clock.now();
+    let mut revoked = 0;
+    for kind in [TokenKind::Access, TokenKind::Refresh] {
+        let q = TokenQuery { kind, client_id: Some(client_id.to_owned()), end_user: None };
+        loop {
+            // Revoked tokens drop out of the listing, so each page starts at offset 0.
+            let page = state.store.list_tokens(&q, now, 0, 100).await?;
+            if page.is_empty() {
+                break;
+            }
+            for t in page {
+                if state.store.revoke_token(&t.id, now).await? {
+                    revoked += 1;
+                    changed(actor, "token_revoked", &t.id);
+                }
+            }
+        }
+    }
+    Ok(revoked)
+}

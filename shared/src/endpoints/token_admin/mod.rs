@@ -1,0 +1,93 @@
+//! The admin API under `/admin` (JSON): clients, resource servers, token listings, counts and
+//! revocation (the seed's TokenManagementMBean operations).
+//!
+//! Every call needs an admin credential: `Authorization: Bearer <GATEHOUSE_ADMIN_TOKEN>`, or,
+//! when `GATEHOUSE_ADMIN_IAM=true` (the deployment lets API Gateway authorize `/admin` routes
+//! with AWS IAM), the IAM identity API Gateway put in `requestContext.authorizer.iam`. No
+//! credential configured means everything is refused.
+mod clients;
+mod resource_servers;
+mod tokens;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use lambda_http::request::RequestContext;
+
+use crate::audit::{self, AuditEvent};
+use crate::endpoints::{json_no_store, method_not_allowed, not_found};
+use crate::{AppState, OAuthError, Result};
+
+/// The token-admin function's router.
+pub fn router(state: AppState) -> Router {
+    routes().fallback(not_found).with_state(state)
+}
+
+/// The `/admin` routes, for merging.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/clients", post(clients::create).fallback(method_not_allowed("POST")))
+        .route(
+            "/admin/clients/{client_id}",
+            get(clients::read).delete(clients::delete).fallback(method_not_allowed("GET, DELETE")),
+        )
+        .route(
+            "/admin/resource-servers",
+            post(resource_servers::create).get(resource_servers::list).fallback(method_not_allowed("GET, POST")),
+        )
+        .route("/admin/tokens", get(tokens::list).fallback(method_not_allowed("GET")))
+        .route("/admin/tokens/count", get(tokens::count).fallback(method_not_allowed("GET")))
+        .route("/admin/tokens/revoke", post(tokens::revoke).fallback(method_not_allowed("POST")))
+}
+
+/// Who made an admin call, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+/// Checks the admin credential.
+pub fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
+    if state.config.admin_iam
+        && let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>()
+        && let Some(iam) = ctx.authorizer.as_ref().and_then(|a| a.iam.as_ref())
+    {
+        let who = iam.user_arn.clone().or_else(|| iam.caller_id.clone()).unwrap_or_else(|| "iam".into());
+        return Ok(Actor(format!("iam:{who}")));
+    }
+    let Some(expected) = state.config.admin_token.as_deref() else {
+        audit::record(AuditEvent::AdminRefused { reason: "no admin credential is configured" });
+        return Err(OAuthError::AdminUnauthorized);
+    };
+    let presented = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let ok =
+        presented.is_some_and(|t| crate::crypto::ct_eq(&crate::crypto::digest(t), &crate::crypto::digest(expected)));
+    if !ok {
+        audit::record(AuditEvent::AdminRefused { reason: "missing or wrong admin bearer token" });
+        return Err(OAuthError::AdminUnauthorized);
+    }
+    Ok(Actor("admin-token".into()))
+}
+
+/// Parses a JSON body (unknown fields refused by the target type). Errors name the field.
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(body: Body, bad: fn(String) -> OAuthError) -> Result<T> {
+    let bytes = crate::http::read_body(body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))
+}
+
+/// Audits an admin change.
+pub(crate) fn changed(actor: &Actor, action: &'static str, object: impl Into<String>) {
+    audit::record(AuditEvent::AdminChange { actor: actor.0.clone(), action, object: object.into() });
+}
+
+/// 200 with a JSON body, never cached.
+pub(crate) fn ok(body: serde_json::Value) -> Response {
+    json_no_store(StatusCode::OK, body)
+}

@@ -1,0 +1,172 @@
+//! Token requests by `grant_type` (RFC 6749 §4), one file per grant, and access-token issuance
+//! (RFC 9068) shared by all of them.
+mod client_credentials;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{self, AuditEvent};
+use crate::error::OAuthError;
+use crate::http::Params;
+use crate::model::{Client, GrantType, ResourceServer, Scope, TokenKind, TokenRecord};
+use crate::{AppState, Result};
+
+/// A parsed token request.
+#[derive(Debug)]
+pub enum TokenRequest {
+    /// RFC 6749 §4.4.2.
+    ClientCredentials(client_credentials::Request),
+}
+
+impl TokenRequest {
+    /// Parses the grant-specific parameters. A missing `grant_type` is `invalid_request`; an
+    /// unknown or not-yet-served one is `unsupported_grant_type` (RFC 6749 §5.2).
+    pub fn parse(form: &Params) -> Result<Self> {
+        let grant = form.require("grant_type")?;
+        match GrantType::parse(grant) {
+            Some(GrantType::ClientCredentials) => {
+                Ok(Self::ClientCredentials(client_credentials::Request::parse(form)?))
+            }
+            _ => Err(OAuthError::UnsupportedGrantType),
+        }
+    }
+}
+
+/// The successful token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// Runs the grant for an authenticated client.
+pub async fn issue(state: &AppState, client: &Client, request: TokenRequest) -> Result<TokenResponse> {
+    match request {
+        TokenRequest::ClientCredentials(r) => client_credentials::issue(state, client, r).await,
+    }
+}
+
+/// RFC 6749 §5.2 `unauthorized_client` unless the client registered this grant.
+pub fn ensure_grant_allowed(client: &Client, grant: GrantType) -> Result<()> {
+    if client.grant_types.contains(&grant) {
+        Ok(())
+    } else {
+        Err(OAuthError::UnauthorizedClient(format!("the client is not allowed to use {}", grant.as_str()).into()))
+    }
+}
+
+/// The audience and scope a token is issued for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub audience: String,
+    pub scope: Scope,
+}
+
+/// Decides audience and scope (RFC 6749 §3.3, RFC 8707 §2): `resource`, when given, must be a
+/// registered resource server (`invalid_target`), and the token is limited to its scopes.
+/// The requested scope must lie within the client's allowed scopes (and the resource's);
+/// without `scope`, every allowed scope is granted.
+pub async fn decide_grant(
+    state: &AppState,
+    client: &Client,
+    requested: Option<&Scope>,
+    resource: Option<&str>,
+) -> Result<Grant> {
+    let rs: Option<ResourceServer> =
+        match resource {
+            None => None,
+            Some(r) => {
+                Some(state.store.get_resource_server(r).await?.ok_or_else(|| {
+                    OAuthError::InvalidTarget("the resource is not a registered resource server".into())
+                })?)
+            }
+        };
+    let within_rs = |t: &str| rs.as_ref().is_none_or(|rs| rs.scope_names().any(|n| n == t));
+    let scope = match requested {
+        Some(req) => {
+            if !req.is_subset(&client.scope) {
+                return Err(OAuthError::InvalidScope("the requested scope exceeds the client's allowed scopes".into()));
+            }
+            if !req.iter().all(within_rs) {
+                return Err(OAuthError::InvalidScope("the requested scope is not offered by the resource".into()));
+            }
+            req.clone()
+        }
+        None => client.scope.filter(within_rs),
+    };
+    let audience = rs.map(|r| r.identifier).unwrap_or_else(|| state.config.default_audience.clone());
+    Ok(Grant { audience, scope })
+}
+
+/// A freshly issued access token and its stored record.
+pub struct IssuedAccessToken {
+    pub token: String,
+    pub record: TokenRecord,
+}
+
+/// Issues an RFC 9068 JWT access token (`typ: at+jwt`; `iss`, `sub`, `aud`, `client_id`,
+/// `scope`, `iat`, `exp`, `jti`) and stores its record. Signing happens first: if the store
+/// write fails, the token is never handed out, so no token exists without its record.
+pub async fn issue_access_token(
+    state: &AppState,
+    client: &Client,
+    subject: &str,
+    end_user: Option<&str>,
+    grant_type: GrantType,
+    grant: &Grant,
+) -> Result<IssuedAccessToken> {
+    let now = state.clock.now();
+    let lifetime = client.access_token_lifetime.unwrap_or(state.config.access_token_ttl);
+    let record = TokenRecord {
+        id: crate::crypto::random_id(),
+        kind: TokenKind::Access,
+        client_id: client.client_id.clone(),
+        subject: subject.to_owned(),
+        end_user: end_user.map(str::to_owned),
+        scope: grant.scope.clone(),
+        audience: grant.audience.clone(),
+        grant_type,
+        issued_at: now,
+        expires_at: now + lifetime as i64,
+        revoked_at: None,
+    };
+    let mut claims = json!({
+        "iss": state.config.issuer,
+        "sub": record.subject,
+        "aud": record.audience,
+        "client_id": record.client_id,
+        "iat": record.issued_at,
+        "exp": record.expires_at,
+        "jti": record.id,
+    });
+    if !record.scope.is_empty() {
+        claims["scope"] = json!(record.scope.to_string());
+    }
+    let token = state.signer.sign("at+jwt", &claims).await?;
+    state.store.put_token(&record).await?;
+    audit::record(AuditEvent::TokenIssued {
+        client_id: record.client_id.clone(),
+        subject: record.subject.clone(),
+        grant_type: grant_type.as_str(),
+        jti: record.id.clone(),
+        scope: record.scope.to_string(),
+        audience: record.audience.clone(),
+    });
+    Ok(IssuedAccessToken { token, record })
+}
+
+impl TokenResponse {
+    /// The response for an access token alone.
+    pub fn access_only(issued: IssuedAccessToken) -> Self {
+        let r = &issued.record;
+        Self {
+            expires_in: (r.expires_at - r.issued_at).max(0) as u64,
+            scope: (!r.scope.is_empty()).then(|| r.scope.to_string()),
+            token_type: "Bearer",
+            access_token: issued.token,
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Request parsing shared by the endpoints: bounded bodies, `application/x-www-form-urlencoded`
+//! forms (RFC 6749 §3.1/§3.2), HTTP Basic client credentials (RFC 6749 §2.3.1) and client
+//! authentication.
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Request, header};
+use base64::Engine;
+
+use crate::audit::{self, AuditEvent};
+use crate::error::{ClientAuthAttempt, OAuthError};
+use crate::model::{AuthMethod, Client};
+use crate::{AppState, Result};
+
+/// Largest request body any endpoint accepts (bytes): far above any legitimate OAuth request.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Form or query parameters: each name at most once, empty values treated as absent.
+#[derive(Debug, Default, Clone)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    /// Parses `application/x-www-form-urlencoded` pairs. A repeated parameter is
+    /// `invalid_request` (RFC 6749 §3.1: "MUST NOT be included more than once"); a parameter
+    /// sent without a value is treated as omitted.
+    pub fn parse(raw: &[u8]) -> Result<Self> {
+        let mut map = HashMap::new();
+        for (k, v) in form_urlencoded::parse(raw) {
+            if v.is_empty() {
+                continue;
+            }
+            if map.insert(k.to_string(), v.into_owned()).is_some() {
+                let name: String = k.chars().take(64).collect();
+                return Err(OAuthError::invalid_request(format!("parameter `{name}` is repeated")));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// A parameter's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// A required parameter, or `invalid_request` naming it.
+    pub fn require(&self, name: &'static str) -> Result<&str> {
+        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("missing parameter `{name}`")))
+    }
+
+    /// Whether a parameter is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes.
+pub async fn read_body(body: Body) -> Result<axum::body::Bytes> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| OAuthError::PayloadTooLarge)
+}
+
+/// Splits a request into its head and its form body. The content type must be
+/// `application/x-www-form-urlencoded` (RFC 6749 §3.2).
+pub async fn read_form(req: Request<Body>) -> Result<(Parts, Params)> {
+    let (parts, body) = req.into_parts();
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
+    }
+    let bytes = read_body(body).await?;
+    Ok((parts, Params::parse(&bytes)?))
+}
+
+/// The query string's parameters (same rules as a form).
+pub fn query(parts: &Parts) -> Result<Params> {
+    Params::parse(parts.uri.query().unwrap_or("").as_bytes())
+}
+
+/// The client credentials a request presents.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    /// `Authorization: Basic` (client_secret_basic).
+    Basic { client_id: String, secret: crate::model::ClientSecret },
+    /// `client_id` + `client_secret` in the body (client_secret_post).
+    Post { client_id: String, secret: crate::model::ClientSecret },
+    /// Only `client_id` in the body: a public client (RFC 6749 §2.1, §3.2.1).
+    Public { client_id: String },
+    /// Nothing.
+    None,
+}
+
+impl Presented {
+    fn attempt(&self) -> ClientAuthAttempt {
+        match self {
+            Self::Basic { .. } => ClientAuthAttempt::Header,
+            Self::Post { .. } | Self::Public { .. } => ClientAuthAttempt::Body,
+            Self::None => ClientAuthAttempt::None,
+        }
+    }
+
+    /// The client id presented, if any.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::Public { client_id } => {
+                Some(client_id)
+            }
+            Self::None => None,
+        }
+    }
+}
+
+/// Parses `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
+fn parse_basic(value: &str) -> Option<(String, String)> {
+    let (scheme, b64) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") || b64.len() > 4096 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| -> Option<String> {
+        let plus = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&plus).decode_utf8().ok().map(|c| c.into_owned())
+    };
+    let (id, secret) = (unescape(id)?, unescape(secret)?);
+    (!id.is_empty()).then_some((id, secret))
+}
+
+/// What credentials the request presents. More than one method is `invalid_request`
+/// (RFC 6749 §2.3: "MUST NOT use more than one authentication method in each request").
+pub fn presented_credentials(headers: &HeaderMap, form: &Params) -> Result<Presented> {
+    let body_id = form.get("client_id");
+    let body_secret = form.get("client_secret");
+    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+        return Ok(match (body_id, body_secret) {
+            (Some(id), Some(s)) => Presented::Post { client_id: id.into(), secret: crate::model::ClientSecret::new(s) },
+            (Some(id), None) => Presented::Public { client_id: id.into() },
+            (None, Some(_)) => return Err(OAuthError::invalid_request("client_secret without client_id")),
+            (None, None) => Presented::None,
+        });
+    };
+    if body_secret.is_some() {
+        return Err(OAuthError::invalid_request(
+            "client credentials sent both in the Authorization header and the body",
+        ));
+    }
+    let (id, secret) =
+        auth.to_str().ok().and_then(parse_basic).ok_or_else(|| {
+            OAuthError::invalid_client("malformed Basic authorization header", ClientAuthAttempt::Header)
+        })?;
+    if body_id.is_some_and(|b| b != id) {
+        return Err(OAuthError::invalid_request("client_id in the body differs from the Authorization header"));
+    }
+    Ok(Presented::Basic { client_id: id, secret: crate::model::ClientSecret::new(secret) })
+}
+
+/// A digest no real secret has: compared against when the client is unknown, so that an
+/// unknown client and a wrong secret take the same time.
+const DUMMY_DIGEST: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// RFC 6749 §2.3 / §3.2.1: authenticates the client of a token, introspection or revocation
+/// request. The presented method must be the client's registered
+/// `token_endpoint_auth_method`; secrets are compared as digests in constant time.
+pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &Params) -> Result<Client> {
+    let presented = presented_credentials(headers, form)?;
+    let attempt = presented.attempt();
+    let fail = |client_id: Option<&str>, why: &'static str| {
+        audit::record(AuditEvent::InvalidClient { client_id: client_id.map(str::to_owned), reason: why });
+        OAuthError::invalid_client("client authentication failed", attempt)
+    };
+    let Some(client_id) = presented.client_id() else {
+        return Err(fail(None, "no client credentials"));
+    };
+    if client_id.len() > 256 {
+        return Err(fail(None, "client_id too long"));
+    }
+    let client = state.store.get_client(client_id).await?;
+    let (secret, method) = match &presented {
+        Presented::Basic { secret, .. } => (Some(secret), AuthMethod::ClientSecretBasic),
+        Presented::Post { secret, .. } => (Some(secret), AuthMethod::ClientSecretPost),
+        _ => (None, AuthMethod::None),
+    };
+    let expected = client.as_ref().and_then(|c| c.secret_digest.as_deref()).unwrap_or(DUMMY_DIGEST);
+    let secret_ok = secret.is_some_and(|s| crate::crypto::ct_eq(&s.digest(), expected));
+    let Some(client) = client else {
+        return Err(fail(Some(client_id), "unknown client"));
+    };
+    if client.token_endpoint_auth_method != method {
+        return Err(fail(Some(client_id), "authentication method differs from the registered one"));
+    }
+    if method != AuthMethod::None && !secret_ok {
+        return Err(fail(Some(client_id), "wrong client secret"));
+    }
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_is_form_decoded() {
+        let v = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("my%20app:p%3Ass+w"));
+        assert_eq!(parse_basic(&v), Some(("my app".into(), "p:ss w".into())));
+        assert_eq!(parse_basic("Bearer abc"), None);
+        assert_eq!(parse_basic("Basic !!!"), None);
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        assert_eq!(Params::parse(b"a=1&a=2").unwrap_err().code(), "invalid_request");
+        let p = Params::parse(b"a=1&b=&c=x+y").unwrap();
+        assert_eq!((p.get("a"), p.get("b"), p.get("c")), (Some("1"), None, Some("x y")));
+    }
+}

@@ -1,0 +1,116 @@
+//! `KmsSigner`: every JWT signed by KMS `Sign` with an asymmetric key (ECC_NIST_P256 → ES256,
+//! RSA_2048/3072/4096 → RS256), `MessageType=RAW`. ECDSA signatures come back DER-encoded and
+//! are converted to the 64-byte JOSE form (RFC 7518 §3.4). The public key comes from
+//! `GetPublicKey` once per cold start.
+use async_trait::async_trait;
+use aws_sdk_kms::Client as Kms;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
+
+use super::{Alg, KeyError, KeySet, PublicJwk, Signer};
+
+/// Signs with a KMS asymmetric key.
+pub struct KmsSigner {
+    kms: Kms,
+    key_id: String,
+    alg: Alg,
+    kid: String,
+    keys: KeySet,
+}
+
+/// Maps a KMS SDK error: throttling, timeouts and 5xx are retryable (`Unavailable`).
+pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> KeyError {
+    const RETRYABLE: &[&str] =
+        &["ThrottlingException", "KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException"];
+    match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            KeyError::Unavailable(format!("kms: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))
+        }
+        _ => match e.code() {
+            Some(c) if RETRYABLE.contains(&c) => KeyError::Unavailable(format!("kms: {c}")),
+            code => KeyError::Invalid(format!("kms: {} {}", code.unwrap_or("unknown"), e.message().unwrap_or(""))),
+        },
+    }
+}
+
+impl KmsSigner {
+    /// Reads the key's public half and checks it is an asymmetric signing key Gatehouse supports.
+    pub async fn new(kms: Kms, key_id: impl Into<String>) -> Result<Self, KeyError> {
+        let key_id = key_id.into();
+        let out = kms.get_public_key().key_id(&key_id).send().await.map_err(classify)?;
+        if out.key_usage != Some(KeyUsageType::SignVerify) {
+            return Err(KeyError::Invalid(format!("KMS key {key_id} is not a SIGN_VERIFY key")));
+        }
+        let der = out.public_key.ok_or_else(|| KeyError::Invalid("GetPublicKey returned no key".into()))?;
+        let (alg, jwk) = match out.key_spec {
+            Some(KeySpec::EccNistP256) => {
+                use p256::pkcs8::DecodePublicKey;
+                let pk = p256::ecdsa::VerifyingKey::from_public_key_der(der.as_ref())
+                    .map_err(|e| KeyError::Invalid(format!("KMS public key: {e}")))?;
+                (Alg::ES256, PublicJwk::from_p256(&pk, Alg::ES256))
+            }
+            Some(KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096) => (Alg::RS256, rsa_jwk(der.as_ref())?),
+            other => {
+                return Err(KeyError::Invalid(format!(
+                    "KMS key spec {other:?} is not supported (use ECC_NIST_P256 or RSA_2048)"
+                )));
+            }
+        };
+        let kid = jwk.kid.clone();
+        Ok(Self { kms, key_id, alg, kid, keys: KeySet::new([jwk])? })
+    }
+}
+
+/// RSA SubjectPublicKeyInfo DER → JWK (`n`, `e`).
+fn rsa_jwk(der: &[u8]) -> Result<PublicJwk, KeyError> {
+    use pkcs1::der::Decode;
+    let bad = |e: String| KeyError::Invalid(format!("KMS RSA public key: {e}"));
+    let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| bad(e.to_string()))?;
+    let bits = spki.subject_public_key.as_bytes().ok_or_else(|| bad("unaligned bit string".into()))?;
+    let rsa = pkcs1::RsaPublicKey::from_der(bits).map_err(|e| bad(e.to_string()))?;
+    Ok(PublicJwk::from_rsa(rsa.modulus.as_bytes(), rsa.public_exponent.as_bytes()))
+}
+
+#[async_trait]
+impl Signer for KmsSigner {
+    fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    async fn sign_input(&self, input: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let algorithm = match self.alg {
+            Alg::ES256 => SigningAlgorithmSpec::EcdsaSha256,
+            Alg::RS256 => SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
+        };
+        let out = self
+            .kms
+            .sign()
+            .key_id(&self.key_id)
+            .message(Blob::new(input))
+            .message_type(MessageType::Raw)
+            .signing_algorithm(algorithm)
+            .send()
+            .await
+            .map_err(classify)?;
+        let sig = out.signature.ok_or_else(|| KeyError::Invalid("KMS Sign returned no signature".into()))?;
+        match self.alg {
+            Alg::ES256 => {
+                let s = p256::ecdsa::Signature::from_der(sig.as_ref())
+                    .map_err(|e| KeyError::Invalid(format!("KMS signature: {e}")))?;
+                Ok(s.to_bytes().to_vec())
+            }
+            Alg::RS256 => Ok(sig.into_inner()),
+        }
+    }
+
+    fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+}

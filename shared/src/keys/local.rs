@@ -1,0 +1,79 @@
+//! `LocalSigner`: an ES256 key generated on first start and kept in the data directory
+//! (`signing-key.pem`, PKCS#8, mode 0600). Several processes on one data directory agree on
+//! one key: the file is created by an atomic no-clobber link.
+use std::path::Path;
+
+use async_trait::async_trait;
+
+use super::{Alg, EcKey, KeyError, KeySet, Signer};
+
+/// Signs with a key file in the data directory.
+pub struct LocalSigner {
+    key: EcKey,
+    keys: KeySet,
+}
+
+impl LocalSigner {
+    /// Loads `signing-key.pem` from `dir`, generating it on first start.
+    pub fn load_or_create(dir: &Path) -> Result<Self, KeyError> {
+        let io = |e: std::io::Error| KeyError::Invalid(format!("signing key in {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let path = dir.join("signing-key.pem");
+        if !path.exists() {
+            let key = EcKey::generate();
+            let pem = key
+                .to_pkcs8_der()?
+                .to_pem("PRIVATE KEY", Default::default())
+                .map_err(|e| KeyError::Invalid(e.to_string()))?;
+            let tmp = dir.join(format!(".signing-key.{}.tmp", crate::crypto::random_id()));
+            write_private(&tmp, pem.as_bytes()).map_err(io)?;
+            // No-clobber: if another process won the race, its key stands and ours is dropped.
+            let _ = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+        }
+        let pem = std::fs::read_to_string(&path).map_err(io)?;
+        let (_, doc) = p256::pkcs8::SecretDocument::from_pem(&pem)
+            .map_err(|e| KeyError::Invalid(format!("{}: {e}", path.display())))?;
+        Self::from_key(EcKey::from_pkcs8_der(doc.as_bytes())?)
+    }
+
+    fn from_key(key: EcKey) -> Result<Self, KeyError> {
+        let keys = KeySet::new([key.jwk.clone()])?;
+        Ok(Self { key, keys })
+    }
+
+    /// An in-memory key (tests and benchmarks).
+    pub fn ephemeral() -> Self {
+        Self::from_key(EcKey::generate()).expect("a fresh P-256 key is valid")
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[async_trait]
+impl Signer for LocalSigner {
+    fn kid(&self) -> &str {
+        &self.key.jwk.kid
+    }
+
+    fn alg(&self) -> Alg {
+        Alg::ES256
+    }
+
+    async fn sign_input(&self, input: &[u8]) -> Result<Vec<u8>, KeyError> {
+        Ok(self.key.sign(input))
+    }
+
+    fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+}

@@ -1,0 +1,203 @@
+//! Domain types: RFC-spelled newtypes and the records the stores keep.
+mod scope;
+mod secret;
+
+pub use scope::Scope;
+pub use secret::ClientSecret;
+
+use serde::{Deserialize, Serialize};
+
+/// RFC 6749 §2.3 client authentication methods, as named by RFC 7591 §2
+/// (`token_endpoint_auth_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1), the default.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body (RFC 6749 §2.3.1).
+    ClientSecretPost,
+    /// A public client: no secret (RFC 6749 §2.1).
+    None,
+}
+
+impl AuthMethod {
+    /// The RFC 7591 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Grant types Gatehouse knows (RFC 6749 §4, RFC 7523 §2.1). Only some are served today;
+/// see [`GrantType::is_served`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+pub enum GrantType {
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+    #[serde(rename = "refresh_token")]
+    RefreshToken,
+    #[serde(rename = "password")]
+    Password,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:jwt-bearer")]
+    JwtBearer,
+}
+
+impl GrantType {
+    /// Every grant type, in metadata order.
+    pub const ALL: [GrantType; 5] =
+        [Self::AuthorizationCode, Self::ClientCredentials, Self::RefreshToken, Self::Password, Self::JwtBearer];
+
+    /// The `grant_type` parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::ClientCredentials => "client_credentials",
+            Self::RefreshToken => "refresh_token",
+            Self::Password => "password",
+            Self::JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        }
+    }
+
+    /// Parses a `grant_type` parameter value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// Whether the token endpoint serves this grant in this release (metadata lists only these).
+    pub fn is_served(self) -> bool {
+        matches!(self, Self::ClientCredentials)
+    }
+}
+
+/// A registered client (RFC 7591 §2 metadata plus Gatehouse's own settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Client {
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// SHA-256 digest (base64url) of the server-generated secret; `None` for public clients.
+    pub secret_digest: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub token_endpoint_auth_method: AuthMethod,
+    /// The scopes this client may request.
+    pub scope: Scope,
+    /// Access-token lifetime in seconds for this client, overriding the tenant default.
+    pub access_token_lifetime: Option<u64>,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+}
+
+impl Client {
+    /// RFC 6749 §2.1: a client without credentials is public.
+    pub fn is_public(&self) -> bool {
+        self.token_endpoint_auth_method == AuthMethod::None
+    }
+}
+
+/// A scope offered by a resource server, with the text shown on consent pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeDescription {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A resource server (API): its identifier is the audience of the tokens issued for it
+/// (RFC 8707 §2, RFC 9068 §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceServer {
+    pub identifier: String,
+    pub name: Option<String>,
+    pub scopes: Vec<ScopeDescription>,
+    pub created_at: i64,
+}
+
+impl ResourceServer {
+    /// The scope names this resource server defines.
+    pub fn scope_names(&self) -> impl Iterator<Item = &str> {
+        self.scopes.iter().map(|s| s.name.as_str())
+    }
+}
+
+/// What kind of token a [`TokenRecord`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    /// `access` or `refresh`, as used by the admin API's `type` parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+        }
+    }
+
+    /// Parses the admin API's `type` parameter.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "access" => Some(Self::Access),
+            "refresh" => Some(Self::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// The stored record of an issued token: what introspection, revocation and the admin
+/// listings read. Never holds the token itself (a JWT is named by its `jti`, an opaque token
+/// by its digest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The JWT `jti`, or the digest of an opaque token.
+    pub id: String,
+    pub kind: TokenKind,
+    pub client_id: String,
+    /// RFC 9068 `sub`: the end user, or the client itself for client credentials.
+    pub subject: String,
+    /// The resource owner, when there is one (absent for client credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
+    pub scope: Scope,
+    pub audience: String,
+    pub grant_type: GrantType,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenRecord {
+    /// Active means: not expired at `now` and not revoked.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// A signing key kept in the store by the sealed signer: the private key only ever sealed by
+/// KMS, the public JWK in clear for the JWKS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    /// The key slot: 1 for a tenant's first key, +1 per rotation. Unique per tenant, so two
+    /// cold starts racing to create a key agree on one.
+    pub generation: u32,
+    pub alg: String,
+    /// The public key as a JWK (RFC 7517), JSON text.
+    pub public_jwk: String,
+    /// KMS ciphertext of the PKCS#8 private key, base64url.
+    pub sealed_private_key: String,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// After this time the key no longer signs; it stays published until every token it signed
+    /// has expired.
+    pub retired_at: Option<i64>,
+}

@@ -1,0 +1,73 @@
+//! The local all-in-one server: every endpoint on one port, the embedded store and a local
+//! signing key in the data directory. `cargo run --release` starts Gatehouse.
+use std::path::Path;
+
+use gatehouse::{AppState, Config};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    gatehouse::telemetry::init_local();
+    let mut config = Config::from_env().map_err(|e| format!("configuration error: {e}"))?;
+    let generated = match config.admin_token {
+        Some(_) => false,
+        None => {
+            config.admin_token = Some(load_or_create_admin_token(&config.data_dir)?);
+            true
+        }
+    };
+    let state = AppState::build(config).await?;
+    let listener = tokio::net::TcpListener::bind(state.config.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {} (GATEHOUSE_ADDR): {e}", state.config.addr))?;
+    print_banner(&state, generated);
+    gatehouse::audit::record(gatehouse::audit::AuditEvent::Started { component: "local-server" });
+    axum::serve(listener, gatehouse::endpoints::all(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// The admin token kept in the data directory (`admin-token`, mode 0600), made on first start.
+fn load_or_create_admin_token(dir: &Path) -> std::io::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_owned();
+        if t.len() >= 32 {
+            return Ok(t);
+        }
+    }
+    let token = gatehouse::crypto::random_token();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    std::io::Write::write_all(&mut opts.open(&path)?, token.as_bytes())?;
+    Ok(token)
+}
+
+fn print_banner(state: &AppState, generated: bool) {
+    let c = &state.config;
+    let admin = c.admin_token.as_deref().unwrap_or_default();
+    println!("Gatehouse is running (tenant `{}`, data in {})", c.tenant, c.data_dir.display());
+    println!("  issuer         {}", c.issuer);
+    for (name, path) in [
+        ("token", "/token"),
+        ("introspect", "/introspect"),
+        ("revoke", "/revoke"),
+        ("authorize", "/authorize"),
+        ("metadata", "/.well-known/oauth-authorization-server"),
+        ("jwks", "/.well-known/jwks.json"),
+        ("admin", "/admin"),
+    ] {
+        println!("  {name:<14} {}", c.endpoint(path));
+    }
+    let origin = if generated { "generated and kept in the data dir" } else { "from GATEHOUSE_ADMIN_TOKEN" };
+    println!("Admin API token ({origin}):\n  {admin}");
+    println!("Try:\n  curl -s -X POST {}/admin/clients -H 'Authorization: Bearer {admin}' \\", c.issuer);
+    println!(
+        "    -H 'Content-Type: application/json' -d '{{\"grant_types\":[\"client_credentials\"],\"scope\":\"read\"}}'"
+    );
+}
