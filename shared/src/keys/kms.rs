@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_kms::Client as Kms;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{KeyUsageType, MessageType, SigningAlgorithmSpec};
 
 use super::{Alg, KeyError, KeySet, PublicJwk, Signer};
 
@@ -45,33 +45,36 @@ impl KmsSigner {
             return Err(KeyError::Invalid(format!("KMS key {key_id} is not a SIGN_VERIFY key")));
         }
         let der = out.public_key.ok_or_else(|| KeyError::Invalid("GetPublicKey returned no key".into()))?;
-        let (alg, jwk) = match out.key_spec {
-            Some(KeySpec::EccNistP256) => {
-                use p256::pkcs8::DecodePublicKey;
-                let pk = p256::ecdsa::VerifyingKey::from_public_key_der(der.as_ref())
-                    .map_err(|e| KeyError::Invalid(format!("KMS public key: {e}")))?;
-                (Alg::ES256, PublicJwk::from_p256(&pk, Alg::ES256))
-            }
-            Some(KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096) => (Alg::RS256, rsa_jwk(der.as_ref())?),
-            other => {
-                return Err(KeyError::Invalid(format!(
-                    "KMS key spec {other:?} is not supported (use ECC_NIST_P256 or RSA_2048)"
-                )));
-            }
-        };
+        let (alg, jwk) = public_jwk(der.as_ref())?;
         let kid = jwk.kid.clone();
         Ok(Self { kms, key_id, alg, kid, keys: KeySet::new([jwk])? })
     }
 }
 
-/// RSA SubjectPublicKeyInfo DER → JWK (`n`, `e`).
-fn rsa_jwk(der: &[u8]) -> Result<PublicJwk, KeyError> {
+/// The algorithm and JWK of a SubjectPublicKeyInfo (the `GetPublicKey` result), decided by the
+/// key's own algorithm identifier rather than the response's `KeySpec` field (which some KMS
+/// implementations omit): P-256 → ES256, RSA (2048 bits or more) → RS256.
+fn public_jwk(der: &[u8]) -> Result<(Alg, PublicJwk), KeyError> {
     use pkcs1::der::Decode;
-    let bad = |e: String| KeyError::Invalid(format!("KMS RSA public key: {e}"));
+    const EC: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const RSA: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    let bad = |e: String| KeyError::Invalid(format!("KMS public key: {e}"));
     let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| bad(e.to_string()))?;
+    if spki.algorithm.oid == EC {
+        use p256::pkcs8::DecodePublicKey;
+        let pk = p256::ecdsa::VerifyingKey::from_public_key_der(der)
+            .map_err(|e| bad(format!("{e} (only ECC_NIST_P256 is supported)")))?;
+        return Ok((Alg::ES256, PublicJwk::from_p256(&pk, Alg::ES256)));
+    }
+    if spki.algorithm.oid != RSA {
+        return Err(bad("unsupported key type (use ECC_NIST_P256 or RSA_2048)".into()));
+    }
     let bits = spki.subject_public_key.as_bytes().ok_or_else(|| bad("unaligned bit string".into()))?;
     let rsa = pkcs1::RsaPublicKey::from_der(bits).map_err(|e| bad(e.to_string()))?;
-    Ok(PublicJwk::from_rsa(rsa.modulus.as_bytes(), rsa.public_exponent.as_bytes()))
+    if rsa.modulus.as_bytes().len() < 256 {
+        return Err(bad("RSA keys must have at least 2048 bits".into()));
+    }
+    Ok((Alg::RS256, PublicJwk::from_rsa(rsa.modulus.as_bytes(), rsa.public_exponent.as_bytes())))
 }
 
 #[async_trait]

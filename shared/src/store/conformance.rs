@@ -1,1 +1,249 @@
-//! placeholder
+//! The store contract as tests: every backend runs every case (`tests/it/store_conformance.rs`
+//! runs them on the embedded store and on DynamoDB Local). Each case takes a fresh, empty
+//! store and panics on a broken promise.
+use std::sync::Arc;
+
+use super::{Store, StoreError, TokenQuery};
+use crate::model::{
+    AuthMethod, Client, GrantType, ResourceServer, Scope, ScopeDescription, StoredSigningKey, TokenKind, TokenRecord,
+};
+
+/// A fixed "now" for the cases.
+pub const NOW: i64 = 1_767_225_600;
+
+/// Every case, by name, for the backends' test macros.
+pub const CASES: &[&str] = &[
+    "clients",
+    "resource_servers",
+    "tokens_put_get",
+    "tokens_revoke",
+    "tokens_list_by_client",
+    "tokens_list_by_end_user",
+    "signing_keys",
+    "concurrent_revocation",
+    "concurrent_creation",
+];
+
+/// A client record for the cases.
+pub fn client(id: &str) -> Client {
+    Client {
+        client_id: id.into(),
+        client_name: Some("Conformance".into()),
+        secret_digest: Some(crate::crypto::digest("s3cret")),
+        redirect_uris: vec!["https://app.example/cb".into()],
+        grant_types: vec![GrantType::ClientCredentials, GrantType::AuthorizationCode],
+        token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+        scope: Scope::parse("read write").unwrap(),
+        access_token_lifetime: Some(600),
+        created_at: NOW,
+    }
+}
+
+/// A token record for the cases.
+pub fn token(id: &str, kind: TokenKind, client: &str, user: Option<&str>, issued_at: i64) -> TokenRecord {
+    TokenRecord {
+        id: id.into(),
+        kind,
+        client_id: client.into(),
+        subject: user.unwrap_or(client).into(),
+        end_user: user.map(Into::into),
+        scope: Scope::parse("read").unwrap(),
+        audience: "https://api.example".into(),
+        grant_type: if user.is_some() { GrantType::AuthorizationCode } else { GrantType::ClientCredentials },
+        issued_at,
+        expires_at: issued_at + 3600,
+        revoked_at: None,
+    }
+}
+
+fn q(kind: TokenKind, client: Option<&str>, user: Option<&str>) -> TokenQuery {
+    TokenQuery { kind, client_id: client.map(Into::into), end_user: user.map(Into::into) }
+}
+
+fn ids(v: &[TokenRecord]) -> Vec<&str> {
+    v.iter().map(|t| t.id.as_str()).collect()
+}
+
+/// Runs the named case.
+pub async fn run(case: &str, s: Arc<dyn Store>) {
+    match case {
+        "clients" => clients(&*s).await,
+        "resource_servers" => resource_servers(&*s).await,
+        "tokens_put_get" => tokens_put_get(&*s).await,
+        "tokens_revoke" => tokens_revoke(&*s).await,
+        "tokens_list_by_client" => tokens_list_by_client(&*s).await,
+        "tokens_list_by_end_user" => tokens_list_by_end_user(&*s).await,
+        "signing_keys" => signing_keys(&*s).await,
+        "concurrent_revocation" => concurrent_revocation(s).await,
+        "concurrent_creation" => concurrent_creation(s).await,
+        other => panic!("unknown conformance case {other}"),
+    }
+}
+
+/// Create, read, conflict on re-create (nothing overwritten), delete once.
+pub async fn clients(s: &dyn Store) {
+    let c = client("c1");
+    s.create_client(&c).await.unwrap();
+    assert_eq!(s.get_client("c1").await.unwrap(), Some(c.clone()));
+    assert_eq!(s.get_client("nope").await.unwrap(), None);
+    let mut other = client("c1");
+    other.client_name = Some("Impostor".into());
+    assert!(matches!(s.create_client(&other).await, Err(StoreError::Conflict)));
+    assert_eq!(s.get_client("c1").await.unwrap(), Some(c), "a conflicting create must not overwrite");
+    let mut public = client("pub");
+    (public.secret_digest, public.token_endpoint_auth_method, public.client_name, public.scope) =
+        (None, AuthMethod::None, None, Scope::default());
+    s.create_client(&public).await.unwrap();
+    assert_eq!(s.get_client("pub").await.unwrap(), Some(public));
+    assert!(s.delete_client("c1").await.unwrap());
+    assert!(!s.delete_client("c1").await.unwrap());
+    assert_eq!(s.get_client("c1").await.unwrap(), None);
+}
+
+/// Create, read, list in identifier order, conflict on re-create.
+pub async fn resource_servers(s: &dyn Store) {
+    let rs = |id: &str| ResourceServer {
+        identifier: id.into(),
+        name: Some("API".into()),
+        scopes: vec![ScopeDescription { name: "read".into(), description: Some("Read things".into()) }],
+        created_at: NOW,
+    };
+    s.create_resource_server(&rs("https://b.example")).await.unwrap();
+    s.create_resource_server(&rs("https://a.example/api")).await.unwrap();
+    assert!(matches!(s.create_resource_server(&rs("https://b.example")).await, Err(StoreError::Conflict)));
+    assert_eq!(s.get_resource_server("https://b.example").await.unwrap(), Some(rs("https://b.example")));
+    assert_eq!(s.get_resource_server("https://c.example").await.unwrap(), None);
+    let all: Vec<String> = s.list_resource_servers().await.unwrap().into_iter().map(|r| r.identifier).collect();
+    assert_eq!(all, ["https://a.example/api", "https://b.example"]);
+}
+
+/// Round trip; duplicate ids conflict without overwriting; expired records are filtered on read.
+pub async fn tokens_put_get(s: &dyn Store) {
+    let t = token("t1", TokenKind::Access, "c1", None, NOW);
+    s.put_token(&t).await.unwrap();
+    assert_eq!(s.get_token("t1", NOW).await.unwrap(), Some(t.clone()));
+    let mut dup = token("t1", TokenKind::Access, "c2", None, NOW);
+    dup.scope = Scope::parse("admin").unwrap();
+    assert!(matches!(s.put_token(&dup).await, Err(StoreError::Conflict)));
+    assert_eq!(s.get_token("t1", NOW).await.unwrap(), Some(t.clone()));
+    assert_eq!(s.get_token("t1", t.expires_at - 1).await.unwrap(), Some(t.clone()));
+    assert_eq!(s.get_token("t1", t.expires_at).await.unwrap(), None, "expired at exp");
+    assert_eq!(s.get_token("unknown", NOW).await.unwrap(), None);
+    let u = token("t2", TokenKind::Refresh, "c1", Some("alice"), NOW);
+    s.put_token(&u).await.unwrap();
+    assert_eq!(s.get_token("t2", NOW).await.unwrap(), Some(u));
+}
+
+/// Revocation is conditional: once per token, never creates a record.
+pub async fn tokens_revoke(s: &dyn Store) {
+    s.put_token(&token("t1", TokenKind::Access, "c1", None, NOW)).await.unwrap();
+    assert!(s.revoke_token("t1", NOW + 5).await.unwrap());
+    assert!(!s.revoke_token("t1", NOW + 6).await.unwrap(), "second revocation reports false");
+    assert_eq!(s.get_token("t1", NOW).await.unwrap().unwrap().revoked_at, Some(NOW + 5), "first time stands");
+    assert!(!s.revoke_token("ghost", NOW).await.unwrap());
+    assert_eq!(s.get_token("ghost", NOW).await.unwrap(), None, "revocation never creates a record");
+}
+
+/// By client: ordered by issue time, offset/limit, kinds separate, revoked and expired excluded.
+pub async fn tokens_list_by_client(s: &dyn Store) {
+    for (i, id) in ["a3", "a1", "a2", "a4", "a5"].iter().enumerate() {
+        let issued = NOW + [30, 10, 20, 40, 50][i];
+        s.put_token(&token(id, TokenKind::Access, "ca", None, issued)).await.unwrap();
+    }
+    s.put_token(&token("b1", TokenKind::Access, "cb", None, NOW)).await.unwrap();
+    s.put_token(&token("r1", TokenKind::Refresh, "ca", Some("u"), NOW)).await.unwrap();
+    let mut old = token("old", TokenKind::Access, "ca", None, NOW - 7200);
+    old.expires_at = NOW - 1;
+    s.put_token(&old).await.unwrap();
+    let access = q(TokenKind::Access, Some("ca"), None);
+    assert_eq!(ids(&s.list_tokens(&access, NOW, 0, 100).await.unwrap()), ["a1", "a2", "a3", "a4", "a5"]);
+    assert_eq!(ids(&s.list_tokens(&access, NOW, 1, 2).await.unwrap()), ["a2", "a3"]);
+    assert_eq!(ids(&s.list_tokens(&access, NOW, 4, 2).await.unwrap()), ["a5"]);
+    assert!(s.list_tokens(&access, NOW, 5, 10).await.unwrap().is_empty(), "offset past the end");
+    assert!(s.list_tokens(&access, NOW, 0, 0).await.unwrap().is_empty());
+    assert_eq!(s.count_tokens(&access, NOW).await.unwrap(), 5);
+    s.revoke_token("a2", NOW).await.unwrap();
+    assert_eq!(ids(&s.list_tokens(&access, NOW, 0, 100).await.unwrap()), ["a1", "a3", "a4", "a5"]);
+    assert_eq!(s.count_tokens(&access, NOW).await.unwrap(), 4);
+    assert_eq!(s.count_tokens(&access, NOW + 3600 + 35).await.unwrap(), 2, "a4 and a5 outlive the others");
+    assert_eq!(ids(&s.list_tokens(&q(TokenKind::Refresh, Some("ca"), None), NOW, 0, 10).await.unwrap()), ["r1"]);
+    assert_eq!(s.count_tokens(&q(TokenKind::Access, Some("cb"), None), NOW).await.unwrap(), 1);
+    assert_eq!(s.count_tokens(&q(TokenKind::Access, Some("nobody"), None), NOW).await.unwrap(), 0);
+}
+
+/// By end user and by client + end user, across clients.
+pub async fn tokens_list_by_end_user(s: &dyn Store) {
+    s.put_token(&token("x1", TokenKind::Access, "c1", Some("alice"), NOW + 1)).await.unwrap();
+    s.put_token(&token("x2", TokenKind::Access, "c2", Some("alice"), NOW + 2)).await.unwrap();
+    s.put_token(&token("x3", TokenKind::Access, "c1", Some("bob"), NOW + 3)).await.unwrap();
+    s.put_token(&token("x4", TokenKind::Refresh, "c1", Some("alice"), NOW + 4)).await.unwrap();
+    // Ids and user names that would collide if keys were naively concatenated.
+    s.put_token(&token("x5", TokenKind::Access, "c1#alice", Some("x"), NOW + 5)).await.unwrap();
+    let alice = q(TokenKind::Access, None, Some("alice"));
+    assert_eq!(ids(&s.list_tokens(&alice, NOW, 0, 10).await.unwrap()), ["x1", "x2"]);
+    assert_eq!(s.count_tokens(&alice, NOW).await.unwrap(), 2);
+    let alice_c1 = q(TokenKind::Access, Some("c1"), Some("alice"));
+    assert_eq!(ids(&s.list_tokens(&alice_c1, NOW, 0, 10).await.unwrap()), ["x1"]);
+    assert_eq!(s.count_tokens(&q(TokenKind::Refresh, Some("c1"), Some("alice")), NOW).await.unwrap(), 1);
+    assert_eq!(ids(&s.list_tokens(&q(TokenKind::Access, Some("c1"), None), NOW, 0, 10).await.unwrap()), ["x1", "x3"]);
+    assert_eq!(s.count_tokens(&q(TokenKind::Access, None, Some("carol")), NOW).await.unwrap(), 0);
+}
+
+/// Signing-key slots are unique by generation; listed in generation order.
+pub async fn signing_keys(s: &dyn Store) {
+    let key = |generation: u32, kid: &str| StoredSigningKey {
+        kid: kid.into(),
+        generation,
+        alg: "ES256".into(),
+        public_jwk: format!(r#"{{"kid":"{kid}"}}"#),
+        sealed_private_key: "c2VhbGVk".into(),
+        created_at: NOW + generation as i64,
+        retired_at: None,
+    };
+    assert!(s.list_signing_keys().await.unwrap().is_empty());
+    s.put_signing_key(&key(1, "k1")).await.unwrap();
+    assert!(matches!(s.put_signing_key(&key(1, "k1-racer")).await, Err(StoreError::Conflict)));
+    let mut k2 = key(2, "k2");
+    k2.retired_at = Some(NOW + 100);
+    s.put_signing_key(&k2).await.unwrap();
+    assert_eq!(s.list_signing_keys().await.unwrap(), vec![key(1, "k1"), k2]);
+}
+
+/// 20 concurrent revocations of one token: exactly one reports it revoked.
+pub async fn concurrent_revocation(s: Arc<dyn Store>) {
+    s.put_token(&token("hot", TokenKind::Access, "c1", None, NOW)).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.revoke_token("hot", NOW + i).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += t.await.unwrap() as u32;
+    }
+    assert_eq!(wins, 1);
+}
+
+/// 20 concurrent creations of one client id: exactly one succeeds, the rest conflict.
+pub async fn concurrent_creation(s: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut c = client("same");
+                c.client_name = Some(format!("racer {i}"));
+                s.create_client(&c).await
+            })
+        })
+        .collect();
+    let (mut ok, mut conflict) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict) => conflict += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!((ok, conflict), (1, 19));
+}

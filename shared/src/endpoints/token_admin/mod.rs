@@ -79,7 +79,17 @@ pub fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
 /// Parses a JSON body (unknown fields refused by the target type). Errors name the field.
 pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(body: Body, bad: fn(String) -> OAuthError) -> Result<T> {
     let bytes = crate::http::read_body(body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // serde names unknown fields itself; for a wrong value, say which field holds it.
+        if path == "." || inner.to_string().starts_with("unknown field") {
+            bad(inner.to_string())
+        } else {
+            bad(format!("{path}: {inner}"))
+        }
+    })
 }
 
 /// Audits an admin change.

@@ -18,6 +18,9 @@ use crate::{AppState, OAuthError, Result, http};
 /// Largest page (`limit`) of a listing.
 pub const MAX_LIMIT: usize = 1000;
 
+/// Largest `offset` of a listing (fits an i64 on every target).
+pub const MAX_OFFSET: usize = if usize::BITS >= 64 { i64::MAX as usize } else { usize::MAX };
+
 fn invalid(msg: impl Into<String>) -> OAuthError {
     OAuthError::InvalidRequest(msg.into().into())
 }
@@ -66,10 +69,12 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<
     authorize(&state, &parts)?;
     let p = http::query(&parts)?;
     let q = parse_query(&p)?;
-    let offset = number(&p, "offset", 0, usize::MAX)?;
+    // Bounded so that stores can hold it as an i64 (SQLite reads a negative OFFSET as 0, which
+    // would answer the first page again) and `offset + limit` cannot overflow.
+    let offset = number(&p, "offset", 0, MAX_OFFSET)?;
     let limit = number(&p, "limit", 100, MAX_LIMIT)?;
     let page = state.store.list_tokens(&q, state.clock.now(), offset, limit).await?;
-    let next = (page.len() == limit && limit > 0).then(|| offset + limit);
+    let next = (page.len() == limit && limit > 0).then(|| offset.saturating_add(limit));
     Ok(ok(json!({
         "tokens": page.iter().map(token_json).collect::<Vec<_>>(),
         "offset": offset,

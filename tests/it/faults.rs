@@ -1,0 +1,174 @@
+//! Dependencies that fail: an unreachable DynamoDB (a real SDK client aimed at a closed
+//! loopback port) and a throttled store answer 503 `temporarily_unavailable` with
+//! `Retry-After`, and nothing is written.
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use gatehouse::model::{Client, ResourceServer, StoredSigningKey, TokenRecord};
+use gatehouse::store::*;
+use serde_json::json;
+
+use crate::common::{self, admin, assert_error, form, send};
+
+/// Every call fails as a throttled backend does.
+struct Throttled;
+
+fn throttled<T>() -> StoreResult<T> {
+    Err(StoreError::Unavailable("ProvisionedThroughputExceededException".into()))
+}
+
+#[async_trait]
+impl ClientStore for Throttled {
+    async fn create_client(&self, _: &Client) -> StoreResult<()> {
+        throttled()
+    }
+    async fn get_client(&self, _: &str) -> StoreResult<Option<Client>> {
+        throttled()
+    }
+    async fn delete_client(&self, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+}
+
+#[async_trait]
+impl ResourceServerStore for Throttled {
+    async fn create_resource_server(&self, _: &ResourceServer) -> StoreResult<()> {
+        throttled()
+    }
+    async fn get_resource_server(&self, _: &str) -> StoreResult<Option<ResourceServer>> {
+        throttled()
+    }
+    async fn list_resource_servers(&self) -> StoreResult<Vec<ResourceServer>> {
+        throttled()
+    }
+}
+
+#[async_trait]
+impl TokenStore for Throttled {
+    async fn put_token(&self, _: &TokenRecord) -> StoreResult<()> {
+        throttled()
+    }
+    async fn get_token(&self, _: &str, _: i64) -> StoreResult<Option<TokenRecord>> {
+        throttled()
+    }
+    async fn revoke_token(&self, _: &str, _: i64) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn list_tokens(&self, _: &TokenQuery, _: i64, _: usize, _: usize) -> StoreResult<Vec<TokenRecord>> {
+        throttled()
+    }
+    async fn count_tokens(&self, _: &TokenQuery, _: i64) -> StoreResult<u64> {
+        throttled()
+    }
+}
+
+#[async_trait]
+impl KeyStore for Throttled {
+    async fn put_signing_key(&self, _: &StoredSigningKey) -> StoreResult<()> {
+        throttled()
+    }
+    async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        throttled()
+    }
+}
+
+fn assert_unavailable(r: &common::Resp) {
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(!r.text.contains("Provisioned") && !r.text.contains("dynamodb"), "no internals leak: {}", r.text);
+}
+
+async fn every_endpoint_unavailable(state: gatehouse::AppState) {
+    let app = common::app(&state);
+    let auth = common::basic("some-client", "some-secret");
+    assert_unavailable(&send(&app, form("/token", Some(&auth), "grant_type=client_credentials")).await);
+    assert_unavailable(&send(&app, form("/introspect", Some(&auth), "token=x")).await);
+    assert_unavailable(&send(&app, form("/revoke", Some(&auth), "token=x")).await);
+    let meta = json!({"grant_types": ["client_credentials"]});
+    assert_unavailable(&send(&app, admin("POST", "/admin/clients", Some(meta))).await);
+    assert_unavailable(&send(&app, admin("GET", "/admin/tokens/count?type=access&client_id=c", None)).await);
+    assert_unavailable(&send(&app, admin("GET", "/admin/tokens?type=access&client_id=c", None)).await);
+    // The authorize endpoint shows its error page with the same status.
+    let r = send(&app, axum::http::Request::get("/authorize?client_id=c").body(Default::default()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn throttled_store_is_503_everywhere() {
+    every_endpoint_unavailable(common::state_on(Arc::new(Throttled))).await;
+}
+
+#[tokio::test]
+async fn unreachable_dynamodb_is_503_everywhere() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = common::sdk_config(&format!("http://127.0.0.1:{port}")).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&config);
+    every_endpoint_unavailable(common::state_on(Arc::new(DynamoStore::new(ddb, "nowhere")))).await;
+}
+
+/// A token whose record cannot be written is never handed out.
+#[tokio::test]
+async fn no_token_without_its_record() {
+    struct WriteFails(Arc<dyn Store>);
+    #[async_trait]
+    impl ClientStore for WriteFails {
+        async fn create_client(&self, c: &Client) -> StoreResult<()> {
+            self.0.create_client(c).await
+        }
+        async fn get_client(&self, id: &str) -> StoreResult<Option<Client>> {
+            self.0.get_client(id).await
+        }
+        async fn delete_client(&self, id: &str) -> StoreResult<bool> {
+            self.0.delete_client(id).await
+        }
+    }
+    #[async_trait]
+    impl ResourceServerStore for WriteFails {
+        async fn create_resource_server(&self, r: &ResourceServer) -> StoreResult<()> {
+            self.0.create_resource_server(r).await
+        }
+        async fn get_resource_server(&self, id: &str) -> StoreResult<Option<ResourceServer>> {
+            self.0.get_resource_server(id).await
+        }
+        async fn list_resource_servers(&self) -> StoreResult<Vec<ResourceServer>> {
+            self.0.list_resource_servers().await
+        }
+    }
+    #[async_trait]
+    impl TokenStore for WriteFails {
+        async fn put_token(&self, _: &TokenRecord) -> StoreResult<()> {
+            throttled()
+        }
+        async fn get_token(&self, id: &str, now: i64) -> StoreResult<Option<TokenRecord>> {
+            self.0.get_token(id, now).await
+        }
+        async fn revoke_token(&self, id: &str, at: i64) -> StoreResult<bool> {
+            self.0.revoke_token(id, at).await
+        }
+        async fn list_tokens(&self, q: &TokenQuery, now: i64, o: usize, l: usize) -> StoreResult<Vec<TokenRecord>> {
+            self.0.list_tokens(q, now, o, l).await
+        }
+        async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {
+            self.0.count_tokens(q, now).await
+        }
+    }
+    #[async_trait]
+    impl KeyStore for WriteFails {
+        async fn put_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
+            self.0.put_signing_key(k).await
+        }
+        async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+            self.0.list_signing_keys().await
+        }
+    }
+    let (inner, _dir) = common::embedded();
+    let state = common::state_on(Arc::new(WriteFails(inner.clone())));
+    let app = common::app(&state);
+    let c = common::cc_client(&app).await;
+    let r = send(&app, form("/token", Some(&c.basic()), "grant_type=client_credentials")).await;
+    assert_unavailable(&r);
+    assert!(!r.text.contains("eyJ"), "no token in the response");
+    let q = TokenQuery { kind: gatehouse::model::TokenKind::Access, client_id: Some(c.id), end_user: None };
+    assert_eq!(inner.count_tokens(&q, common::T0).await.unwrap(), 0);
+}

@@ -1,0 +1,1 @@
+//! (infra checks: filled in by the infrastructure work)

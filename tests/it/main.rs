@@ -1,0 +1,16 @@
+//! Integration tests of the assembled server: one test binary (it links the AWS SDKs once).
+//!
+//! Suites that need AWS's DynamoDB Local or moto's KMS read `GATEHOUSE_TEST_DYNAMODB_URL` and
+//! `GATEHOUSE_TEST_KMS_URL` (set by `scripts/test.sh`). Without them those suites skip, unless
+//! `GATEHOUSE_TEST_REQUIRE_SERVICES=1`, where a missing service fails the run.
+mod admin;
+mod audit;
+mod common;
+mod events;
+mod faults;
+mod flows;
+mod infra;
+mod introspect_revoke;
+mod signer_conformance;
+mod store_conformance;
+mod token;
