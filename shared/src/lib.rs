@@ -15,6 +15,7 @@ pub mod model;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod users;
 
 pub use config::Config;
 pub use error::OAuthError;

@@ -140,7 +140,9 @@ fn events_client() -> Client {
         grant_types: vec![GrantType::ClientCredentials],
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         scope: Scope::parse("read write").unwrap(),
+        pre_approved_scopes: Scope::default(),
         access_token_lifetime: None,
+        refresh_token_lifetime: None,
         created_at: T0,
     }
 }
@@ -406,9 +408,11 @@ async fn token_metadata() {
             "jwks_uri": format!("{ISSUER}/.well-known/jwks.json"),
             "revocation_endpoint": format!("{ISSUER}/revoke"),
             "introspection_endpoint": format!("{ISSUER}/introspect"),
-            "grant_types_supported": ["client_credentials"],
-            "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", "password"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "authorization_response_iss_parameter_supported": true,
@@ -468,10 +472,14 @@ async fn authorize_unknown_client() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("pragma"), Some("no-cache"));
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
-    assert_eq!(r.header("content-security-policy"), Some("default-src 'none'; frame-ancestors 'none'"));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+    );
     assert_eq!(r.header("location"), None, "an unknown client is never redirected to");
     assert!(r.text.starts_with("<!doctype html>"), "{}", r.text);
-    assert!(r.text.contains("<p>unknown client_id</p><p><code>invalid_request</code></p>"), "{}", r.text);
+    assert!(r.text.contains(r#"<p class="error" role="alert">unknown client_id</p>"#), "{}", r.text);
+    assert!(r.text.contains("<code>invalid_request</code>"), "{}", r.text);
     assert!(!r.text.contains("app.example.com"), "the unverified redirect_uri is not echoed: {}", r.text);
 }
 

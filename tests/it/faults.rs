@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use gatehouse::model::{Client, ResourceServer, StoredSigningKey, TokenRecord};
+use gatehouse::model::{
+    AuthorizationCode, Client, Consent, FailureCounter, PendingAuthorization, ResourceServer, StoredSigningKey,
+    TokenRecord, User,
+};
 use gatehouse::store::*;
 use serde_json::json;
 
@@ -55,6 +58,12 @@ impl TokenStore for Throttled {
     async fn revoke_token(&self, _: &str, _: i64) -> StoreResult<bool> {
         throttled()
     }
+    async fn rotate_refresh(&self, _: &str, _: i64, _: &str, _: &[TokenRecord]) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn list_family(&self, _: &str, _: i64) -> StoreResult<Vec<TokenRecord>> {
+        throttled()
+    }
     async fn list_tokens(&self, _: &TokenQuery, _: i64, _: usize, _: usize) -> StoreResult<Vec<TokenRecord>> {
         throttled()
     }
@@ -69,6 +78,79 @@ impl KeyStore for Throttled {
         throttled()
     }
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        throttled()
+    }
+}
+
+#[async_trait]
+impl UserStore for Throttled {
+    async fn create_user(&self, _: &User) -> StoreResult<()> {
+        throttled()
+    }
+    async fn get_user(&self, _: &str) -> StoreResult<Option<User>> {
+        throttled()
+    }
+    async fn update_user(&self, _: &User) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn delete_user(&self, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+}
+
+#[async_trait]
+impl ConsentStore for Throttled {
+    async fn put_consent(&self, _: &Consent) -> StoreResult<()> {
+        throttled()
+    }
+    async fn get_consent(&self, _: &str, _: &str) -> StoreResult<Option<Consent>> {
+        throttled()
+    }
+    async fn list_consents(&self, _: &str) -> StoreResult<Vec<Consent>> {
+        throttled()
+    }
+    async fn delete_consent(&self, _: &str, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+}
+
+#[async_trait]
+impl CounterStore for Throttled {
+    async fn get_counter(&self, _: &str, _: i64) -> StoreResult<Option<FailureCounter>> {
+        throttled()
+    }
+    async fn increment_counter(&self, _: &str, _: i64, _: i64) -> StoreResult<FailureCounter> {
+        throttled()
+    }
+    async fn lock_counter(&self, _: &str, _: i64) -> StoreResult<()> {
+        throttled()
+    }
+    async fn clear_counter(&self, _: &str) -> StoreResult<()> {
+        throttled()
+    }
+}
+
+#[async_trait]
+impl AuthorizationStore for Throttled {
+    async fn put_pending(&self, _: &PendingAuthorization) -> StoreResult<()> {
+        throttled()
+    }
+    async fn get_pending(&self, _: &str, _: i64) -> StoreResult<Option<PendingAuthorization>> {
+        throttled()
+    }
+    async fn update_pending(&self, _: &PendingAuthorization) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn delete_pending(&self, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn put_code(&self, _: &AuthorizationCode) -> StoreResult<()> {
+        throttled()
+    }
+    async fn get_code(&self, _: &str, _: i64) -> StoreResult<Option<AuthorizationCode>> {
+        throttled()
+    }
+    async fn redeem_code(&self, _: &str, _: i64, _: &[TokenRecord]) -> StoreResult<bool> {
         throttled()
     }
 }
@@ -146,6 +228,12 @@ async fn no_token_without_its_record() {
         async fn revoke_token(&self, id: &str, at: i64) -> StoreResult<bool> {
             self.0.revoke_token(id, at).await
         }
+        async fn rotate_refresh(&self, id: &str, now: i64, r: &str, new: &[TokenRecord]) -> StoreResult<bool> {
+            self.0.rotate_refresh(id, now, r, new).await
+        }
+        async fn list_family(&self, family: &str, now: i64) -> StoreResult<Vec<TokenRecord>> {
+            self.0.list_family(family, now).await
+        }
         async fn list_tokens(&self, q: &TokenQuery, now: i64, o: usize, l: usize) -> StoreResult<Vec<TokenRecord>> {
             self.0.list_tokens(q, now, o, l).await
         }
@@ -160,6 +248,75 @@ async fn no_token_without_its_record() {
         }
         async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
             self.0.list_signing_keys().await
+        }
+    }
+    #[async_trait]
+    impl UserStore for WriteFails {
+        async fn create_user(&self, u: &User) -> StoreResult<()> {
+            self.0.create_user(u).await
+        }
+        async fn get_user(&self, name: &str) -> StoreResult<Option<User>> {
+            self.0.get_user(name).await
+        }
+        async fn update_user(&self, u: &User) -> StoreResult<bool> {
+            self.0.update_user(u).await
+        }
+        async fn delete_user(&self, name: &str) -> StoreResult<bool> {
+            self.0.delete_user(name).await
+        }
+    }
+    #[async_trait]
+    impl ConsentStore for WriteFails {
+        async fn put_consent(&self, c: &Consent) -> StoreResult<()> {
+            self.0.put_consent(c).await
+        }
+        async fn get_consent(&self, user: &str, client: &str) -> StoreResult<Option<Consent>> {
+            self.0.get_consent(user, client).await
+        }
+        async fn list_consents(&self, user: &str) -> StoreResult<Vec<Consent>> {
+            self.0.list_consents(user).await
+        }
+        async fn delete_consent(&self, user: &str, client: &str) -> StoreResult<bool> {
+            self.0.delete_consent(user, client).await
+        }
+    }
+    #[async_trait]
+    impl CounterStore for WriteFails {
+        async fn get_counter(&self, key: &str, now: i64) -> StoreResult<Option<FailureCounter>> {
+            self.0.get_counter(key, now).await
+        }
+        async fn increment_counter(&self, key: &str, now: i64, window: i64) -> StoreResult<FailureCounter> {
+            self.0.increment_counter(key, now, window).await
+        }
+        async fn lock_counter(&self, key: &str, until: i64) -> StoreResult<()> {
+            self.0.lock_counter(key, until).await
+        }
+        async fn clear_counter(&self, key: &str) -> StoreResult<()> {
+            self.0.clear_counter(key).await
+        }
+    }
+    #[async_trait]
+    impl AuthorizationStore for WriteFails {
+        async fn put_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
+            self.0.put_pending(p).await
+        }
+        async fn get_pending(&self, id: &str, now: i64) -> StoreResult<Option<PendingAuthorization>> {
+            self.0.get_pending(id, now).await
+        }
+        async fn update_pending(&self, p: &PendingAuthorization) -> StoreResult<bool> {
+            self.0.update_pending(p).await
+        }
+        async fn delete_pending(&self, id: &str) -> StoreResult<bool> {
+            self.0.delete_pending(id).await
+        }
+        async fn put_code(&self, c: &AuthorizationCode) -> StoreResult<()> {
+            self.0.put_code(c).await
+        }
+        async fn get_code(&self, id: &str, now: i64) -> StoreResult<Option<AuthorizationCode>> {
+            self.0.get_code(id, now).await
+        }
+        async fn redeem_code(&self, id: &str, now: i64, tokens: &[TokenRecord]) -> StoreResult<bool> {
+            self.0.redeem_code(id, now, tokens).await
         }
     }
     let (inner, _dir) = common::embedded();

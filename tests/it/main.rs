@@ -5,12 +5,15 @@
 //! `GATEHOUSE_TEST_REQUIRE_SERVICES=1`, where a missing service fails the run.
 mod admin;
 mod audit;
+mod code_flow;
 mod common;
 mod events;
 mod faults;
 mod flows;
 mod infra;
 mod introspect_revoke;
+mod refresh_password;
 mod signer_conformance;
 mod store_conformance;
 mod token;
+mod users_admin;

@@ -40,6 +40,24 @@ pub async fn active_access_token(state: &AppState, token: &str) -> Result<Option
     Ok(record.filter(|r| r.is_active(now) && r.client_id == claims.client_id).map(|r| (claims, r)))
 }
 
+/// Finds the active record of one of our refresh tokens (opaque, stored by digest).
+pub async fn active_refresh_token(state: &AppState, token: &str) -> Result<Option<TokenRecord>> {
+    if token.len() > 256 {
+        return Ok(None);
+    }
+    let now = state.clock.now();
+    let record = state.store.get_token(&crate::crypto::digest(token), now).await?;
+    Ok(record.filter(|r| r.kind == crate::model::TokenKind::Refresh && r.is_active(now)))
+}
+
+/// The active record of any token of ours: a JWT access token or an opaque refresh token.
+pub async fn active_token(state: &AppState, token: &str) -> Result<Option<TokenRecord>> {
+    if token.split('.').count() == 3 {
+        return Ok(active_access_token(state, token).await?.map(|(_, r)| r));
+    }
+    active_refresh_token(state, token).await
+}
+
 async fn introspect(state: &AppState, req: Request<Body>) -> Result<Response> {
     let (parts, form) = http::read_form(req).await?;
     let caller = http::authenticate_client(state, &parts.headers, &form).await?;
@@ -47,13 +65,13 @@ async fn introspect(state: &AppState, req: Request<Body>) -> Result<Response> {
         return Err(OAuthError::invalid_client("public clients cannot introspect tokens", ClientAuthAttempt::Body));
     }
     let token = form.require("token")?;
-    let found = active_access_token(state, token).await?;
+    let found = active_token(state, token).await?;
     audit::record(AuditEvent::TokenIntrospected {
         caller: caller.client_id.clone(),
-        jti: found.as_ref().map(|(_, r)| r.id.clone()),
+        jti: found.as_ref().map(|r| r.id.chars().take(22).collect()),
         active: found.is_some(),
     });
-    let Some((_, r)) = found else {
+    let Some(r) = found else {
         return Ok(json_no_store(StatusCode::OK, json!({ "active": false })));
     };
     let mut body = json!({
@@ -64,9 +82,11 @@ async fn introspect(state: &AppState, req: Request<Body>) -> Result<Response> {
         "iss": state.config.issuer,
         "exp": r.expires_at,
         "iat": r.issued_at,
-        "jti": r.id,
-        "token_type": "Bearer",
     });
+    if r.kind == crate::model::TokenKind::Access {
+        body["jti"] = json!(r.id);
+        body["token_type"] = json!("Bearer");
+    }
     if !r.scope.is_empty() {
         body["scope"] = json!(r.scope.to_string());
     }

@@ -23,6 +23,7 @@ pub fn document(state: &AppState) -> serde_json::Value {
     let c = &state.config;
     let grants: Vec<&str> = GrantType::ALL.into_iter().filter(|g| g.is_served()).map(GrantType::as_str).collect();
     let auth_methods = ["client_secret_basic", "client_secret_post"];
+    let token_auth_methods = ["client_secret_basic", "client_secret_post", "none"];
     json!({
         "issuer": c.issuer,
         "authorization_endpoint": c.endpoint("/authorize"),
@@ -31,8 +32,10 @@ pub fn document(state: &AppState) -> serde_json::Value {
         "revocation_endpoint": c.endpoint("/revoke"),
         "introspection_endpoint": c.endpoint("/introspect"),
         "grant_types_supported": grants,
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": auth_methods,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": token_auth_methods,
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": null,

@@ -31,19 +31,27 @@ async fn revoke(state: &AppState, req: Request<Body>) -> Result<Response> {
     let client = http::authenticate_client(state, &parts.headers, &form).await?;
     let token = form.require("token")?;
     // token_type_hint is optional and only a hint (§2.1): every token is looked up the same way.
-    if let Some((_, record)) = super::introspect::active_access_token(state, token).await? {
+    if let Some(record) = super::introspect::active_token(state, token).await? {
         if record.client_id != client.client_id {
             return Err(OAuthError::UnauthorizedClient("the token was not issued to this client".into()));
         }
-        if state.store.revoke_token(&record.id, state.clock.now()).await? {
-            audit::record(AuditEvent::TokenRevoked {
-                by: client.client_id.clone(),
-                jti: record.id,
-                client_id: record.client_id,
-            });
-        }
+        revoke_record(state, &client.client_id, &record).await?;
     }
     let mut resp = StatusCode::OK.into_response();
     no_store(&mut resp);
     Ok(resp)
+}
+
+/// Revokes a token. A refresh token takes its whole family (every access token of the same
+/// grant) with it (RFC 7009 §2.1).
+pub async fn revoke_record(state: &AppState, by: &str, record: &crate::model::TokenRecord) -> Result<bool> {
+    let revoked = match (&record.kind, &record.family) {
+        (crate::model::TokenKind::Refresh, Some(f)) => crate::grants::revoke_family(state, f).await? > 0,
+        _ => state.store.revoke_token(&record.id, state.clock.now()).await?,
+    };
+    if revoked {
+        let jti = record.id.chars().take(22).collect();
+        audit::record(AuditEvent::TokenRevoked { by: by.to_owned(), jti, client_id: record.client_id.clone() });
+    }
+    Ok(revoked)
 }

@@ -26,7 +26,7 @@ async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {
 async fn token(state: &AppState, req: Request<Body>) -> Result<Response> {
     let (parts, form) = http::read_form(req).await?;
     let client = http::authenticate_client(state, &parts.headers, &form).await?;
-    let request = grants::TokenRequest::parse(&form)?;
+    let request = grants::TokenRequest::parse(&form, &client)?;
     let issued = grants::issue(state, &client, request).await?;
     Ok(json_no_store(StatusCode::OK, serde_json::to_value(issued).map_err(crate::OAuthError::server)?))
 }

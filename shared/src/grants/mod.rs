@@ -1,6 +1,11 @@
 //! Token requests by `grant_type` (RFC 6749 §4), one file per grant, and access-token issuance
 //! (RFC 9068) shared by all of them.
+mod authorization_code;
 mod client_credentials;
+mod password;
+mod refresh_token;
+
+pub use client_credentials::parse_resource;
 
 use serde::Serialize;
 use serde_json::json;
@@ -16,29 +21,41 @@ use crate::{AppState, Result};
 pub enum TokenRequest {
     /// RFC 6749 §4.4.2.
     ClientCredentials(client_credentials::Request),
+    /// RFC 6749 §4.1.3 with RFC 7636 §4.5.
+    AuthorizationCode(authorization_code::Request),
+    /// RFC 6749 §6.
+    RefreshToken(refresh_token::Request),
+    /// RFC 6749 §4.3.2.
+    Password(password::Request),
 }
 
 impl TokenRequest {
-    /// Parses the grant-specific parameters. A missing `grant_type` is `invalid_request`; an
-    /// unknown or not-yet-served one is `unsupported_grant_type` (RFC 6749 §5.2).
-    pub fn parse(form: &Params) -> Result<Self> {
+    /// Parses the request for `client`. A missing `grant_type` is `invalid_request`; an
+    /// unknown or unserved one is `unsupported_grant_type`; one the client did not register is
+    /// `unauthorized_client` (RFC 6749 §5.2), decided before the grant's own parameters are read.
+    pub fn parse(form: &Params, client: &Client) -> Result<Self> {
         let grant = form.require("grant_type")?;
-        match GrantType::parse(grant) {
-            Some(GrantType::ClientCredentials) => {
-                Ok(Self::ClientCredentials(client_credentials::Request::parse(form)?))
-            }
-            _ => Err(OAuthError::UnsupportedGrantType),
+        let grant = GrantType::parse(grant).filter(|g| g.is_served()).ok_or(OAuthError::UnsupportedGrantType)?;
+        ensure_grant_allowed(client, grant)?;
+        match grant {
+            GrantType::ClientCredentials => Ok(Self::ClientCredentials(client_credentials::Request::parse(form)?)),
+            GrantType::AuthorizationCode => Ok(Self::AuthorizationCode(authorization_code::Request::parse(form)?)),
+            GrantType::RefreshToken => Ok(Self::RefreshToken(refresh_token::Request::parse(form)?)),
+            GrantType::Password => Ok(Self::Password(password::Request::parse(form)?)),
+            GrantType::JwtBearer => Err(OAuthError::UnsupportedGrantType),
         }
     }
 }
 
 /// The successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
-    pub token_type: &'static str,
+    pub token_type: String,
     pub expires_in: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
 
@@ -46,6 +63,9 @@ pub struct TokenResponse {
 pub async fn issue(state: &AppState, client: &Client, request: TokenRequest) -> Result<TokenResponse> {
     match request {
         TokenRequest::ClientCredentials(r) => client_credentials::issue(state, client, r).await,
+        TokenRequest::AuthorizationCode(r) => authorization_code::issue(state, client, r).await,
+        TokenRequest::RefreshToken(r) => refresh_token::issue(state, client, r).await,
+        TokenRequest::Password(r) => password::issue(state, client, r).await,
     }
 }
 
@@ -118,6 +138,23 @@ pub async fn issue_access_token(
     grant_type: GrantType,
     grant: &Grant,
 ) -> Result<IssuedAccessToken> {
+    let issued = sign_access_token(state, client, subject, end_user, grant_type, grant, None).await?;
+    state.store.put_token(&issued.record).await?;
+    audit_issued(&issued.record);
+    Ok(issued)
+}
+
+/// Signs an access token and builds its record without storing it (the caller stores it,
+/// possibly in a transaction with other writes).
+pub async fn sign_access_token(
+    state: &AppState,
+    client: &Client,
+    subject: &str,
+    end_user: Option<&str>,
+    grant_type: GrantType,
+    grant: &Grant,
+    family: Option<&str>,
+) -> Result<IssuedAccessToken> {
     let now = state.clock.now();
     let lifetime = client.access_token_lifetime.unwrap_or(state.config.access_token_ttl);
     let record = TokenRecord {
@@ -132,6 +169,9 @@ pub async fn issue_access_token(
         issued_at: now,
         expires_at: now + lifetime as i64,
         revoked_at: None,
+        family: family.map(str::to_owned),
+        rotated_at: None,
+        successor_response: None,
     };
     let mut claims = json!({
         "iss": state.config.issuer,
@@ -146,16 +186,74 @@ pub async fn issue_access_token(
         claims["scope"] = json!(record.scope.to_string());
     }
     let token = state.signer.sign("at+jwt", &claims).await?;
-    state.store.put_token(&record).await?;
+    Ok(IssuedAccessToken { token, record })
+}
+
+/// Audits an issued access token (EDR 20004).
+pub fn audit_issued(record: &TokenRecord) {
     audit::record(AuditEvent::TokenIssued {
         client_id: record.client_id.clone(),
         subject: record.subject.clone(),
-        grant_type: grant_type.as_str(),
+        grant_type: record.grant_type.as_str(),
         jti: record.id.clone(),
         scope: record.scope.to_string(),
         audience: record.audience.clone(),
     });
-    Ok(IssuedAccessToken { token, record })
+}
+
+/// A new opaque refresh token (256 bits) and its record, stored by digest (RFC 6749 §10.4).
+pub fn new_refresh_token(
+    state: &AppState,
+    client: &Client,
+    username: &str,
+    grant: &Grant,
+    origin: GrantType,
+    family: &str,
+) -> (String, TokenRecord) {
+    let token = crate::crypto::random_token();
+    let now = state.clock.now();
+    let lifetime = client.refresh_token_lifetime.unwrap_or(state.config.refresh_token_ttl);
+    let record = TokenRecord {
+        id: crate::crypto::digest(&token),
+        kind: TokenKind::Refresh,
+        client_id: client.client_id.clone(),
+        subject: username.to_owned(),
+        end_user: Some(username.to_owned()),
+        scope: grant.scope.clone(),
+        audience: grant.audience.clone(),
+        grant_type: origin,
+        issued_at: now,
+        expires_at: now + lifetime as i64,
+        revoked_at: None,
+        family: Some(family.to_owned()),
+        rotated_at: None,
+        successor_response: None,
+    };
+    (token, record)
+}
+
+/// Whether the client receives refresh tokens: it registered the `refresh_token` grant (the
+/// OAM seed issues them only for the code and password grants).
+pub fn gets_refresh_token(client: &Client) -> bool {
+    client.grant_types.contains(&GrantType::RefreshToken)
+}
+
+/// Revokes every active token of a family (code replay, refresh reuse, refresh revocation).
+pub async fn revoke_family(state: &AppState, family: &str) -> Result<u64> {
+    let now = state.clock.now();
+    let mut revoked = 0;
+    for t in state.store.list_family(family, now).await? {
+        revoked += state.store.revoke_token(&t.id, now).await? as u64;
+    }
+    Ok(revoked)
+}
+
+/// Checks that the resource owner still exists and is enabled (`invalid_grant` otherwise).
+pub async fn active_user(state: &AppState, username: &str) -> Result<crate::model::User> {
+    match state.store.get_user(username).await? {
+        Some(u) if u.enabled => Ok(u),
+        _ => Err(OAuthError::InvalidGrant("the resource owner is unknown or disabled".into())),
+    }
 }
 
 impl TokenResponse {
@@ -165,8 +263,14 @@ impl TokenResponse {
         Self {
             expires_in: (r.expires_at - r.issued_at).max(0) as u64,
             scope: (!r.scope.is_empty()).then(|| r.scope.to_string()),
-            token_type: "Bearer",
+            token_type: "Bearer".into(),
             access_token: issued.token,
+            refresh_token: None,
         }
+    }
+
+    /// The response for an access token and, optionally, a refresh token.
+    pub fn with_refresh(issued: IssuedAccessToken, refresh: Option<String>) -> Self {
+        Self { refresh_token: refresh, ..Self::access_only(issued) }
     }
 }

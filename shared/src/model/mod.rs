@@ -1,9 +1,13 @@
 //! Domain types: RFC-spelled newtypes and the records the stores keep.
+mod authorization;
 mod scope;
 mod secret;
+mod user;
 
+pub use authorization::{AuthorizationCode, PendingAuthorization};
 pub use scope::Scope;
 pub use secret::ClientSecret;
+pub use user::{Consent, FailureCounter, User};
 
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +74,7 @@ impl GrantType {
 
     /// Whether the token endpoint serves this grant in this release (metadata lists only these).
     pub fn is_served(self) -> bool {
-        matches!(self, Self::ClientCredentials)
+        !matches!(self, Self::JwtBearer)
     }
 }
 
@@ -87,8 +91,14 @@ pub struct Client {
     pub token_endpoint_auth_method: AuthMethod,
     /// The scopes this client may request.
     pub scope: Scope,
+    /// Scopes the user is never asked to consent to for this client (OAM seed).
+    #[serde(default)]
+    pub pre_approved_scopes: Scope,
     /// Access-token lifetime in seconds for this client, overriding the tenant default.
     pub access_token_lifetime: Option<u64>,
+    /// Refresh-token lifetime in seconds for this client, overriding the tenant default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_lifetime: Option<u64>,
     /// Seconds since the epoch.
     pub created_at: i64,
 }
@@ -173,12 +183,24 @@ pub struct TokenRecord {
     pub expires_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<i64>,
+    /// The grant the token came from (one code redemption or password sign-in, and every
+    /// refresh after it): revoked together on code replay or refresh-token reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// Refresh tokens: when it was exchanged for its successor (rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<i64>,
+    /// Refresh tokens: the successor's token response, encrypted under a key derived from this
+    /// (presented) refresh token, so a retry within the grace window gets the same tokens
+    /// while the store alone reveals nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor_response: Option<String>,
 }
 
 impl TokenRecord {
-    /// Active means: not expired at `now` and not revoked.
+    /// Active means: not expired at `now`, not revoked and not rotated.
     pub fn is_active(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && self.expires_at > now
+        self.revoked_at.is_none() && self.rotated_at.is_none() && self.expires_at > now
     }
 }
 

@@ -29,8 +29,12 @@ pub struct ClientMetadata {
     pub token_endpoint_auth_method: Option<String>,
     /// The scopes the client may request.
     pub scope: Option<String>,
+    /// Gatehouse: scopes the user is never asked to consent to (within `scope`).
+    pub pre_approved_scopes: Option<String>,
     /// Gatehouse: access-token lifetime in seconds (60..=86400).
     pub access_token_lifetime: Option<u64>,
+    /// Gatehouse: refresh-token lifetime in seconds (300..=31536000).
+    pub refresh_token_lifetime: Option<u64>,
 }
 
 fn meta(msg: impl Into<String>) -> OAuthError {
@@ -103,6 +107,14 @@ impl ClientMetadata {
         if self.access_token_lifetime.is_some_and(|l| !(60..=86_400).contains(&l)) {
             return Err(meta("access_token_lifetime: seconds between 60 and 86400"));
         }
+        if self.refresh_token_lifetime.is_some_and(|l| !(300..=31_536_000).contains(&l)) {
+            return Err(meta("refresh_token_lifetime: seconds between 300 and 31536000"));
+        }
+        let pre_approved_scopes = Scope::parse(self.pre_approved_scopes.as_deref().unwrap_or(""))
+            .ok_or_else(|| meta("pre_approved_scopes: malformed (RFC 6749 §3.3)"))?;
+        if !pre_approved_scopes.is_subset(&scope) {
+            return Err(meta("pre_approved_scopes: must be within scope"));
+        }
         let secret = (method != AuthMethod::None).then(ClientSecret::generate);
         let client = Client {
             client_id: crate::crypto::random_id(),
@@ -112,7 +124,9 @@ impl ClientMetadata {
             grant_types,
             token_endpoint_auth_method: method,
             scope,
+            pre_approved_scopes,
             access_token_lifetime: self.access_token_lifetime,
+            refresh_token_lifetime: self.refresh_token_lifetime,
             created_at: now,
         };
         Ok((client, secret))
@@ -134,6 +148,12 @@ pub fn client_json(c: &Client) -> serde_json::Value {
     }
     if let Some(l) = c.access_token_lifetime {
         v["access_token_lifetime"] = json!(l);
+    }
+    if let Some(l) = c.refresh_token_lifetime {
+        v["refresh_token_lifetime"] = json!(l);
+    }
+    if !c.pre_approved_scopes.is_empty() {
+        v["pre_approved_scopes"] = json!(c.pre_approved_scopes.to_string());
     }
     v
 }

@@ -8,6 +8,7 @@
 mod clients;
 mod resource_servers;
 mod tokens;
+mod users;
 
 use axum::Router;
 use axum::body::Body;
@@ -37,6 +38,19 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/admin/resource-servers",
             post(resource_servers::create).get(resource_servers::list).fallback(method_not_allowed("GET, POST")),
+        )
+        .route("/admin/users", post(users::create).fallback(method_not_allowed("POST")))
+        .route(
+            "/admin/users/{username}",
+            get(users::read)
+                .patch(users::update)
+                .delete(users::delete)
+                .fallback(method_not_allowed("GET, PATCH, DELETE")),
+        )
+        .route("/admin/users/{username}/consents", get(users::consents).fallback(method_not_allowed("GET")))
+        .route(
+            "/admin/users/{username}/consents/{client_id}",
+            axum::routing::delete(users::revoke_consent).fallback(method_not_allowed("DELETE")),
         )
         .route("/admin/tokens", get(tokens::list).fallback(method_not_allowed("GET")))
         .route("/admin/tokens/count", get(tokens::count).fallback(method_not_allowed("GET")))

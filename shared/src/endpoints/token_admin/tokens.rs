@@ -102,17 +102,18 @@ pub(super) async fn revoke(State(state): State<AppState>, req: Request<Body>) ->
     let (parts, body) = req.into_parts();
     let actor = authorize(&state, &parts)?;
     let r: RevokeRequest = json_body(body, invalid).await?;
-    let id = match (r.token, r.jti) {
-        (Some(t), None) => crate::endpoints::introspect::active_access_token(&state, &t).await?.map(|(_, rec)| rec.id),
-        (None, Some(j)) if j.len() <= 128 => Some(j),
+    let now = state.clock.now();
+    let record = match (r.token, r.jti) {
+        (Some(t), None) => crate::endpoints::introspect::active_token(&state, &t).await?,
+        (None, Some(j)) if j.len() <= 128 => state.store.get_token(&j, now).await?.filter(|t| t.is_active(now)),
         _ => return Err(invalid("give exactly one of token or jti")),
     };
-    let revoked = match &id {
-        Some(id) => state.store.revoke_token(id, state.clock.now()).await?,
+    let revoked = match &record {
+        Some(rec) => crate::endpoints::revoke::revoke_record(&state, &actor.0, rec).await?,
         None => false,
     };
-    if let (true, Some(id)) = (revoked, &id) {
-        changed(&actor, "token_revoked", id);
+    if let (true, Some(rec)) = (revoked, &record) {
+        changed(&actor, "token_revoked", rec.id.chars().take(22).collect::<String>());
     }
     Ok(ok(json!({ "revoked": revoked })))
 }

@@ -1,24 +1,36 @@
 //! `DynamoStore`: one DynamoDB table per tenant stack, single-table design.
 //!
-//! | item | pk | sk | extra keys |
+//! | item | pk | sk | extra attributes |
 //! |---|---|---|---|
 //! | client | `CLIENT#<client_id>` | `CLIENT` | |
 //! | resource server | `RESOURCE_SERVERS` | `<identifier>` | |
-//! | token record | `TOKEN#<id>` | `TOKEN` | `client_pk`, `user_pk`, `client_user_pk`, `issued_sk`, `ttl` |
+//! | token record | `TOKEN#<id>` | `TOKEN` | `client_pk`, `user_pk`, `client_user_pk`, `family_pk`, `issued_sk`, `ttl` |
 //! | signing key | `SIGNING_KEYS` | `KEY#<generation>` | |
+//! | user | `USER#<username>` | `USER` | |
+//! | consent | `USER#<username>` | `CONSENT#<client_id>` | |
+//! | failure counter | `COUNTER#<key>` | `COUNTER` | `ttl` |
+//! | pending request | `PENDING#<id>` | `PENDING` | `ttl` |
+//! | authorization code | `CODE#<id>` | `CODE` | `ttl` |
 //!
 //! GSIs `by_client`, `by_end_user` and `by_client_end_user` (all keyed on `issued_sk`, projecting
-//! everything) serve the admin listings as Queries, never Scans. `ttl` holds the expiry, and
-//! expired items are filtered on every read because TTL deletion can lag two days.
-//! Creation is `attribute_not_exists(pk)`; revocation is a conditional update.
+//! everything) serve the admin listings as Queries, never Scans; `by_family` (`family_pk` =
+//! `F#<family>`, same sort key) serves family revocation. `ttl` holds the expiry, and expired
+//! items are filtered on every read because TTL deletion can lag two days.
+//! Creation is `attribute_not_exists(pk)`; revocation is a conditional update; code redemption
+//! and refresh rotation are single `TransactWriteItems` (a conditional update of the code or old
+//! token plus conditional puts of the new tokens).
+mod authorization;
 mod schema;
+mod tokens;
+mod users;
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client as Ddb;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 pub use schema::create_table;
@@ -54,6 +66,8 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
         "InternalServerError",
         "ServiceUnavailable",
         "TransactionInProgressException",
+        "TransactionConflictException",
+        "TransactionConflict",
     ];
     match &e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -69,28 +83,60 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
     }
 }
 
+/// How often a single-use transaction is tried when concurrent transactions cancel it.
+const TRANSACT_ATTEMPTS: u32 = 5;
+
+/// Why a single-use transaction (its first action carrying the single-use condition) was
+/// cancelled, from its cancellation reason codes, one per action.
+#[derive(Debug, PartialEq, Eq)]
+enum Cancelled {
+    /// The first action's condition failed: used already (or expired, or unknown).
+    FirstCondition,
+    /// Another action's condition failed: an item to create exists.
+    OtherCondition,
+    /// A concurrent transaction on one of the items: nothing written, try again.
+    Contention,
+    /// Capacity exceeded: retry later.
+    Throttled,
+    /// Anything else (a validation error, an item too large).
+    Other,
+}
+
+fn cancelled(codes: &[&str]) -> Cancelled {
+    let any = |c: &str| codes.contains(&c);
+    if codes.first() == Some(&"ConditionalCheckFailed") {
+        Cancelled::FirstCondition
+    } else if any("ConditionalCheckFailed") {
+        Cancelled::OtherCondition
+    } else if any("TransactionConflict") {
+        Cancelled::Contention
+    } else if any("ThrottlingError") || any("ProvisionedThroughputExceeded") || any("RequestLimitExceeded") {
+        Cancelled::Throttled
+    } else {
+        Cancelled::Other
+    }
+}
+
+/// A conditional write's outcome as "did this call write": a failed condition is `false`.
+fn condition_met(r: StoreResult<()>) -> StoreResult<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(StoreError::Conflict) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Builds an SDK value whose required fields the caller set.
+fn built<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> StoreResult<T> {
+    r.map_err(|e| StoreError::Backend(format!("dynamodb request: {e}")))
+}
+
 fn decode<T: serde::de::DeserializeOwned>(item: Item) -> StoreResult<T> {
     from_item(item).map_err(|e| StoreError::Backend(format!("corrupt item: {e}")))
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> StoreResult<Item> {
     to_item(v).map_err(|e| StoreError::Backend(format!("cannot encode item: {e}")))
-}
-
-/// The index, partition key attribute and value that select a token query.
-fn token_index(q: &TokenQuery) -> StoreResult<(&'static str, &'static str, String)> {
-    let k = q.kind.as_str();
-    match (&q.client_id, &q.end_user) {
-        (Some(c), Some(u)) => Ok(("by_client_end_user", "client_user_pk", client_user_key(c, u, k))),
-        (Some(c), None) => Ok(("by_client", "client_pk", format!("C#{c}#{k}"))),
-        (None, Some(u)) => Ok(("by_end_user", "user_pk", format!("U#{u}#{k}"))),
-        (None, None) => Err(StoreError::Backend("a token query needs a client or an end user".into())),
-    }
-}
-
-/// Length-prefixed so that no client id / user pair can collide with another.
-fn client_user_key(client: &str, user: &str, kind: &str) -> String {
-    format!("CU#{}#{client}#{user}#{kind}", client.len())
 }
 
 impl DynamoStore {
@@ -125,13 +171,80 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// Queries one partition (of the table or an index) with an optional filter, page by page,
-    /// calling `each` per matching item until it returns `false`.
+    /// Replaces an existing item; `false` (nothing written) if there is none.
+    async fn put_existing(&self, item: Item) -> StoreResult<bool> {
+        let r = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        condition_met(r.map(drop).map_err(classify))
+    }
+
+    /// Deletes an item; `true` only for the call that deleted it.
+    async fn delete_existing(&self, pk: String, sk: &str) -> StoreResult<bool> {
+        let r = self
+            .ddb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        condition_met(r.map(drop).map_err(classify))
+    }
+
+    /// Runs one `TransactWriteItems` whose first action carries a single-use condition: `true`
+    /// when it committed; `false`, nothing written, when that first condition failed. A failed
+    /// condition on another action (a new item whose key exists) is `Conflict`. A cancellation
+    /// by a concurrent transaction on the same item is retried a few times (nothing was
+    /// written), then is `Unavailable`, as throttling is. (The SDK sets a fresh idempotency
+    /// token per call and keeps it across its own retries, so a retried commit is not replayed
+    /// into a spurious `false`.)
+    async fn transact_single_use(&self, actions: Vec<TransactWriteItem>) -> StoreResult<bool> {
+        let mut attempt = 0;
+        loop {
+            let r = self.ddb.transact_write_items().set_transact_items(Some(actions.clone())).send().await;
+            let e = match r {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            let reasons = match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c))
+                    if !c.cancellation_reasons().is_empty() =>
+                {
+                    c.cancellation_reasons()
+                }
+                _ => return Err(classify(e)),
+            };
+            let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
+            let described = || format!("dynamodb: transaction cancelled: {}", codes.join(","));
+            match cancelled(&codes) {
+                Cancelled::FirstCondition => return Ok(false),
+                Cancelled::OtherCondition => return Err(StoreError::Conflict),
+                Cancelled::Contention if attempt + 1 < TRANSACT_ATTEMPTS => {}
+                Cancelled::Contention | Cancelled::Throttled => return Err(StoreError::Unavailable(described())),
+                Cancelled::Other => return Err(StoreError::Backend(described())),
+            }
+            attempt += 1;
+            let jitter = u64::from(crate::crypto::random_bytes::<1>()[0] % 16);
+            tokio::time::sleep(std::time::Duration::from_millis((8 << attempt) + jitter)).await;
+        }
+    }
+
+    /// Queries one partition (of the table or an index; of the table, optionally only the sort
+    /// keys starting with `sk_prefix`) with an optional filter, page by page, calling `each` per
+    /// matching item until it returns `false`.
     async fn query_pages(
         &self,
         index: Option<&str>,
         key_attr: &str,
         key: String,
+        sk_prefix: Option<&str>,
         filter: Option<(&str, Item)>,
         mut each: impl FnMut(Item) -> bool,
     ) -> StoreResult<()> {
@@ -146,6 +259,11 @@ impl DynamoStore {
                 .expression_attribute_names("#k", key_attr)
                 .expression_attribute_values(":k", s(key.clone()))
                 .set_exclusive_start_key(start.take());
+            if let Some(prefix) = sk_prefix {
+                q = q
+                    .key_condition_expression("#k = :k AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix));
+            }
             if let Some((expr, values)) = &filter {
                 q = q.filter_expression(*expr);
                 for (k, v) in values {
@@ -165,8 +283,6 @@ impl DynamoStore {
         }
     }
 }
-
-const ACTIVE_FILTER: &str = "expires_at > :now AND attribute_not_exists(revoked_at)";
 
 #[async_trait]
 impl ClientStore for DynamoStore {
@@ -211,110 +327,12 @@ impl ResourceServerStore for DynamoStore {
 
     async fn list_resource_servers(&self) -> StoreResult<Vec<ResourceServer>> {
         let mut items = Vec::new();
-        self.query_pages(None, "pk", "RESOURCE_SERVERS".into(), None, |i| {
+        self.query_pages(None, "pk", "RESOURCE_SERVERS".into(), None, None, |i| {
             items.push(i);
             true
         })
         .await?;
         items.into_iter().map(decode).collect()
-    }
-}
-
-#[async_trait]
-impl TokenStore for DynamoStore {
-    async fn put_token(&self, t: &TokenRecord) -> StoreResult<()> {
-        let kind = t.kind.as_str();
-        let mut item = encode(t)?;
-        item.insert("pk".into(), s(format!("TOKEN#{}", t.id)));
-        item.insert("sk".into(), s("TOKEN"));
-        item.insert("ttl".into(), n(t.expires_at));
-        item.insert("issued_sk".into(), s(format!("{:012}#{}", t.issued_at, t.id)));
-        item.insert("client_pk".into(), s(format!("C#{}#{kind}", t.client_id)));
-        if let Some(u) = &t.end_user {
-            item.insert("user_pk".into(), s(format!("U#{u}#{kind}")));
-            item.insert("client_user_pk".into(), s(client_user_key(&t.client_id, u, kind)));
-        }
-        self.put_new(item).await
-    }
-
-    async fn get_token(&self, id: &str, now: i64) -> StoreResult<Option<TokenRecord>> {
-        let Some(item) = self.get(format!("TOKEN#{id}"), "TOKEN").await? else {
-            return Ok(None);
-        };
-        let t: TokenRecord = decode(item)?;
-        Ok((t.expires_at > now).then_some(t))
-    }
-
-    async fn revoke_token(&self, id: &str, at: i64) -> StoreResult<bool> {
-        let r = self
-            .ddb
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("TOKEN#{id}")))
-            .key("sk", s("TOKEN"))
-            .update_expression("SET revoked_at = :at")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
-            .expression_attribute_values(":at", n(at))
-            .send()
-            .await;
-        match r.map_err(classify) {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn list_tokens(
-        &self,
-        q: &TokenQuery,
-        now: i64,
-        offset: usize,
-        limit: usize,
-    ) -> StoreResult<Vec<TokenRecord>> {
-        let (index, attr, key) = token_index(q)?;
-        let (mut skipped, mut items): (usize, Vec<Item>) = (0, Vec::new());
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let values = HashMap::from([(":now".to_owned(), n(now))]);
-        self.query_pages(Some(index), attr, key, Some((ACTIVE_FILTER, values)), |i| {
-            if skipped < offset {
-                skipped += 1;
-            } else {
-                items.push(i);
-            }
-            items.len() < limit
-        })
-        .await?;
-        items.into_iter().map(decode).collect()
-    }
-
-    async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {
-        let (index, attr, key) = token_index(q)?;
-        let mut total = 0u64;
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .ddb
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .select(Select::Count)
-                .key_condition_expression("#k = :k")
-                .filter_expression(ACTIVE_FILTER)
-                .expression_attribute_names("#k", attr)
-                .expression_attribute_values(":k", s(key.clone()))
-                .expression_attribute_values(":now", n(now))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(classify)?;
-            total += out.count.max(0) as u64;
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(total),
-            }
-        }
     }
 }
 
@@ -329,7 +347,7 @@ impl KeyStore for DynamoStore {
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let mut items = Vec::new();
-        self.query_pages(None, "pk", "SIGNING_KEYS".into(), None, |i| {
+        self.query_pages(None, "pk", "SIGNING_KEYS".into(), None, None, |i| {
             items.push(i);
             true
         })
@@ -337,5 +355,22 @@ impl KeyStore for DynamoStore {
         let mut keys: Vec<StoredSigningKey> = items.into_iter().map(decode).collect::<StoreResult<_>>()?;
         keys.sort_by_key(|k| k.generation);
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cancelled, cancelled};
+
+    #[test]
+    fn cancellation_reasons() {
+        assert_eq!(cancelled(&["ConditionalCheckFailed", "None", "None"]), Cancelled::FirstCondition);
+        assert_eq!(cancelled(&["ConditionalCheckFailed", "ConditionalCheckFailed"]), Cancelled::FirstCondition);
+        assert_eq!(cancelled(&["None", "None", "ConditionalCheckFailed"]), Cancelled::OtherCondition);
+        assert_eq!(cancelled(&["TransactionConflict", "None"]), Cancelled::Contention);
+        assert_eq!(cancelled(&["None", "ThrottlingError"]), Cancelled::Throttled);
+        assert_eq!(cancelled(&["ProvisionedThroughputExceeded"]), Cancelled::Throttled);
+        assert_eq!(cancelled(&["ValidationError", "None"]), Cancelled::Other);
+        assert_eq!(cancelled(&[]), Cancelled::Other);
     }
 }

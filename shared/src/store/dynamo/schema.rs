@@ -8,9 +8,15 @@ use aws_sdk_dynamodb::types::{
 
 use super::{StoreError, StoreResult, classify};
 
-/// The global secondary indexes: (name, partition key attribute). All sort on `issued_sk`.
-pub const INDEXES: [(&str, &str); 3] =
-    [("by_client", "client_pk"), ("by_end_user", "user_pk"), ("by_client_end_user", "client_user_pk")];
+/// The global secondary indexes: (name, partition key attribute). All sort on `issued_sk` and
+/// project every attribute; all are sparse (only token items carry their keys, and only tokens
+/// of a family carry `family_pk`).
+pub const INDEXES: [(&str, &str); 4] = [
+    ("by_client", "client_pk"),
+    ("by_end_user", "user_pk"),
+    ("by_client_end_user", "client_user_pk"),
+    ("by_family", "family_pk"),
+];
 
 fn key(name: &str, t: KeyType) -> StoreResult<KeySchemaElement> {
     KeySchemaElement::builder().attribute_name(name).key_type(t).build().map_err(|e| StoreError::Backend(e.to_string()))

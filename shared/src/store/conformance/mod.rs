@@ -3,6 +3,14 @@
 //! store and panics on a broken promise.
 use std::sync::Arc;
 
+mod authorization;
+mod rotation;
+mod users;
+
+pub use authorization::{code, pending};
+pub use rotation::family_token;
+pub use users::user;
+
 use super::{Store, StoreError, TokenQuery};
 use crate::model::{
     AuthMethod, Client, GrantType, ResourceServer, Scope, ScopeDescription, StoredSigningKey, TokenKind, TokenRecord,
@@ -22,6 +30,17 @@ pub const CASES: &[&str] = &[
     "signing_keys",
     "concurrent_revocation",
     "concurrent_creation",
+    "users",
+    "consents",
+    "counters",
+    "concurrent_counter",
+    "pending_requests",
+    "concurrent_pending_delete",
+    "codes",
+    "concurrent_redeem",
+    "refresh_rotation",
+    "concurrent_rotation",
+    "token_families",
 ];
 
 /// A client record for the cases.
@@ -34,7 +53,9 @@ pub fn client(id: &str) -> Client {
         grant_types: vec![GrantType::ClientCredentials, GrantType::AuthorizationCode],
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         scope: Scope::parse("read write").unwrap(),
+        pre_approved_scopes: Scope::parse("read").unwrap(),
         access_token_lifetime: Some(600),
+        refresh_token_lifetime: Some(86_400),
         created_at: NOW,
     }
 }
@@ -53,6 +74,9 @@ pub fn token(id: &str, kind: TokenKind, client: &str, user: Option<&str>, issued
         issued_at,
         expires_at: issued_at + 3600,
         revoked_at: None,
+        family: None,
+        rotated_at: None,
+        successor_response: None,
     }
 }
 
@@ -76,6 +100,17 @@ pub async fn run(case: &str, s: Arc<dyn Store>) {
         "signing_keys" => signing_keys(&*s).await,
         "concurrent_revocation" => concurrent_revocation(s).await,
         "concurrent_creation" => concurrent_creation(s).await,
+        "users" => users::users(&*s).await,
+        "consents" => users::consents(&*s).await,
+        "counters" => users::counters(&*s).await,
+        "concurrent_counter" => users::concurrent_counter(s).await,
+        "pending_requests" => authorization::pending_requests(&*s).await,
+        "concurrent_pending_delete" => authorization::concurrent_pending_delete(s).await,
+        "codes" => authorization::codes(&*s).await,
+        "concurrent_redeem" => authorization::concurrent_redeem(s).await,
+        "refresh_rotation" => rotation::refresh_rotation(&*s).await,
+        "concurrent_rotation" => rotation::concurrent_rotation(s).await,
+        "token_families" => rotation::token_families(&*s).await,
         other => panic!("unknown conformance case {other}"),
     }
 }

@@ -11,6 +11,10 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::*;
 
+mod authorization;
+mod tokens;
+mod users;
+
 /// The embedded backend.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -22,14 +26,36 @@ CREATE TABLE IF NOT EXISTS clients (client_id TEXT PRIMARY KEY, body TEXT NOT NU
 CREATE TABLE IF NOT EXISTS resource_servers (identifier TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, client_id TEXT NOT NULL, end_user TEXT,
-  issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, revoked_at INTEGER, body TEXT NOT NULL);
+  issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, revoked_at INTEGER, body TEXT NOT NULL,
+  family TEXT, rotated_at INTEGER, successor_response TEXT);
+CREATE TABLE IF NOT EXISTS signing_keys (generation INTEGER PRIMARY KEY, kid TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (username TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS consents (
+  username TEXT NOT NULL, client_id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (username, client_id));
+CREATE TABLE IF NOT EXISTS counters (
+  counter_key TEXT PRIMARY KEY, count INTEGER NOT NULL, expires_at INTEGER NOT NULL, locked_until INTEGER);
+CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS codes (
+  id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, consumed_at INTEGER, body TEXT NOT NULL);
+";
+
+/// Indexes, created after [`TOKEN_COLUMNS_ADDED`] exist on a database of the previous schema.
+const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS tokens_by_client ON tokens (client_id, kind, issued_at, id);
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (end_user, kind, issued_at, id);
 CREATE INDEX IF NOT EXISTS tokens_by_expiry ON tokens (expires_at);
-CREATE TABLE IF NOT EXISTS signing_keys (generation INTEGER PRIMARY KEY, kid TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_by_family ON tokens (family, issued_at, id);
+CREATE INDEX IF NOT EXISTS counters_by_expiry ON counters (expires_at);
+CREATE INDEX IF NOT EXISTS pending_by_expiry ON pending (expires_at);
+CREATE INDEX IF NOT EXISTS codes_by_expiry ON codes (expires_at);
 ";
 
-/// Expired token rows are deleted this long after expiry (they are filtered on read before).
+/// Token columns newer than the first schema: added in place to an existing `tokens` table.
+const TOKEN_COLUMNS_ADDED: [(&str, &str); 3] =
+    [("family", "TEXT"), ("rotated_at", "INTEGER"), ("successor_response", "TEXT")];
+
+/// Expired rows (tokens, pending requests, codes, counters) are deleted this long after expiry
+/// (they are filtered on read before).
 const PURGE_AFTER_SECS: i64 = 86_400;
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -48,6 +74,18 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("corrupt row: {e}")))
 }
 
+/// Brings a `tokens` table of the previous schema up to date (idempotent).
+fn add_token_columns(conn: &Connection) -> StoreResult<()> {
+    let mut st = conn.prepare("SELECT name FROM pragma_table_info('tokens')").map_err(err)?;
+    let have: Vec<String> = st.query_map([], |r| r.get(0)).map_err(err)?.collect::<Result<_, _>>().map_err(err)?;
+    for (name, ty) in TOKEN_COLUMNS_ADDED {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {name} {ty}")).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) `gatehouse.db` in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
@@ -57,6 +95,8 @@ impl EmbeddedStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        add_token_columns(&conn)?;
+        conn.execute_batch(INDEXES).map_err(err)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -73,22 +113,6 @@ impl EmbeddedStore {
         .await
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
-}
-
-/// The WHERE clause and parameters selecting active tokens of a query.
-fn token_filter(q: &TokenQuery, now: i64) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value;
-    let mut sql = String::from("kind = ? AND expires_at > ? AND revoked_at IS NULL");
-    let mut p: Vec<Value> = vec![Value::Text(q.kind.as_str().into()), Value::Integer(now)];
-    if let Some(c) = &q.client_id {
-        sql.push_str(" AND client_id = ?");
-        p.push(Value::Text(c.clone()));
-    }
-    if let Some(u) = &q.end_user {
-        sql.push_str(" AND end_user = ?");
-        p.push(Value::Text(u.clone()));
-    }
-    (sql, p)
 }
 
 #[async_trait]
@@ -155,90 +179,6 @@ impl ResourceServerStore for EmbeddedStore {
 }
 
 #[async_trait]
-impl TokenStore for EmbeddedStore {
-    async fn put_token(&self, t: &TokenRecord) -> StoreResult<()> {
-        let t = t.clone();
-        let body = to_json(&t)?;
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO tokens (id, kind, client_id, end_user, issued_at, expires_at, revoked_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![t.id, t.kind.as_str(), t.client_id, t.end_user, t.issued_at, t.expires_at, t.revoked_at, body],
-            )
-            .map_err(err)?;
-            // Housekeeping in the same call: what TTL does for DynamoDB.
-            c.execute("DELETE FROM tokens WHERE expires_at < ?1", [t.issued_at - PURGE_AFTER_SECS]).map_err(err)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn get_token(&self, id: &str, now: i64) -> StoreResult<Option<TokenRecord>> {
-        let id = id.to_owned();
-        self.with(move |c| {
-            let row: Option<(String, Option<i64>)> = c
-                .query_row(
-                    "SELECT body, revoked_at FROM tokens WHERE id = ?1 AND expires_at > ?2",
-                    params![id, now],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(err)?;
-            row.map(|(b, revoked_at)| {
-                let mut t: TokenRecord = from_json(&b)?;
-                t.revoked_at = revoked_at;
-                Ok(t)
-            })
-            .transpose()
-        })
-        .await
-    }
-
-    async fn revoke_token(&self, id: &str, at: i64) -> StoreResult<bool> {
-        let id = id.to_owned();
-        self.with(move |c| {
-            let n = c
-                .execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, at])
-                .map_err(err)?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn list_tokens(
-        &self,
-        q: &TokenQuery,
-        now: i64,
-        offset: usize,
-        limit: usize,
-    ) -> StoreResult<Vec<TokenRecord>> {
-        let (filter, mut p) = token_filter(q, now);
-        p.push(rusqlite::types::Value::Integer(limit as i64));
-        p.push(rusqlite::types::Value::Integer(offset as i64));
-        self.with(move |c| {
-            let sql = format!("SELECT body FROM tokens WHERE {filter} ORDER BY issued_at, id LIMIT ? OFFSET ?");
-            let mut st = c.prepare(&sql).map_err(err)?;
-            let rows = st.query_map(rusqlite::params_from_iter(p), |r| r.get::<_, String>(0)).map_err(err)?;
-            rows.map(|r| from_json(&r.map_err(err)?)).collect()
-        })
-        .await
-    }
-
-    async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {
-        let (filter, p) = token_filter(q, now);
-        self.with(move |c| {
-            let n: i64 = c
-                .query_row(&format!("SELECT COUNT(*) FROM tokens WHERE {filter}"), rusqlite::params_from_iter(p), |r| {
-                    r.get(0)
-                })
-                .map_err(err)?;
-            Ok(n as u64)
-        })
-        .await
-    }
-}
-
-#[async_trait]
 impl KeyStore for EmbeddedStore {
     async fn put_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
         let (generation, kid, body) = (key.generation, key.kid.clone(), to_json(key)?);
@@ -260,5 +200,44 @@ impl KeyStore for EmbeddedStore {
             rows.map(|r| from_json(&r.map_err(err)?)).collect()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data directory written by the first schema (tokens without the family and rotation
+    /// columns) opens, keeps its rows and takes the new columns.
+    #[tokio::test]
+    async fn opens_a_database_of_the_previous_schema() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-schema-{}", crate::crypto::random_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = Connection::open(dir.join("gatehouse.db")).unwrap();
+        old.execute_batch(
+            "CREATE TABLE tokens (
+               id TEXT PRIMARY KEY, kind TEXT NOT NULL, client_id TEXT NOT NULL, end_user TEXT,
+               issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, revoked_at INTEGER, body TEXT NOT NULL);
+             CREATE INDEX tokens_by_client ON tokens (client_id, kind, issued_at, id);",
+        )
+        .unwrap();
+        let t = conformance::token("kept", TokenKind::Access, "c1", None, conformance::NOW);
+        old.execute(
+            "INSERT INTO tokens VALUES (?1, 'access', 'c1', NULL, ?2, ?3, NULL, ?4)",
+            params![t.id, t.issued_at, t.expires_at, to_json(&t).unwrap()],
+        )
+        .unwrap();
+        drop(old);
+        drop(EmbeddedStore::open(&dir).unwrap());
+        let s = EmbeddedStore::open(&dir).unwrap(); // idempotent
+        assert_eq!(s.get_token("kept", conformance::NOW).await.unwrap(), Some(t));
+        let next = conformance::family_token("next", TokenKind::Refresh, "f1", conformance::NOW);
+        assert!(s.rotate_refresh("kept", conformance::NOW, "r", std::slice::from_ref(&next)).await.unwrap());
+        assert_eq!(s.list_family("f1", conformance::NOW).await.unwrap(), [next]);
+        assert_eq!(
+            s.get_token("kept", conformance::NOW).await.unwrap().unwrap().successor_response.as_deref(),
+            Some("r")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,221 @@
+//! `POST /authorize/login` and `POST /authorize/consent`: sign-in with lockout, consent with
+//! persistence (OAM seed: consent management), and the authorization code (RFC 6749 §4.1.2).
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::Response;
+
+use super::page_for;
+use super::pages::{self, Consent, Login};
+use super::request::ClientTarget;
+use crate::audit::{self, AuditEvent};
+use crate::http::{self, Params};
+use crate::model::{AuthorizationCode, Client, PendingAuthorization, Scope, User};
+use crate::{AppState, OAuthError, Result};
+
+/// The cookie carrying the pending request's id: `__Host-` prefixed and `Secure` on https
+/// issuers; plain on loopback http (the local server).
+fn cookie_name(state: &AppState) -> &'static str {
+    if secure(state) { "__Host-gatehouse-authz" } else { "gatehouse-authz" }
+}
+
+fn secure(state: &AppState) -> bool {
+    state.config.issuer.starts_with("https://")
+}
+
+fn set_cookie(state: &AppState, resp: &mut Response, value: &str, max_age: u64) {
+    let attrs = if secure(state) { "; Secure" } else { "" };
+    let c = format!("{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{attrs}", cookie_name(state));
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn cookie<'a>(state: &AppState, parts: &'a Parts) -> Option<&'a str> {
+    let name = cookie_name(state);
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The sign-in page (with a new cookie on first display).
+pub(super) fn show_login(
+    state: &AppState,
+    client: &Client,
+    pending: &PendingAuthorization,
+    csrf: &str,
+    error: Option<&str>,
+    username: &str,
+    first: bool,
+) -> Response {
+    let name = client.client_name.as_deref().unwrap_or(&client.client_id);
+    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    let mut resp = pages::page(status, &Login { client_name: name, csrf, username, error });
+    if first {
+        set_cookie(state, &mut resp, &pending.id, state.config.login_ttl);
+    }
+    resp
+}
+
+fn expired() -> OAuthError {
+    OAuthError::invalid_request("this sign-in page has expired or was already used; return to the application")
+}
+
+/// The pending request named by the cookie, if the form's CSRF token belongs to it.
+async fn load(state: &AppState, parts: &Parts, form: &Params) -> Result<PendingAuthorization> {
+    let id = cookie(state, parts).ok_or_else(expired)?;
+    let csrf = form.get("csrf").ok_or_else(|| OAuthError::invalid_request("the form is missing its CSRF token"))?;
+    let pending = state.store.get_pending(id, state.clock.now()).await?.ok_or_else(expired)?;
+    if !crate::crypto::ct_eq(&crate::crypto::digest(csrf), &pending.csrf_digest) {
+        return Err(OAuthError::invalid_request("the form's CSRF token does not match"));
+    }
+    Ok(pending)
+}
+
+async fn client_of(state: &AppState, pending: &PendingAuthorization) -> Result<Client> {
+    state
+        .store
+        .get_client(&pending.client_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_request("the client no longer exists"))
+}
+
+fn target(pending: &PendingAuthorization) -> ClientTarget {
+    ClientTarget { redirect_uri: pending.redirect_uri.clone(), state: pending.state.clone() }
+}
+
+pub(super) async fn login(State(state): State<AppState>, req: Request<Body>) -> Response {
+    match try_login(&state, req).await {
+        Ok(r) => r,
+        Err(e) => page_for(e),
+    }
+}
+
+async fn try_login(state: &AppState, req: Request<Body>) -> Result<Response> {
+    let (parts, form) = http::read_form(req).await?;
+    let mut pending = load(state, &parts, &form).await?;
+    let client = client_of(state, &pending).await?;
+    let csrf = form.require("csrf")?;
+    let (username, password) = (form.get("username").unwrap_or(""), form.get("password").unwrap_or(""));
+    let user = match crate::users::sign_in(state, username, password).await? {
+        Ok(u) => u,
+        Err(e) => return Ok(show_login(state, &client, &pending, csrf, Some(e.message()), username, false)),
+    };
+    pending.username = Some(user.username.clone());
+    if !needs_consent(state, &pending, &client, &user).await? {
+        return finish(state, &pending).await;
+    }
+    if !state.store.update_pending(&pending).await? {
+        return Err(expired());
+    }
+    let scopes = describe(state, &pending).await?;
+    let name = client.client_name.as_deref().unwrap_or(&client.client_id);
+    Ok(pages::page(StatusCode::OK, &Consent { client_name: name, username: &user.username, csrf, scopes }))
+}
+
+/// Consent is skipped when every requested scope is pre-approved for the client or was
+/// approved by this user before (a request with no scope needs a prior consent).
+async fn needs_consent(state: &AppState, p: &PendingAuthorization, client: &Client, user: &User) -> Result<bool> {
+    let prior = state.store.get_consent(&user.username, &client.client_id).await?;
+    let covered =
+        |t: &str| client.pre_approved_scopes.contains(t) || prior.as_ref().is_some_and(|c| c.scope.contains(t));
+    let all_covered = p.scope.iter().all(covered);
+    Ok(!(all_covered && (prior.is_some() || !p.scope.is_empty())))
+}
+
+/// Each requested scope with the description its resource server gives (the audience's first).
+async fn describe(state: &AppState, p: &PendingAuthorization) -> Result<Vec<(String, Option<String>)>> {
+    let mut servers = state.store.list_resource_servers().await?;
+    servers.sort_by_key(|rs| rs.identifier != p.audience);
+    Ok(p.scope
+        .iter()
+        .map(|t| {
+            let d = servers
+                .iter()
+                .flat_map(|rs| rs.scopes.iter())
+                .find(|s| s.name == t)
+                .and_then(|s| s.description.clone());
+            (t.to_owned(), d)
+        })
+        .collect())
+}
+
+pub(super) async fn consent(State(state): State<AppState>, req: Request<Body>) -> Response {
+    match try_consent(&state, req).await {
+        Ok(r) => r,
+        Err(e) => page_for(e),
+    }
+}
+
+async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
+    let (parts, form) = http::read_form(req).await?;
+    let pending = load(state, &parts, &form).await?;
+    let username = pending.username.clone().ok_or_else(expired)?;
+    match form.get("decision") {
+        Some("approve") => {}
+        Some("deny") => {
+            if !state.store.delete_pending(&pending.id).await? {
+                return Err(expired());
+            }
+            audit::record(AuditEvent::AccessDenied { username, client_id: pending.client_id.clone() });
+            let e = OAuthError::AccessDenied;
+            return Ok(clear(state, target(&pending).error(state, StatusCode::SEE_OTHER, &e)));
+        }
+        _ => return Err(OAuthError::invalid_request("decision must be approve or deny")),
+    }
+    let prior = state.store.get_consent(&username, &pending.client_id).await?;
+    let merged = Scope::from_tokens(prior.iter().flat_map(|c| c.scope.iter()).chain(pending.scope.iter()));
+    let consent = crate::model::Consent {
+        username: username.clone(),
+        client_id: pending.client_id.clone(),
+        scope: merged,
+        granted_at: state.clock.now(),
+    };
+    let resp = finish(state, &pending).await?;
+    state.store.put_consent(&consent).await?;
+    audit::record(AuditEvent::ConsentGranted {
+        username,
+        client_id: pending.client_id.clone(),
+        scope: pending.scope.to_string(),
+    });
+    Ok(resp)
+}
+
+fn clear(state: &AppState, mut resp: Response) -> Response {
+    set_cookie(state, &mut resp, "", 0);
+    resp
+}
+
+/// Consumes the pending request (exactly once) and redirects with a new code.
+async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> {
+    if !state.store.delete_pending(&p.id).await? {
+        return Err(expired());
+    }
+    let username = p.username.clone().ok_or_else(expired)?;
+    let code = crate::crypto::random_token();
+    let now = state.clock.now();
+    let record = AuthorizationCode {
+        id: crate::crypto::digest(&code),
+        client_id: p.client_id.clone(),
+        redirect_uri: p.redirect_uri.clone(),
+        redirect_uri_in_request: p.redirect_uri_in_request,
+        username: username.clone(),
+        scope: p.scope.clone(),
+        audience: p.audience.clone(),
+        code_challenge: p.code_challenge.clone(),
+        family: crate::crypto::random_id(),
+        issued_at: now,
+        expires_at: now + state.config.code_ttl as i64,
+        consumed_at: None,
+    };
+    state.store.put_code(&record).await?;
+    audit::record(AuditEvent::CodeIssued { client_id: p.client_id.clone(), username, scope: p.scope.to_string() });
+    Ok(clear(state, target(p).redirect(state, StatusCode::SEE_OTHER, &[("code", &code)])))
+}

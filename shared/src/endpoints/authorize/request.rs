@@ -1,0 +1,140 @@
+//! `GET /authorize`: validates the authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3),
+//! stores it as a pending request and shows the sign-in page.
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{flow, page_for, pages};
+use crate::grants::{decide_grant, ensure_grant_allowed, parse_resource};
+use crate::http::{self, Params};
+use crate::model::{Client, GrantType, PendingAuthorization, Scope};
+use crate::{AppState, OAuthError, Result};
+
+/// Where errors and codes go once the client and redirect URI are validated.
+pub(super) struct ClientTarget {
+    pub redirect_uri: String,
+    pub state: Option<String>,
+}
+
+impl ClientTarget {
+    /// Redirects to the client with `params`, plus `state` and RFC 9207 `iss`. After a form
+    /// POST the status is 303, so the browser does not re-send the form (RFC 9700 §4.12).
+    pub fn redirect(&self, app: &AppState, status: StatusCode, params: &[(&str, &str)]) -> Response {
+        let Ok(mut target) = url::Url::parse(&self.redirect_uri) else {
+            return pages::error(StatusCode::BAD_REQUEST, "invalid_request", "the redirect URI is invalid");
+        };
+        {
+            let mut q = target.query_pairs_mut();
+            for (k, v) in params {
+                q.append_pair(k, v);
+            }
+            if let Some(s) = &self.state {
+                q.append_pair("state", s);
+            }
+            q.append_pair("iss", &app.config.issuer);
+        }
+        let mut resp = status.into_response();
+        if let Ok(v) = HeaderValue::from_str(target.as_str()) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        crate::error::no_store(&mut resp);
+        resp
+    }
+
+    /// Redirects an OAuth error (RFC 6749 §4.1.2.1).
+    pub fn error(&self, app: &AppState, status: StatusCode, e: &OAuthError) -> Response {
+        if let OAuthError::Server(detail) = e {
+            tracing::error!(error = %detail, "server_error on the authorization endpoint");
+        }
+        self.redirect(app, status, &[("error", e.code()), ("error_description", &e.description())])
+    }
+}
+
+pub(super) async fn handle(State(state): State<AppState>, parts: Parts) -> Response {
+    let (q, client, target) = match validate_client(&state, &parts).await {
+        Ok(v) => v,
+        Err(e) => return page_for(e),
+    };
+    match pending_from(&state, &q, &client, &target).await {
+        Ok((pending, csrf)) => flow::show_login(&state, &client, &pending, &csrf, None, "", true),
+        Err(e) => target.error(&state, StatusCode::FOUND, &e),
+    }
+}
+
+/// Steps that must pass before anything may redirect: a known client and one of its
+/// registered redirect URIs, matched exactly (RFC 6749 §3.1.2.3; RFC 9700 §4.1.3).
+async fn validate_client(state: &AppState, parts: &Parts) -> Result<(Params, Client, ClientTarget)> {
+    let q = http::query(parts)?;
+    let client_id = q.require("client_id")?;
+    let client =
+        state.store.get_client(client_id).await?.ok_or_else(|| OAuthError::invalid_request("unknown client_id"))?;
+    let redirect_uri = match (q.get("redirect_uri"), client.redirect_uris.as_slice()) {
+        (Some(r), uris) if uris.iter().any(|u| u == r) => r.to_owned(),
+        (None, [only]) => only.clone(),
+        _ => return Err(OAuthError::invalid_request("redirect_uri is missing or not registered for this client")),
+    };
+    let target = ClientTarget { redirect_uri, state: q.get("state").map(str::to_owned) };
+    Ok((q, client, target))
+}
+
+/// RFC 7636 §4.2-4.3: only `S256`; required for public clients.
+fn pkce_challenge(q: &Params, client: &Client) -> Result<Option<String>> {
+    let challenge = q.get("code_challenge");
+    match (challenge, q.get("code_challenge_method")) {
+        (None, Some(_)) => Err(OAuthError::invalid_request("code_challenge_method without code_challenge")),
+        (None, None) if client.is_public() => {
+            Err(OAuthError::invalid_request("public clients must use PKCE (code_challenge with S256)"))
+        }
+        (None, None) => Ok(None),
+        (Some(_), None | Some("plain")) => Err(OAuthError::invalid_request("code_challenge_method must be S256")),
+        (Some(_), Some(m)) if m != "S256" => Err(OAuthError::invalid_request("code_challenge_method must be S256")),
+        (Some(c), Some(_)) => {
+            let valid = c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if valid { Ok(Some(c.to_owned())) } else { Err(OAuthError::invalid_request("code_challenge is malformed")) }
+        }
+    }
+}
+
+/// The remaining checks (each answered by redirect) and the pending record.
+async fn pending_from(
+    state: &AppState,
+    q: &Params,
+    client: &Client,
+    target: &ClientTarget,
+) -> Result<(PendingAuthorization, String)> {
+    match q.get("response_type") {
+        None => return Err(OAuthError::invalid_request("missing parameter `response_type`")),
+        Some("code") => {}
+        Some(_) => return Err(OAuthError::UnsupportedResponseType),
+    }
+    ensure_grant_allowed(client, GrantType::AuthorizationCode)?;
+    let scope = q
+        .get("scope")
+        .map(|s| Scope::parse(s).ok_or_else(|| OAuthError::InvalidScope("the scope is malformed".into())))
+        .transpose()?;
+    let resource = q.get("resource").map(parse_resource).transpose()?;
+    let code_challenge = pkce_challenge(q, client)?;
+    if target.state.as_ref().is_some_and(|s| s.len() > 1024) {
+        return Err(OAuthError::invalid_request("state is longer than 1024 characters"));
+    }
+    let grant = decide_grant(state, client, scope.as_ref(), resource.as_deref()).await?;
+    let csrf = crate::crypto::random_token();
+    let now = state.clock.now();
+    let pending = PendingAuthorization {
+        id: crate::crypto::random_token(),
+        csrf_digest: crate::crypto::digest(&csrf),
+        client_id: client.client_id.clone(),
+        redirect_uri: target.redirect_uri.clone(),
+        redirect_uri_in_request: q.has("redirect_uri"),
+        state: target.state.clone(),
+        scope: grant.scope,
+        audience: grant.audience,
+        code_challenge,
+        username: None,
+        created_at: now,
+        expires_at: now + state.config.login_ttl as i64,
+    };
+    state.store.put_pending(&pending).await?;
+    Ok((pending, csrf))
+}

@@ -1,0 +1,114 @@
+//! `grant_type=authorization_code` (RFC 6749 §4.1.3) with PKCE (RFC 7636 §4.5-4.6). The code
+//! is redeemed exactly once, atomically with storing the tokens; a second presentation is
+//! `invalid_grant` and revokes every token issued from the code (RFC 6749 §4.1.2,
+//! RFC 9700 §4.5).
+use sha2::{Digest, Sha256};
+
+use crate::audit::{self, AuditEvent};
+use crate::error::OAuthError;
+use crate::http::Params;
+use crate::model::{AuthorizationCode, Client, GrantType};
+use crate::{AppState, Result};
+
+use super::*;
+
+/// RFC 6749 §4.1.3 parameters plus RFC 7636 `code_verifier`.
+#[derive(Debug)]
+pub struct Request {
+    code: String,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+}
+
+/// RFC 7636 §4.1: 43-128 characters of `[A-Za-z0-9-._~]`.
+pub fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+impl Request {
+    /// Parses the parameters; a malformed verifier is `invalid_request`.
+    pub fn parse(form: &Params) -> Result<Self> {
+        let code = form.require("code")?;
+        if code.len() > 256 {
+            return Err(OAuthError::InvalidGrant("the authorization code is invalid or expired".into()));
+        }
+        let code_verifier = form.get("code_verifier").map(str::to_owned);
+        if code_verifier.as_deref().is_some_and(|v| !valid_verifier(v)) {
+            return Err(OAuthError::invalid_request("code_verifier is malformed (RFC 7636 §4.1)"));
+        }
+        Ok(Self { code: code.to_owned(), redirect_uri: form.get("redirect_uri").map(str::to_owned), code_verifier })
+    }
+}
+
+fn invalid(why: &'static str) -> OAuthError {
+    OAuthError::InvalidGrant(why.into())
+}
+
+/// RFC 7636 §4.6: `BASE64URL(SHA256(verifier)) == challenge`, compared in constant time.
+fn pkce_holds(challenge: Option<&str>, verifier: Option<&str>) -> Result<()> {
+    match (challenge, verifier) {
+        (Some(c), Some(v)) if crate::crypto::ct_eq(&crate::crypto::b64url(Sha256::digest(v.as_bytes())), c) => Ok(()),
+        (Some(_), Some(_)) => Err(invalid("the code_verifier does not match the code_challenge")),
+        (Some(_), None) => Err(invalid("code_verifier is required for this code")),
+        // RFC 9700 §2.1.1: a verifier for a code issued without a challenge is refused.
+        (None, Some(_)) => Err(invalid("no code_challenge was sent with the authorization request")),
+        (None, None) => Ok(()),
+    }
+}
+
+fn check_redirect(code: &AuthorizationCode, sent: Option<&str>) -> Result<()> {
+    match sent {
+        Some(r) if r == code.redirect_uri => Ok(()),
+        None if !code.redirect_uri_in_request => Ok(()),
+        _ => Err(invalid("redirect_uri differs from the authorization request")),
+    }
+}
+
+/// Revokes the tokens of a replayed code and answers `invalid_grant`.
+async fn replayed(state: &AppState, code: &AuthorizationCode) -> OAuthError {
+    let revoked = match revoke_family(state, &code.family).await {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    audit::record(AuditEvent::CodeReplayed { client_id: code.client_id.clone(), family: code.family.clone(), revoked });
+    invalid("the authorization code was already used")
+}
+
+/// Exchanges the code for an access token and (if the client has the grant) a refresh token.
+pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<TokenResponse> {
+    ensure_grant_allowed(client, GrantType::AuthorizationCode)?;
+    let id = crate::crypto::digest(&req.code);
+    let code = state.store.get_code(&id, state.clock.now()).await?;
+    let code = code.ok_or_else(|| invalid("the authorization code is invalid or expired"))?;
+    if code.client_id != client.client_id {
+        return Err(invalid("the authorization code was issued to another client"));
+    }
+    if code.consumed_at.is_some() {
+        return Err(replayed(state, &code).await);
+    }
+    check_redirect(&code, req.redirect_uri.as_deref())?;
+    pkce_holds(code.code_challenge.as_deref(), req.code_verifier.as_deref())?;
+    active_user(state, &code.username).await?;
+    let grant = Grant { audience: code.audience.clone(), scope: code.scope.clone() };
+    let user = Some(code.username.as_str());
+    let access = sign_access_token(
+        state,
+        client,
+        &code.username,
+        user,
+        GrantType::AuthorizationCode,
+        &grant,
+        Some(&code.family),
+    )
+    .await?;
+    let refresh = gets_refresh_token(client)
+        .then(|| new_refresh_token(state, client, &code.username, &grant, GrantType::AuthorizationCode, &code.family));
+    let mut records = vec![access.record.clone()];
+    records.extend(refresh.iter().map(|(_, r)| r.clone()));
+    if !state.store.redeem_code(&id, state.clock.now(), &records).await? {
+        // Lost a race with another redemption of the same code: that is a replay too.
+        return Err(replayed(state, &code).await);
+    }
+    audit_issued(&access.record);
+    Ok(TokenResponse::with_refresh(access, refresh.map(|(t, _)| t)))
+}

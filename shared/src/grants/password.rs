@@ -1,0 +1,58 @@
+//! `grant_type=password` (RFC 6749 §4.3; OAM seed 2-legged): only for clients that registered
+//! the grant, with the same lockout as the sign-in page. RFC 9700 §2.4 says not to use it;
+//! Gatehouse serves it for the seed's trusted first-party clients and off by default (a
+//! client must register it).
+use crate::error::OAuthError;
+use crate::http::Params;
+use crate::model::{Client, GrantType, Scope};
+use crate::{AppState, Result};
+
+use super::*;
+
+/// RFC 6749 §4.3.2 parameters plus RFC 8707 `resource`.
+pub struct Request {
+    username: String,
+    password: String,
+    scope: Option<Scope>,
+    resource: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("username", &self.username).field("password", &"[redacted]").finish()
+    }
+}
+
+impl Request {
+    /// Parses `username`, `password`, `scope` and `resource`.
+    pub fn parse(form: &Params) -> Result<Self> {
+        let scope = form
+            .get("scope")
+            .map(|s| Scope::parse(s).ok_or_else(|| OAuthError::InvalidScope("the scope is malformed".into())))
+            .transpose()?;
+        Ok(Self {
+            username: form.require("username")?.to_owned(),
+            password: form.require("password")?.to_owned(),
+            scope,
+            resource: form.get("resource").map(parse_resource).transpose()?,
+        })
+    }
+}
+
+/// Signs the user in and issues tokens in a new family.
+pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<TokenResponse> {
+    ensure_grant_allowed(client, GrantType::Password)?;
+    let grant = decide_grant(state, client, req.scope.as_ref(), req.resource.as_deref()).await?;
+    let user = crate::users::sign_in(state, &req.username, &req.password).await?.map_err(|e| e.into_oauth())?;
+    let family = crate::crypto::random_id();
+    let name = user.username.as_str();
+    let access = sign_access_token(state, client, name, Some(name), GrantType::Password, &grant, Some(&family)).await?;
+    let refresh = gets_refresh_token(client)
+        .then(|| new_refresh_token(state, client, name, &grant, GrantType::Password, &family));
+    if let Some((_, r)) = &refresh {
+        state.store.put_token(r).await?;
+    }
+    state.store.put_token(&access.record).await?;
+    audit_issued(&access.record);
+    Ok(TokenResponse::with_refresh(access, refresh.map(|(t, _)| t)))
+}

@@ -1,0 +1,152 @@
+//! `grant_type=refresh_token` (RFC 6749 §6) with rotation (RFC 9700 §4.14.2): every use
+//! returns a new refresh token in the same family, atomically with retiring the old one.
+//! Presenting a rotated token again revokes the whole family, except within a short grace
+//! window (`GATEHOUSE_REFRESH_GRACE`), where a retried or concurrent request gets the same new
+//! tokens: they are kept encrypted under a key derived from the presented token, so only its
+//! holder can read them back.
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::audit::{self, AuditEvent};
+use crate::error::OAuthError;
+use crate::http::Params;
+use crate::model::{Client, GrantType, Scope, TokenKind, TokenRecord};
+use crate::{AppState, Result};
+
+use super::*;
+
+/// RFC 6749 §6 parameters.
+#[derive(Debug)]
+pub struct Request {
+    refresh_token: String,
+    scope: Option<Scope>,
+}
+
+impl Request {
+    /// Parses `refresh_token` and the optional narrower `scope`.
+    pub fn parse(form: &Params) -> Result<Self> {
+        let refresh_token = form.require("refresh_token")?.to_owned();
+        let scope = form
+            .get("scope")
+            .map(|s| Scope::parse(s).ok_or_else(|| OAuthError::InvalidScope("the scope is malformed".into())))
+            .transpose()?;
+        Ok(Self { refresh_token, scope })
+    }
+}
+
+fn invalid(why: &'static str) -> OAuthError {
+    OAuthError::InvalidGrant(why.into())
+}
+
+fn response_key(token: &str) -> Aes256Gcm {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"gatehouse refresh successor response v1");
+    Aes256Gcm::new_from_slice(&mac.finalize().into_bytes()).expect("32-byte key")
+}
+
+/// Encrypts the successor response under a key derived from the presented refresh token.
+fn seal(token: &str, resp: &TokenResponse) -> Result<String> {
+    let nonce = crate::crypto::random_bytes::<12>();
+    let plain = serde_json::to_vec(resp).map_err(OAuthError::server)?;
+    let ct = response_key(token).encrypt(&Nonce::from(nonce), plain.as_ref()).map_err(OAuthError::server)?;
+    Ok(crate::crypto::b64url([nonce.as_slice(), &ct].concat()))
+}
+
+fn open(token: &str, sealed: &str) -> Option<TokenResponse> {
+    let raw = crate::crypto::b64url_decode(sealed)?;
+    if raw.len() < 12 {
+        return None;
+    }
+    let (nonce, ct) = raw.split_at(12);
+    let nonce: [u8; 12] = nonce.try_into().ok()?;
+    let plain = response_key(token).decrypt(&Nonce::from(nonce), ct).ok()?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// A rotated token was presented: within the grace window, the same successor tokens;
+/// otherwise refresh-token reuse, and the family is revoked.
+async fn rotated_again(state: &AppState, rec: &TokenRecord, token: &str) -> Result<TokenResponse> {
+    let now = state.clock.now();
+    let within_grace = rec.rotated_at.is_some_and(|t| now - t <= state.config.refresh_grace as i64);
+    if within_grace && let Some(resp) = rec.successor_response.as_deref().and_then(|s| open(token, s)) {
+        // Never hand out tokens revoked since the rotation (revocation, user deleted or
+        // disabled): the successor must still be unrevoked and the user still active.
+        let successor = match resp.refresh_token.as_deref() {
+            Some(t) => state.store.get_token(&crate::crypto::digest(t), now).await?,
+            None => None,
+        };
+        if successor.is_none_or(|s| s.revoked_at.is_some()) {
+            return Err(invalid("the refresh token was revoked"));
+        }
+        if let Some(u) = &rec.end_user {
+            active_user(state, u).await?;
+        }
+        return Ok(resp);
+    }
+    let family = rec.family.clone().unwrap_or_default();
+    let revoked = revoke_family(state, &family).await?;
+    audit::record(AuditEvent::RefreshReuseDetected { client_id: rec.client_id.clone(), family, revoked });
+    Err(invalid("the refresh token was already used"))
+}
+
+/// Rotates the refresh token and issues a new access token.
+pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<TokenResponse> {
+    ensure_grant_allowed(client, GrantType::RefreshToken)?;
+    let id = crate::crypto::digest(&req.refresh_token);
+    let rec = state.store.get_token(&id, state.clock.now()).await?;
+    let rec = rec
+        .filter(|r| r.kind == TokenKind::Refresh)
+        .ok_or_else(|| invalid("the refresh token is invalid or expired"))?;
+    if rec.client_id != client.client_id {
+        return Err(invalid("the refresh token was issued to another client"));
+    }
+    if rec.revoked_at.is_some() {
+        return Err(invalid("the refresh token was revoked"));
+    }
+    if rec.rotated_at.is_some() {
+        return rotated_again(state, &rec, &req.refresh_token).await;
+    }
+    // RFC 6749 §6: the same or a narrower scope; the new refresh token keeps the original.
+    let scope = match req.scope {
+        Some(s) if !s.is_subset(&rec.scope) => {
+            return Err(OAuthError::InvalidScope("the requested scope exceeds the refresh token's scope".into()));
+        }
+        Some(s) => s,
+        None => rec.scope.clone(),
+    };
+    let username = rec.end_user.clone().ok_or_else(|| invalid("the refresh token has no resource owner"))?;
+    active_user(state, &username).await?;
+    let family = rec.family.clone().unwrap_or_else(|| rec.id.clone());
+    let access_grant = Grant { audience: rec.audience.clone(), scope };
+    let access = sign_access_token(
+        state,
+        client,
+        &username,
+        Some(&username),
+        GrantType::RefreshToken,
+        &access_grant,
+        Some(&family),
+    )
+    .await?;
+    let keep = Grant { audience: rec.audience.clone(), scope: rec.scope.clone() };
+    let (new_token, new_rec) = new_refresh_token(state, client, &username, &keep, rec.grant_type, &family);
+    let access_rec = access.record.clone();
+    let resp = TokenResponse::with_refresh(access, Some(new_token));
+    let sealed = seal(&req.refresh_token, &resp)?;
+    if !state.store.rotate_refresh(&id, state.clock.now(), &sealed, &[new_rec, access_rec.clone()]).await? {
+        // Someone rotated it first (a concurrent retry, or an attacker): decide as for reuse.
+        let now = state.clock.now();
+        let current = state.store.get_token(&id, now).await?.ok_or_else(|| invalid("the refresh token expired"))?;
+        return rotated_again(state, &current, &req.refresh_token).await;
+    }
+    audit_issued(&access_rec);
+    audit::record(AuditEvent::TokenRefreshed {
+        client_id: client.client_id.clone(),
+        username: Some(username),
+        jti: access_rec.id,
+        family,
+    });
+    Ok(resp)
+}

@@ -1,0 +1,55 @@
+//! The authorization-code flow's server-side state (RFC 6749 §4.1): the pending request the
+//! browser refers to by an opaque id, and issued authorization codes.
+use serde::{Deserialize, Serialize};
+
+use super::Scope;
+
+/// An authorization request between `GET /authorize` and the code: kept server-side with a
+/// short TTL; the browser carries only its id (cookie) and the CSRF token (form field).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    /// Random, 128 bits; the cookie value.
+    pub id: String,
+    /// SHA-256 digest of the CSRF token embedded in the pages.
+    pub csrf_digest: String,
+    pub client_id: String,
+    /// The redirect URI the code will be sent to (validated).
+    pub redirect_uri: String,
+    /// Whether `redirect_uri` was in the request (then the token request must repeat it).
+    pub redirect_uri_in_request: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    pub scope: Scope,
+    pub audience: String,
+    /// RFC 7636 S256 challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge: Option<String>,
+    /// Set once the user signed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// An issued authorization code, stored by the digest of the code (RFC 6749 §4.1.2, §10.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationCode {
+    /// SHA-256 digest of the code.
+    pub id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub redirect_uri_in_request: bool,
+    pub username: String,
+    pub scope: Scope,
+    pub audience: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_challenge: Option<String>,
+    /// The token family the code's tokens belong to: revoked whole on code replay
+    /// (RFC 6749 §4.1.2, RFC 9700 §4.5).
+    pub family: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    /// Set by the one successful redemption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumed_at: Option<i64>,
+}

@@ -1,0 +1,48 @@
+//! Resource owners (end users), their consents and sign-in failure counters.
+use serde::{Deserialize, Serialize};
+
+use super::Scope;
+
+/// An end user who can sign in (OAM seed: resource owner).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    /// Argon2id PHC string (`$argon2id$v=19$...`). Never leaves the server.
+    pub password_hash: String,
+    /// Profile attributes (used for dynamic claims).
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Group memberships.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A persisted consent: `username` approved `scope` for `client_id` (OAM seed: consent
+/// management). A later request for the same or fewer scopes skips the consent page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consent {
+    pub username: String,
+    pub client_id: String,
+    pub scope: Scope,
+    pub granted_at: i64,
+}
+
+/// Failed sign-ins for one key (a username) within a window; a lock once the threshold is hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCounter {
+    pub count: u32,
+    /// The counter (and any lock) is forgotten after this time.
+    pub expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<i64>,
+}
+
+impl FailureCounter {
+    /// Whether sign-in is refused at `now`.
+    pub fn is_locked(&self, now: i64) -> bool {
+        self.locked_until.is_some_and(|t| t > now)
+    }
+}

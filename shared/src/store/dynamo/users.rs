@@ -1,0 +1,189 @@
+//! Users (`USER#<username>` / `USER`), their consents (same partition, `CONSENT#<client_id>`)
+//! and sign-in failure counters (`COUNTER#<key>` / `COUNTER`, with `ttl`).
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::ReturnValue;
+
+use super::*;
+
+/// Rounds of [`CounterStore`] updates racing with creations and deletions before giving up.
+const COUNTER_ATTEMPTS: usize = 3;
+
+fn user_item(user: &User) -> StoreResult<Item> {
+    let mut item = encode(user)?;
+    item.insert("pk".into(), s(format!("USER#{}", user.username)));
+    item.insert("sk".into(), s("USER"));
+    Ok(item)
+}
+
+#[async_trait]
+impl UserStore for DynamoStore {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        self.put_new(user_item(user)?).await
+    }
+
+    async fn get_user(&self, username: &str) -> StoreResult<Option<User>> {
+        self.get(format!("USER#{username}"), "USER").await?.map(decode).transpose()
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<bool> {
+        self.put_existing(user_item(user)?).await
+    }
+
+    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
+        self.delete_existing(format!("USER#{username}"), "USER").await
+    }
+}
+
+#[async_trait]
+impl ConsentStore for DynamoStore {
+    async fn put_consent(&self, consent: &Consent) -> StoreResult<()> {
+        let mut item = encode(consent)?;
+        item.insert("pk".into(), s(format!("USER#{}", consent.username)));
+        item.insert("sk".into(), s(format!("CONSENT#{}", consent.client_id)));
+        self.ddb.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get_consent(&self, username: &str, client_id: &str) -> StoreResult<Option<Consent>> {
+        self.get(format!("USER#{username}"), &format!("CONSENT#{client_id}")).await?.map(decode).transpose()
+    }
+
+    async fn list_consents(&self, username: &str) -> StoreResult<Vec<Consent>> {
+        let mut items = Vec::new();
+        self.query_pages(None, "pk", format!("USER#{username}"), Some("CONSENT#"), None, |i| {
+            items.push(i);
+            true
+        })
+        .await?;
+        items.into_iter().map(decode).collect()
+    }
+
+    async fn delete_consent(&self, username: &str, client_id: &str) -> StoreResult<bool> {
+        self.delete_existing(format!("USER#{username}"), &format!("CONSENT#{client_id}")).await
+    }
+}
+
+fn counter_pk(key: &str) -> AttributeValue {
+    s(format!("COUNTER#{key}"))
+}
+
+impl DynamoStore {
+    /// Adds one to the live counter of `key`; `None` when there is no live counter.
+    async fn add_to_live_counter(&self, key: &str, now: i64) -> StoreResult<Option<FailureCounter>> {
+        let r = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", counter_pk(key))
+            .key("sk", s("COUNTER"))
+            .update_expression("ADD #count :one")
+            .condition_expression("expires_at > :now")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match r.map_err(classify) {
+            Ok(out) => Ok(Some(decode(out.attributes.unwrap_or_default())?)),
+            Err(StoreError::Conflict) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `fresh` where there is no live counter of `key`; `false` if one appeared.
+    async fn start_counter(&self, key: &str, now: i64, fresh: &FailureCounter) -> StoreResult<bool> {
+        let mut item = encode(fresh)?;
+        item.insert("pk".into(), counter_pk(key));
+        item.insert("sk".into(), s("COUNTER"));
+        item.insert("ttl".into(), n(fresh.expires_at));
+        let r = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        condition_met(r.map(drop).map_err(classify))
+    }
+}
+
+#[async_trait]
+impl CounterStore for DynamoStore {
+    async fn get_counter(&self, key: &str, now: i64) -> StoreResult<Option<FailureCounter>> {
+        let Some(item) = self.get(format!("COUNTER#{key}"), "COUNTER").await? else {
+            return Ok(None);
+        };
+        let c: FailureCounter = decode(item)?;
+        Ok((c.expires_at > now).then_some(c))
+    }
+
+    async fn increment_counter(&self, key: &str, now: i64, window: i64) -> StoreResult<FailureCounter> {
+        let fresh = FailureCounter { count: 1, expires_at: now + window, locked_until: None };
+        for _ in 0..COUNTER_ATTEMPTS {
+            if let Some(c) = self.add_to_live_counter(key, now).await? {
+                return Ok(c);
+            }
+            if self.start_counter(key, now, &fresh).await? {
+                return Ok(fresh);
+            }
+            // Another call started the counter in between: add to it.
+        }
+        Err(StoreError::Unavailable(format!("dynamodb: counter {key} keeps changing")))
+    }
+
+    async fn lock_counter(&self, key: &str, until: i64) -> StoreResult<()> {
+        for _ in 0..COUNTER_ATTEMPTS {
+            // Raise the expiry to `until` (creating the counter if there is none) ...
+            let r = self
+                .ddb
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", counter_pk(key))
+                .key("sk", s("COUNTER"))
+                .update_expression(
+                    "SET locked_until = :until, expires_at = :until, #ttl = :until, #count = if_not_exists(#count, :zero)",
+                )
+                .condition_expression("attribute_not_exists(pk) OR expires_at < :until")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_names("#count", "count")
+                .expression_attribute_values(":until", n(until))
+                .expression_attribute_values(":zero", n(0))
+                .send()
+                .await;
+            if condition_met(r.map(drop).map_err(classify))? {
+                return Ok(());
+            }
+            // ... or, when the counter lives long enough already, only set the lock.
+            let r = self
+                .ddb
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", counter_pk(key))
+                .key("sk", s("COUNTER"))
+                .update_expression("SET locked_until = :until")
+                .condition_expression("expires_at >= :until")
+                .expression_attribute_values(":until", n(until))
+                .send()
+                .await;
+            if condition_met(r.map(drop).map_err(classify))? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(format!("dynamodb: counter {key} keeps changing")))
+    }
+
+    async fn clear_counter(&self, key: &str) -> StoreResult<()> {
+        self.ddb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", counter_pk(key))
+            .key("sk", s("COUNTER"))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Resource-owner authentication: Argon2id password hashes (DESIGN.md "Storage") and sign-in
+//! lockout. Lockout counts failures per username whether or not the user exists, and answers
+//! the same way in both cases, so it reveals nothing about which usernames exist.
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+use crate::audit::{self, AuditEvent};
+use crate::model::User;
+use crate::{AppState, OAuthError, Result};
+
+/// Passwords shorter than this are refused at registration (NIST SP 800-63B §5.1.1.2).
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longer passwords are refused (bounded hashing work per request).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Hashes a password with Argon2id (default parameters: m=19 MiB, t=2, p=1, OWASP minimum).
+pub fn hash_password(password: &str) -> Result<String> {
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(OAuthError::server)
+}
+
+/// A hash of a random password, verified against when the user does not exist, so that an
+/// unknown username costs the same time as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&crate::crypto::random_token()).expect("hashing works"))
+}
+
+fn verify(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Why a sign-in failed. Both answer the same to the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInError {
+    /// Wrong username or password (or a disabled user).
+    Invalid,
+    /// Too many failures: locked for the cool-down.
+    Locked,
+}
+
+impl SignInError {
+    /// The text shown on the sign-in page (the same for unknown and known users).
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Invalid => "The username or password is incorrect.",
+            Self::Locked => "Too many failed sign-in attempts. Try again later.",
+        }
+    }
+
+    /// The token-endpoint error for the password grant (RFC 6749 §5.2 `invalid_grant`).
+    pub fn into_oauth(self) -> OAuthError {
+        OAuthError::InvalidGrant(
+            match self {
+                Self::Invalid => "the resource owner credentials are invalid",
+                Self::Locked => "too many failed sign-in attempts; try again later",
+            }
+            .into(),
+        )
+    }
+}
+
+fn lock_key(username: &str) -> String {
+    format!("signin:{}", username.to_lowercase())
+}
+
+/// Checks a username and password, with lockout. Store errors propagate (503), never
+/// counting as a failed sign-in.
+pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result<Result<User, SignInError>> {
+    let now = state.clock.now();
+    let key = lock_key(username);
+    if username.is_empty() || username.len() > 256 || password.len() > MAX_PASSWORD_LEN {
+        return Ok(Err(SignInError::Invalid));
+    }
+    if state.store.get_counter(&key, now).await?.is_some_and(|c| c.is_locked(now)) {
+        audit::record(AuditEvent::SignInFailed { username: username.to_owned(), reason: "locked" });
+        return Ok(Err(SignInError::Locked));
+    }
+    let user = state.store.get_user(username).await?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
+    let pw = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || verify(&pw, &hash)).await.map_err(OAuthError::server)?;
+    match user {
+        Some(u) if ok && u.enabled => {
+            state.store.clear_counter(&key).await?;
+            Ok(Ok(u))
+        }
+        _ => {
+            let c = state.store.increment_counter(&key, now, state.config.lockout_window as i64).await?;
+            let locked = c.count >= state.config.lockout_threshold;
+            if locked {
+                state.store.lock_counter(&key, now + state.config.lockout_cooldown as i64).await?;
+                audit::record(AuditEvent::LockedOut { username: username.to_owned() });
+            }
+            audit::record(AuditEvent::SignInFailed { username: username.to_owned(), reason: "invalid credentials" });
+            Ok(Err(if locked { SignInError::Locked } else { SignInError::Invalid }))
+        }
+    }
+}
+
+/// Validates a username for registration: 1-128 characters, no control characters or spaces
+/// at either end.
+pub fn validate_username(u: &str) -> Result<()> {
+    let ok = !u.is_empty() && u.chars().count() <= 128 && !u.chars().any(char::is_control) && u.trim() == u;
+    if ok { Ok(()) } else { Err(OAuthError::invalid_request("username: 1 to 128 characters, no control characters")) }
+}
+
+/// Validates a new password's length.
+pub fn validate_password(p: &str) -> Result<()> {
+    let n = p.chars().count();
+    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&n) {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(format!("password: {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hashes_verify_and_differ() {
+        let h = super::hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(super::verify("correct horse", &h));
+        assert!(!super::verify("wrong horse", &h));
+        assert_ne!(h, super::hash_password("correct horse").unwrap(), "salted");
+    }
+}

@@ -1,0 +1,601 @@
+//! `grant_type=refresh_token` (RFC 6749 §6) with rotation, reuse detection and the grace window
+//! (RFC 9700 §4.14.2), on both backends under 20 concurrent refreshes; and `grant_type=password`
+//! (RFC 6749 §4.3) with the sign-in page's lockout.
+use axum::Router;
+use axum::http::StatusCode;
+use gatehouse::AppState;
+use gatehouse::model::{GrantType, TokenKind};
+use serde_json::{Value, json};
+
+use crate::code_flow::{
+    ISSUER, LOCKED, PASSWORD, assert_active, assert_inactive, assert_sign_in_refused, audit_lines, claims,
+    confidential_client, create_user, enc, introspect, introspector, open, pkce_query, public_client, sign_in,
+    tokens_for,
+};
+use crate::common::{self, T0, TestClient, admin, assert_error, form, register, send};
+
+/// A public client's refresh request.
+async fn refresh(app: &Router, c: &TestClient, token: &str, extra: &str) -> common::Resp {
+    let body = format!("grant_type=refresh_token&refresh_token={}&client_id={}{extra}", enc(token), enc(&c.id));
+    send(app, form("/token", None, &body)).await
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
+}
+
+fn assert_invalid_grant(r: &common::Resp, description: &str) {
+    assert_error(r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], description);
+}
+
+// ---------------------------------------------------------------- refresh tokens
+
+#[tokio::test]
+async fn refresh_rotates_the_refresh_token() {
+    gatehouse::audit::start_capture();
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let first = tokens_for(&app, &c, "alice", "").await;
+    let rt1 = s(&first, "refresh_token");
+
+    state.clock.advance(100);
+    let r = refresh(&app, &c, &rt1, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("pragma"), Some("no-cache"));
+    let (at2, rt2) = (s(&r.body, "access_token"), s(&r.body, "refresh_token"));
+    assert_ne!(rt2, rt1, "rotated");
+    assert_ne!(at2, s(&first, "access_token"));
+    assert_eq!(rt2.len(), 43);
+    assert_eq!(
+        r.body,
+        json!({"access_token": at2, "token_type": "Bearer", "expires_in": 3600, "refresh_token": rt2, "scope": "read write"})
+    );
+    let cl = claims(&at2);
+    let jti = s(&cl, "jti");
+    assert_eq!(
+        cl,
+        json!({"iss": ISSUER, "sub": "alice", "aud": ISSUER, "client_id": c.id, "scope": "read write",
+               "iat": T0 + 100, "exp": T0 + 3700, "jti": jti})
+    );
+
+    let now = state.clock.now();
+    let old = state.store.get_token(&gatehouse::crypto::digest(&rt1), now).await.unwrap().unwrap();
+    assert_eq!((old.rotated_at, old.revoked_at), (Some(T0 + 100), None));
+    assert!(!old.is_active(now));
+    let sealed = old.successor_response.clone().expect("the successor response is kept, sealed");
+    assert!(!sealed.contains(&rt2) && !sealed.contains(&at2), "sealed, not in clear");
+    let new = state.store.get_token(&gatehouse::crypto::digest(&rt2), now).await.unwrap().unwrap();
+    assert_eq!(new.kind, TokenKind::Refresh);
+    assert_eq!(new.family, old.family, "same family");
+    assert_eq!(new.grant_type, GrantType::AuthorizationCode, "the grant the family came from");
+    assert_eq!((new.issued_at, new.expires_at), (T0 + 100, T0 + 100 + 2_592_000), "lifetime renewed");
+    assert_eq!(new.scope.to_string(), "read write");
+    let access = state.store.get_token(&jti, now).await.unwrap().unwrap();
+    assert_eq!(access.grant_type, GrantType::RefreshToken);
+    assert_eq!(access.family, old.family);
+    assert_eq!(access.end_user.as_deref(), Some("alice"));
+
+    // The new one rotates in turn.
+    let r = refresh(&app, &c, &rt2, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let refreshed: Vec<Value> = audit_lines(&c.id).into_iter().filter(|l| l["event_id"] == 20005).collect();
+    assert_eq!(refreshed.len(), 2, "{refreshed:?}");
+    assert_eq!(refreshed[0]["username"], "alice");
+    assert_eq!(refreshed[0]["jti"], jti.as_str());
+    let issued = audit_lines(&jti);
+    assert!(issued.iter().any(|l| l["event_id"] == 20004 && l["grant_type"] == "refresh_token"), "{issued:?}");
+    for l in audit_lines(&c.id) {
+        let t = l.to_string();
+        assert!(!t.contains(&rt1) && !t.contains(&rt2), "a refresh token leaked: {t}");
+    }
+}
+
+#[tokio::test]
+async fn narrower_scope_is_granted_and_broader_is_invalid_scope() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let first = tokens_for(&app, &c, "alice", "").await;
+
+    let r = refresh(&app, &c, &s(&first, "refresh_token"), "&scope=read%20write%20admin").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_scope");
+    assert_eq!(r.body["error_description"], "the requested scope exceeds the refresh token's scope");
+
+    let r = refresh(&app, &c, &s(&first, "refresh_token"), "&scope=read").await;
+    assert_eq!(r.status, StatusCode::OK, "a refused request did not consume the token: {}", r.text);
+    assert_eq!(r.body["scope"], "read");
+    assert_eq!(claims(&s(&r.body, "access_token"))["scope"], "read");
+    // The new refresh token keeps the original scope.
+    let r = refresh(&app, &c, &s(&r.body, "refresh_token"), "&scope=write%20read").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["scope"], "read write");
+
+    // A token issued for `read` only cannot widen to `write`.
+    let narrow = tokens_for(&app, &c, "alice", "&scope=read").await;
+    let r = refresh(&app, &c, &s(&narrow, "refresh_token"), "&scope=write").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_scope");
+}
+
+#[tokio::test]
+async fn a_rotated_token_gets_the_same_tokens_within_the_grace_window_then_revokes_the_family() {
+    gatehouse::audit::start_capture();
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let first = tokens_for(&app, &c, "alice", "").await;
+    let rt1 = s(&first, "refresh_token");
+    let second = refresh(&app, &c, &rt1, "").await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+
+    // Within GATEHOUSE_REFRESH_GRACE (10 s): the same new tokens, again and again.
+    for step in [0, 5, 5] {
+        state.clock.advance(step);
+        let again = refresh(&app, &c, &rt1, "").await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+        assert_eq!(again.body, second.body, "the same tokens");
+        assert_eq!(again.header("cache-control"), Some("no-store"));
+    }
+    let rt2 = s(&second.body, "refresh_token");
+    let at2 = s(&second.body, "access_token");
+    assert_active(&app, &rs, &rt2).await;
+    assert_active(&app, &rs, &at2).await;
+
+    // After the grace: reuse. invalid_grant, and the whole family goes, newest tokens included.
+    state.clock.advance(1);
+    let r = refresh(&app, &c, &rt1, "").await;
+    assert_invalid_grant(&r, "the refresh token was already used");
+    for t in [&rt2, &at2, &s(&first, "access_token")] {
+        assert_inactive(&app, &rs, t).await;
+    }
+    assert_invalid_grant(&refresh(&app, &c, &rt2, "").await, "the refresh token was revoked");
+    assert_invalid_grant(&refresh(&app, &c, &rt1, "").await, "the refresh token was already used");
+    let reuse: Vec<Value> = audit_lines(&c.id).into_iter().filter(|l| l["event_id"] == 21010).collect();
+    assert!(!reuse.is_empty(), "audited");
+    assert_eq!(reuse[0]["event"], "refresh_reuse_detected");
+    assert_eq!(reuse[0]["revoked"], 3, "the code's access token, the newest access and refresh tokens");
+    let family = state.store.get_token(&gatehouse::crypto::digest(&rt2), state.clock.now()).await.unwrap().unwrap();
+    assert_eq!(family.revoked_at, Some(T0 + 11));
+    assert_eq!(reuse[0]["family"], family.family.unwrap().as_str());
+}
+
+#[tokio::test]
+async fn the_grace_window_never_hands_out_revoked_tokens() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    create_user(&app, "bob", PASSWORD).await;
+
+    // The family was revoked (here by the admin) after the rotation: a retry within the
+    // window is refused, not answered with the revoked tokens.
+    let rt1 = s(&tokens_for(&app, &c, "alice", "").await, "refresh_token");
+    let second = refresh(&app, &c, &rt1, "").await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    let r = send(&app, admin("POST", "/admin/tokens/revoke", Some(json!({"token": s(&second.body, "refresh_token")}))))
+        .await;
+    assert_eq!(r.body, json!({"revoked": true}));
+    state.clock.advance(2);
+    assert_invalid_grant(&refresh(&app, &c, &rt1, "").await, "the refresh token was revoked");
+
+    // The user was disabled after the rotation: likewise.
+    let rt1 = s(&tokens_for(&app, &c, "bob", "").await, "refresh_token");
+    assert_eq!(refresh(&app, &c, &rt1, "").await.status, StatusCode::OK);
+    let r = send(&app, admin("PATCH", "/admin/users/bob", Some(json!({"enabled": false})))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_invalid_grant(&refresh(&app, &c, &rt1, "").await, "the resource owner is unknown or disabled");
+}
+
+#[tokio::test]
+async fn a_zero_grace_window_revokes_on_the_first_reuse() {
+    let config = gatehouse::Config::from_lookup(|k| match k {
+        "GATEHOUSE_ISSUER" => Some(ISSUER.into()),
+        "GATEHOUSE_ADMIN_TOKEN" => Some(common::ADMIN.into()),
+        "GATEHOUSE_REFRESH_GRACE" => Some("0".into()),
+        _ => None,
+    })
+    .unwrap();
+    let (store, _dir) = common::embedded();
+    let state = AppState::new(
+        config,
+        store,
+        std::sync::Arc::new(gatehouse::keys::LocalSigner::ephemeral()),
+        gatehouse::clock::Clock::manual(T0),
+    );
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let first = tokens_for(&app, &c, "alice", "").await;
+    let rt1 = s(&first, "refresh_token");
+    assert_eq!(refresh(&app, &c, &rt1, "").await.status, StatusCode::OK);
+    // Same second: `now - rotated_at = 0 <= 0` is still the window.
+    assert_eq!(refresh(&app, &c, &rt1, "").await.status, StatusCode::OK);
+    state.clock.advance(1);
+    assert_invalid_grant(&refresh(&app, &c, &rt1, "").await, "the refresh token was already used");
+}
+
+#[tokio::test]
+async fn another_clients_refresh_token_is_invalid_grant() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let other = public_client(&app).await;
+    let conf = confidential_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let rt = s(&tokens_for(&app, &c, "alice", "").await, "refresh_token");
+
+    assert_invalid_grant(&refresh(&app, &other, &rt, "").await, "the refresh token was issued to another client");
+    let body = format!("grant_type=refresh_token&refresh_token={rt}");
+    let r = send(&app, form("/token", Some(&conf.basic()), &body)).await;
+    assert_invalid_grant(&r, "the refresh token was issued to another client");
+    // Unknown, an access token in its place, missing.
+    assert_invalid_grant(
+        &refresh(&app, &c, "not-a-refresh-token", "").await,
+        "the refresh token is invalid or expired",
+    );
+    let at = s(&tokens_for(&app, &c, "alice", "").await, "access_token");
+    assert_invalid_grant(&refresh(&app, &c, &at, "").await, "the refresh token is invalid or expired");
+    let r = send(&app, form("/token", None, &format!("grant_type=refresh_token&client_id={}", c.id))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(r.body["error_description"], "missing parameter `refresh_token`");
+    // The owner's token still works.
+    assert_eq!(refresh(&app, &c, &rt, "").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_without_the_refresh_grant_is_unauthorized_client() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let code_only = register(
+        &app,
+        json!({"grant_types": ["authorization_code"], "token_endpoint_auth_method": "none",
+               "redirect_uris": [crate::code_flow::REDIRECT], "scope": "read write"}),
+    )
+    .await;
+    create_user(&app, "alice", PASSWORD).await;
+    let rt = s(&tokens_for(&app, &c, "alice", "").await, "refresh_token");
+    let own = tokens_for(&app, &code_only, "alice", "").await;
+    assert_eq!(own.get("refresh_token"), None, "no refresh token without the grant: {own}");
+    let r = refresh(&app, &code_only, &rt, "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "unauthorized_client");
+    assert_eq!(r.body["error_description"], "the client is not allowed to use refresh_token");
+}
+
+#[tokio::test]
+async fn revoking_a_refresh_token_at_the_revocation_endpoint_revokes_its_family() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let first = tokens_for(&app, &c, "alice", "").await;
+    let second = refresh(&app, &c, &s(&first, "refresh_token"), "").await;
+    assert_eq!(second.status, StatusCode::OK);
+    let other_family = tokens_for(&app, &c, "alice", "").await;
+    let rt2 = s(&second.body, "refresh_token");
+
+    let r = send(&app, form("/revoke", None, &format!("token={rt2}&token_type_hint=refresh_token&client_id={}", c.id)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.text, "");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    for t in [&rt2, &s(&second.body, "access_token"), &s(&first, "access_token")] {
+        assert_inactive(&app, &rs, t).await;
+    }
+    assert_invalid_grant(&refresh(&app, &c, &rt2, "").await, "the refresh token was revoked");
+    // Another grant of the same user is untouched.
+    assert_active(&app, &rs, &s(&other_family, "access_token")).await;
+    assert_active(&app, &rs, &s(&other_family, "refresh_token")).await;
+    // Revoking again, or an unknown token: 200.
+    let r = send(&app, form("/revoke", None, &format!("token={rt2}&client_id={}", c.id))).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn introspecting_a_refresh_token() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let rt = s(&tokens_for(&app, &c, "alice", "").await, "refresh_token");
+    let r = introspect(&app, &rs, &rt).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        r.body,
+        json!({"active": true, "client_id": c.id, "sub": "alice", "aud": ISSUER, "iss": ISSUER,
+               "exp": T0 + 2_592_000, "iat": T0, "scope": "read write", "username": "alice"})
+    );
+    state.clock.advance(1);
+    let next = refresh(&app, &c, &rt, "").await;
+    assert_eq!(next.status, StatusCode::OK);
+    assert_inactive(&app, &rs, &rt).await;
+    assert_active(&app, &rs, &s(&next.body, "refresh_token")).await;
+}
+
+#[tokio::test]
+async fn a_clients_refresh_token_lifetime_applies() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = register(
+        &app,
+        json!({"grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none",
+               "redirect_uris": [crate::code_flow::REDIRECT], "scope": "read", "refresh_token_lifetime": 600}),
+    )
+    .await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let rt = s(&tokens_for(&app, &c, "alice", "").await, "refresh_token");
+    assert_eq!(introspect(&app, &rs, &rt).await.body["exp"], T0 + 600);
+    state.clock.advance(600);
+    assert_inactive(&app, &rs, &rt).await;
+    assert_invalid_grant(&refresh(&app, &c, &rt, "").await, "the refresh token is invalid or expired");
+}
+
+#[tokio::test]
+async fn a_disabled_or_deleted_user_cannot_refresh() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let rt = s(&tokens_for(&app, &c, "alice", "").await, "refresh_token");
+    let r = send(&app, admin("PATCH", "/admin/users/alice", Some(json!({"enabled": false})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_invalid_grant(&refresh(&app, &c, &rt, "").await, "the resource owner is unknown or disabled");
+    // Refused without rotating: enabled again, the token works.
+    let r = send(&app, admin("PATCH", "/admin/users/alice", Some(json!({"enabled": true})))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = refresh(&app, &c, &rt, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+/// 20 concurrent refreshes of one token: all answer 200 with the same new tokens (the grace
+/// rule), and exactly one rotation is stored.
+async fn concurrent_refreshes(state: AppState) {
+    gatehouse::audit::start_capture();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let first = tokens_for(&app, &c, "alice", "").await;
+    let rt1 = s(&first, "refresh_token");
+    let body = format!("grant_type=refresh_token&refresh_token={rt1}&client_id={}", c.id);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (app, body) = (app.clone(), body.clone());
+            tokio::spawn(async move { send(&app, form("/token", None, &body)).await })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        bodies.push(r.body);
+    }
+    let winner = bodies[0].clone();
+    assert!(bodies.iter().all(|b| *b == winner), "every answer carries the same new tokens");
+    let rt2 = s(&winner, "refresh_token");
+    assert_ne!(rt2, rt1);
+
+    let now = state.clock.now();
+    let old = state.store.get_token(&gatehouse::crypto::digest(&rt1), now).await.unwrap().unwrap();
+    assert_eq!((old.rotated_at, old.revoked_at), (Some(T0), None));
+    let family = old.family.clone().unwrap();
+    // Active in the family: the code's access token, one new access token, one new refresh token.
+    let active = state.store.list_family(&family, now).await.unwrap();
+    let kinds: Vec<TokenKind> = active.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == TokenKind::Refresh).count(), 1, "{active:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == TokenKind::Access).count(), 2, "{active:?}");
+    assert!(active.iter().any(|t| t.id == gatehouse::crypto::digest(&rt2)));
+    let counts = send(&app, admin("GET", "/admin/tokens/count?type=refresh&end_user=alice", None)).await;
+    assert_eq!(counts.body, json!({"count": 1}));
+    let refreshed = audit_lines(&family).into_iter().filter(|l| l["event_id"] == 20005).count();
+    assert_eq!(refreshed, 1, "one rotation");
+    assert_active(&app, &rs, &rt2).await;
+    assert_active(&app, &rs, &s(&winner, "access_token")).await;
+    assert_inactive(&app, &rs, &rt1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_refreshes_embedded() {
+    let (state, _dir) = common::embedded_state();
+    concurrent_refreshes(state).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn concurrent_refreshes_dynamodb() {
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    concurrent_refreshes(common::state_on(store)).await;
+}
+
+/// Rotation, grace and reuse detection on DynamoDB.
+#[tokio::test]
+async fn rotation_grace_and_reuse_on_dynamodb() {
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    let state = common::state_on(store);
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let first = tokens_for(&app, &c, "alice", "").await;
+    let rt1 = s(&first, "refresh_token");
+    let second = refresh(&app, &c, &rt1, "").await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    state.clock.advance(10);
+    assert_eq!(refresh(&app, &c, &rt1, "").await.body, second.body);
+    state.clock.advance(1);
+    assert_invalid_grant(&refresh(&app, &c, &rt1, "").await, "the refresh token was already used");
+    assert_inactive(&app, &rs, &s(&second.body, "refresh_token")).await;
+    assert_inactive(&app, &rs, &s(&second.body, "access_token")).await;
+    assert_inactive(&app, &rs, &s(&first, "access_token")).await;
+}
+
+// ---------------------------------------------------------------- the password grant
+
+async fn password_client(app: &Router) -> TestClient {
+    register(app, json!({"grant_types": ["password", "refresh_token"], "scope": "read write"})).await
+}
+
+async fn password_grant(app: &Router, c: &TestClient, body: &str) -> common::Resp {
+    send(app, form("/token", Some(&c.basic()), &format!("grant_type=password&{body}"))).await
+}
+
+fn credentials(username: &str, password: &str) -> String {
+    format!("username={}&password={}", enc(username), enc(password))
+}
+
+#[tokio::test]
+async fn password_grant_issues_access_and_refresh_tokens() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = password_client(&app).await;
+    let access_only = register(&app, json!({"grant_types": ["password"], "scope": "read write"})).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let r = password_grant(&app, &c, &format!("{}&scope=read", credentials("alice", PASSWORD))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let (at, rt) = (s(&r.body, "access_token"), s(&r.body, "refresh_token"));
+    assert_eq!(
+        r.body,
+        json!({"access_token": at, "token_type": "Bearer", "expires_in": 3600, "refresh_token": rt, "scope": "read"})
+    );
+    let cl = claims(&at);
+    assert_eq!((cl["sub"].as_str(), cl["client_id"].as_str()), (Some("alice"), Some(c.id.as_str())));
+    let rec = state.store.get_token(cl["jti"].as_str().unwrap(), T0).await.unwrap().unwrap();
+    assert_eq!(rec.grant_type, GrantType::Password);
+    assert_eq!(rec.end_user.as_deref(), Some("alice"));
+    let refresh_rec = state.store.get_token(&gatehouse::crypto::digest(&rt), T0).await.unwrap().unwrap();
+    assert_eq!(refresh_rec.grant_type, GrantType::Password);
+    assert_eq!(refresh_rec.family, rec.family);
+    // The refresh token works.
+    let r = send(&app, form("/token", Some(&c.basic()), &format!("grant_type=refresh_token&refresh_token={rt}"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["scope"], "read");
+    // Without the refresh_token grant: the access token only.
+    let r = password_grant(&app, &access_only, &credentials("alice", PASSWORD)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let at = s(&r.body, "access_token");
+    assert_eq!(r.body, json!({"access_token": at, "token_type": "Bearer", "expires_in": 3600, "scope": "read write"}));
+}
+
+#[tokio::test]
+async fn password_grant_errors_are_exact() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = password_client(&app).await;
+    let no_grant = register(&app, json!({"grant_types": ["client_credentials"], "scope": "read write"})).await;
+    create_user(&app, "alice", PASSWORD).await;
+
+    let r = password_grant(&app, &no_grant, &credentials("alice", PASSWORD)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "unauthorized_client");
+    assert_eq!(r.body["error_description"], "the client is not allowed to use password");
+
+    for who in ["alice", "nobody"] {
+        let r = password_grant(&app, &c, &credentials(who, "wrong password")).await;
+        assert_invalid_grant(&r, "the resource owner credentials are invalid");
+    }
+    let r = password_grant(&app, &c, &format!("password={}", enc(PASSWORD))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(r.body["error_description"], "missing parameter `username`");
+    let r = password_grant(&app, &c, "username=alice").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(r.body["error_description"], "missing parameter `password`");
+    let r = password_grant(&app, &c, &format!("{}&scope=admin", credentials("alice", PASSWORD))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_scope");
+    // A wrong client secret is invalid_client, whatever the user's credentials.
+    let bad = TestClient { id: c.id.clone(), secret: Some("wrong".into()) };
+    let r = send(
+        &app,
+        form("/token", Some(&bad.basic()), &format!("grant_type=password&{}", credentials("alice", PASSWORD))),
+    )
+    .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
+    // No token was issued by any of these.
+    let r = send(&app, admin("GET", "/admin/tokens/count?type=access&end_user=alice", None)).await;
+    assert_eq!(r.body, json!({"count": 0}));
+}
+
+#[tokio::test]
+async fn password_grant_and_sign_in_page_share_the_lockout() {
+    gatehouse::audit::start_capture();
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = password_client(&app).await;
+    let web = public_client(&app).await;
+    let user = format!("pw-{}", gatehouse::crypto::random_id());
+    create_user(&app, &user, PASSWORD).await;
+    let page = open(&app, &pkce_query(&web.id, "")).await;
+
+    for _ in 0..3 {
+        assert_sign_in_refused(
+            &sign_in(&app, &page, &user, "wrong password").await,
+            crate::code_flow::INVALID_CREDENTIALS,
+        );
+    }
+    assert_invalid_grant(
+        &password_grant(&app, &c, &credentials(&user, "wrong password")).await,
+        "the resource owner credentials are invalid",
+    );
+    // The fifth failure, counted across both, locks.
+    let locked = "too many failed sign-in attempts; try again later";
+    assert_invalid_grant(&password_grant(&app, &c, &credentials(&user, "wrong password")).await, locked);
+    assert_invalid_grant(&password_grant(&app, &c, &credentials(&user, PASSWORD)).await, locked);
+    assert_sign_in_refused(&sign_in(&app, &page, &user, PASSWORD).await, LOCKED);
+    assert!(audit_lines(&user).iter().any(|l| l["event_id"] == 21006));
+
+    state.clock.advance(901);
+    let r = password_grant(&app, &c, &credentials(&user, PASSWORD)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A success clears the count: four more failures do not lock.
+    for _ in 0..4 {
+        assert_invalid_grant(
+            &password_grant(&app, &c, &credentials(&user, "wrong password")).await,
+            "the resource owner credentials are invalid",
+        );
+    }
+    assert_eq!(password_grant(&app, &c, &credentials(&user, PASSWORD)).await.status, StatusCode::OK);
+}
+
+/// Failures counted concurrently are all counted (atomic increments): 4 parallel failures,
+/// then the fifth locks.
+async fn concurrent_failures_are_all_counted(state: AppState) {
+    let app = common::app(&state);
+    let c = password_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let body = format!("grant_type=password&{}", credentials("alice", "wrong password"));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, body, auth) = (app.clone(), body.clone(), c.basic());
+            tokio::spawn(async move { send(&app, form("/token", Some(&auth), &body)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_invalid_grant(&t.await.unwrap(), "the resource owner credentials are invalid");
+    }
+    let locked = "too many failed sign-in attempts; try again later";
+    assert_invalid_grant(&password_grant(&app, &c, &credentials("alice", "wrong password")).await, locked);
+    assert_invalid_grant(&password_grant(&app, &c, &credentials("alice", PASSWORD)).await, locked);
+    state.clock.advance(901);
+    assert_eq!(password_grant(&app, &c, &credentials("alice", PASSWORD)).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_failures_are_all_counted_embedded() {
+    let (state, _dir) = common::embedded_state();
+    concurrent_failures_are_all_counted(state).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_failures_are_all_counted_dynamodb() {
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    concurrent_failures_are_all_counted(common::state_on(store)).await;
+}
