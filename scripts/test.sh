@@ -51,7 +51,11 @@ for must in \
   'signer_conformance::kms_signer_es256 ... ok' \
   'signer_conformance::kms_signer_rs256 ... ok' \
   'signer_conformance::sealed_signer_dynamodb_store ... ok' \
-  'flows::local_server_on_dynamodb_and_sealed_kms_via_standard_aws_variables ... ok'; do
+  'flows::local_server_on_dynamodb_and_sealed_kms_via_standard_aws_variables ... ok' \
+  'store_conformance::dynamodb::codes ... ok' \
+  'code_flow::concurrent_redemptions_dynamodb ... ok' \
+  'refresh_password::concurrent_refreshes_dynamodb ... ok' \
+  'browser::sign_in_consent_pkce_refresh_then_remembered_consent_in_headless_chromium ... ok'; do
   grep -qF "test $must" "$log" || { echo "missing: $must" >&2; exit 1; }
 done
 rm -f "$log"

@@ -5,6 +5,7 @@
 //! `GATEHOUSE_TEST_REQUIRE_SERVICES=1`, where a missing service fails the run.
 mod admin;
 mod audit;
+mod browser;
 mod code_flow;
 mod common;
 mod events;
