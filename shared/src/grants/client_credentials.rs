@@ -18,10 +18,7 @@ impl Request {
     /// Parses `scope` (RFC 6749 §3.3; malformed → `invalid_scope`) and `resource` (RFC 8707
     /// §2: an absolute URI without fragment, else `invalid_target`).
     pub fn parse(form: &Params) -> Result<Self> {
-        let scope = form
-            .get("scope")
-            .map(|s| Scope::parse(s).ok_or_else(|| OAuthError::InvalidScope("the scope is malformed".into())))
-            .transpose()?;
+        let scope = crate::grants::parse_scope(form)?;
         let resource = form.get("resource").map(parse_resource).transpose()?;
         Ok(Self { scope, resource })
     }

@@ -69,6 +69,14 @@ pub async fn issue(state: &AppState, client: &Client, request: TokenRequest) -> 
     }
 }
 
+/// The optional `scope` parameter (RFC 6749 §3.3); malformed is `invalid_scope`.
+pub fn parse_scope(params: &Params) -> Result<Option<Scope>> {
+    params
+        .get("scope")
+        .map(|s| Scope::parse(s).ok_or_else(|| OAuthError::InvalidScope("the scope is malformed".into())))
+        .transpose()
+}
+
 /// RFC 6749 §5.2 `unauthorized_client` unless the client registered this grant.
 pub fn ensure_grant_allowed(client: &Client, grant: GrantType) -> Result<()> {
     if client.grant_types.contains(&grant) {

@@ -2,7 +2,6 @@
 //! the grant, with the same lockout as the sign-in page. RFC 9700 §2.4 says not to use it;
 //! Gatehouse serves it for the seed's trusted first-party clients and off by default (a
 //! client must register it).
-use crate::error::OAuthError;
 use crate::http::Params;
 use crate::model::{Client, GrantType, Scope};
 use crate::{AppState, Result};
@@ -26,10 +25,7 @@ impl std::fmt::Debug for Request {
 impl Request {
     /// Parses `username`, `password`, `scope` and `resource`.
     pub fn parse(form: &Params) -> Result<Self> {
-        let scope = form
-            .get("scope")
-            .map(|s| Scope::parse(s).ok_or_else(|| OAuthError::InvalidScope("the scope is malformed".into())))
-            .transpose()?;
+        let scope = crate::grants::parse_scope(form)?;
         Ok(Self {
             username: form.require("username")?.to_owned(),
             password: form.require("password")?.to_owned(),

@@ -28,10 +28,7 @@ impl Request {
     /// Parses `refresh_token` and the optional narrower `scope`.
     pub fn parse(form: &Params) -> Result<Self> {
         let refresh_token = form.require("refresh_token")?.to_owned();
-        let scope = form
-            .get("scope")
-            .map(|s| Scope::parse(s).ok_or_else(|| OAuthError::InvalidScope("the scope is malformed".into())))
-            .transpose()?;
+        let scope = crate::grants::parse_scope(form)?;
         Ok(Self { refresh_token, scope })
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::{flow, page_for, pages};
 use crate::grants::{decide_grant, ensure_grant_allowed, parse_resource};
 use crate::http::{self, Params};
-use crate::model::{Client, GrantType, PendingAuthorization, Scope};
+use crate::model::{Client, GrantType, PendingAuthorization};
 use crate::{AppState, OAuthError, Result};
 
 /// Where errors and codes go once the client and redirect URI are validated.
@@ -109,10 +109,7 @@ async fn pending_from(
         Some(_) => return Err(OAuthError::UnsupportedResponseType),
     }
     ensure_grant_allowed(client, GrantType::AuthorizationCode)?;
-    let scope = q
-        .get("scope")
-        .map(|s| Scope::parse(s).ok_or_else(|| OAuthError::InvalidScope("the scope is malformed".into())))
-        .transpose()?;
+    let scope = crate::grants::parse_scope(q)?;
     let resource = q.get("resource").map(parse_resource).transpose()?;
     let code_challenge = pkce_challenge(q, client)?;
     if target.state.as_ref().is_some_and(|s| s.len() > 1024) {

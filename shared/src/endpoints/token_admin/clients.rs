@@ -9,10 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Actor, authorize, changed, json_body, ok};
+use super::{authorize, changed, json_body, ok};
 use crate::endpoints::json_no_store;
-use crate::model::{AuthMethod, Client, ClientSecret, GrantType, Scope, TokenKind};
-use crate::store::TokenQuery;
+use crate::model::{AuthMethod, Client, ClientSecret, GrantType, Scope};
 use crate::{AppState, OAuthError, Result};
 
 /// The RFC 7591 §2 metadata Gatehouse accepts. Unknown members are refused (an admin API, not
@@ -185,32 +184,9 @@ pub(super) async fn delete(State(state): State<AppState>, Path(id): Path<String>
         return Err(OAuthError::NotFound("no such client".into()));
     }
     changed(&actor, "client_deleted", &id);
-    let revoked = revoke_all_of_client(&state, &actor, &id).await?;
+    let revoked = super::revoke_all(&state, &actor, Some(&id), None).await?;
     tracing::info!(client_id = %id, revoked, "client deleted");
     let mut r = StatusCode::NO_CONTENT.into_response();
     crate::error::no_store(&mut r);
     Ok(r)
-}
-
-/// Revokes every active token of a client (a deleted or compromised client).
-async fn revoke_all_of_client(state: &AppState, actor: &Actor, client_id: &str) -> Result<u64> {
-    let now = state.clock.now();
-    let mut revoked = 0;
-    for kind in [TokenKind::Access, TokenKind::Refresh] {
-        let q = TokenQuery { kind, client_id: Some(client_id.to_owned()), end_user: None };
-        loop {
-            // Revoked tokens drop out of the listing, so each page starts at offset 0.
-            let page = state.store.list_tokens(&q, now, 0, 100).await?;
-            if page.is_empty() {
-                break;
-            }
-            for t in page {
-                if state.store.revoke_token(&t.id, now).await? {
-                    revoked += 1;
-                    changed(actor, "token_revoked", &t.id);
-                }
-            }
-        }
-    }
-    Ok(revoked)
 }

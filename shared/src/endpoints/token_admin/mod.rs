@@ -115,3 +115,39 @@ pub(crate) fn changed(actor: &Actor, action: &'static str, object: impl Into<Str
 pub(crate) fn ok(body: serde_json::Value) -> Response {
     json_no_store(StatusCode::OK, body)
 }
+
+/// Revokes every active token (both kinds) of a client, a user, or a user at one client: a
+/// deleted or compromised client, a user signed out everywhere. Tokens that another request
+/// revoked meanwhile (or that a lagging index still lists) are stepped over, so this always ends.
+pub(crate) async fn revoke_all(
+    state: &AppState,
+    actor: &Actor,
+    client_id: Option<&str>,
+    end_user: Option<&str>,
+) -> Result<u64> {
+    use crate::model::TokenKind;
+    let now = state.clock.now();
+    let mut revoked = 0;
+    for kind in [TokenKind::Access, TokenKind::Refresh] {
+        let q =
+            crate::store::TokenQuery { kind, client_id: client_id.map(Into::into), end_user: end_user.map(Into::into) };
+        let mut offset = 0;
+        loop {
+            let page = state.store.list_tokens(&q, now, offset, 100).await?;
+            if page.is_empty() {
+                break;
+            }
+            let mut done = 0;
+            for t in &page {
+                if state.store.revoke_token(&t.id, now).await? {
+                    done += 1;
+                    changed(actor, "token_revoked", t.id.chars().take(22).collect::<String>());
+                }
+            }
+            // Revoked tokens drop out of the next listing; the rest are skipped.
+            offset += page.len() - done;
+            revoked += done as u64;
+        }
+    }
+    Ok(revoked)
+}

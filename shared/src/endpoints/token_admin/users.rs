@@ -10,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Actor, authorize, changed, json_body, ok};
+use super::{authorize, changed, json_body, ok};
 use crate::audit::{self, AuditEvent};
 use crate::endpoints::json_no_store;
-use crate::model::{TokenKind, User};
-use crate::store::{StoreError, TokenQuery};
+use crate::model::User;
+use crate::store::StoreError;
 use crate::users::{hash_password, validate_password, validate_username};
 use crate::{AppState, OAuthError, Result};
 
@@ -157,32 +157,10 @@ pub(super) async fn delete(
     for c in state.store.list_consents(&username).await? {
         state.store.delete_consent(&username, &c.client_id).await?;
     }
-    revoke_all_of_user(&state, &actor, &username).await?;
+    super::revoke_all(&state, &actor, None, Some(&username)).await?;
     let mut r = StatusCode::NO_CONTENT.into_response();
     crate::error::no_store(&mut r);
     Ok(r)
-}
-
-/// Revokes every active token of a user (signed out everywhere).
-async fn revoke_all_of_user(state: &AppState, actor: &Actor, username: &str) -> Result<u64> {
-    let now = state.clock.now();
-    let mut revoked = 0;
-    for kind in [TokenKind::Access, TokenKind::Refresh] {
-        let q = TokenQuery { kind, client_id: None, end_user: Some(username.to_owned()) };
-        loop {
-            let page = state.store.list_tokens(&q, now, 0, 100).await?;
-            if page.is_empty() {
-                break;
-            }
-            for t in page {
-                if state.store.revoke_token(&t.id, now).await? {
-                    revoked += 1;
-                    changed(actor, "token_revoked", &t.id);
-                }
-            }
-        }
-    }
-    Ok(revoked)
 }
 
 pub(super) async fn consents(
