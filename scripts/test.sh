@@ -6,8 +6,9 @@
 #      moto's KMS server (PyPI, in a venv) into .tools/; Java 17, Chromium and ChromeDriver
 #      (Debian packages) via apt if missing;
 #   2. starts both on loopback (free ports) and stops them on exit;
-#   3. runs cargo fmt --check, cargo clippy -D warnings and every test (one build);
-#   4. fails if the DynamoDB or KMS suites did not run.
+#   3. runs cargo fmt --check, the SAM template checks, cargo clippy -D warnings and every test;
+#   4. fails if the DynamoDB, KMS, browser or infra suites did not run;
+#   5. builds the Lambda zips and runs them under cargo-lambda's runtime emulator on events/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -29,6 +30,9 @@ command -v npm >/dev/null || { echo "npm (Node.js) is required to install Dynamo
 
 step "format"
 cargo fmt --all --check
+
+step "infrastructure checks (sam validate --lint, cfn-lint, checkov)"
+scripts/infra-check.sh
 
 step "test services (DynamoDB Local, moto KMS)"
 scripts/test-services.sh start
@@ -55,8 +59,14 @@ for must in \
   'store_conformance::dynamodb::codes ... ok' \
   'code_flow::concurrent_redemptions_dynamodb ... ok' \
   'refresh_password::concurrent_refreshes_dynamodb ... ok' \
-  'browser::sign_in_consent_pkce_refresh_then_remembered_consent_in_headless_chromium ... ok'; do
+  'browser::sign_in_consent_pkce_refresh_then_remembered_consent_in_headless_chromium ... ok' \
+  'infra::table_matches_the_one_the_code_creates ... ok'; do
   grep -qF "test $must" "$log" || { echo "missing: $must" >&2; exit 1; }
 done
 rm -f "$log"
+
+step "Lambda zips (cargo lambda build --release --arm64)"
+scripts/package.sh
+step "Lambda runtime test (the zips under cargo lambda watch, fed events/)"
+scripts/lambda-runtime-test.sh
 step "all checks passed"
