@@ -1386,3 +1386,38 @@ async fn metadata_lists_the_new_grants_and_pkce() {
     );
     assert_eq!(r.body["authorization_response_iss_parameter_supported"], true);
 }
+
+/// The browser flow with every step sent to the Lambda function that serves it in the stack
+/// (token-admin, authorize, token, introspect, revoke), on DynamoDB Local.
+#[tokio::test]
+async fn whole_flow_through_each_functions_router_on_dynamodb() {
+    use gatehouse::endpoints::{authorize, introspect, revoke, token, token_admin};
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    let state = common::state_on(store);
+    let admin_fn = token_admin::router(state.clone());
+    let (authorize_fn, token_fn) = (authorize::router(state.clone()), token::router(state.clone()));
+    let (introspect_fn, revoke_fn) = (introspect::router(state.clone()), revoke::router(state.clone()));
+    let c = public_client(&admin_fn).await;
+    let rs = introspector(&admin_fn).await;
+    create_user(&admin_fn, "bob", PASSWORD).await;
+    let s = open(&authorize_fn, &pkce_query(&c.id, "&scope=read")).await;
+    assert_eq!(sign_in(&authorize_fn, &s, "bob", PASSWORD).await.status, StatusCode::OK);
+    let code = code_from(&decide(&authorize_fn, &s, "approve").await);
+    let r = exchange_public(&token_fn, &c, &code).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let (at, rt) = (r.body["access_token"].as_str().unwrap(), r.body["refresh_token"].as_str().unwrap());
+    assert_active(&introspect_fn, &rs, at).await;
+    let refreshed = send(
+        &token_fn,
+        form("/token", None, &format!("grant_type=refresh_token&client_id={}&refresh_token={rt}", c.id)),
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
+    let rt2 = refreshed.body["refresh_token"].as_str().unwrap();
+    assert_ne!(rt2, rt);
+    let rv = send(&revoke_fn, form("/revoke", None, &format!("client_id={}&token={rt2}", c.id))).await;
+    assert_eq!(rv.status, StatusCode::OK, "{}", rv.text);
+    assert_inactive(&introspect_fn, &rs, refreshed.body["access_token"].as_str().unwrap()).await;
+    let listed = send(&admin_fn, admin("GET", "/admin/tokens/count?type=refresh&end_user=bob", None)).await;
+    assert_eq!(listed.body, serde_json::json!({"count": 0}), "the revoked family leaves no active refresh token");
+}
