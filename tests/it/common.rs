@@ -16,8 +16,9 @@ use tower::ServiceExt;
 
 /// The admin token every test state accepts.
 pub const ADMIN: &str = "test-admin-token-0123456789abcdef0123456789";
-/// A fixed start time for manual clocks (2026-01-01T00:00:00Z).
-pub const T0: i64 = 1_767_225_600;
+/// A fixed start time for manual clocks: 2100-01-01T00:00:00Z. In the future on purpose:
+/// DynamoDB Local's TTL sweeper deletes items whose `ttl` has passed within seconds.
+pub const T0: i64 = 4_102_444_800;
 
 /// A configuration for tests: loopback issuer, the test admin token, no AWS.
 pub fn config() -> Config {

@@ -138,7 +138,8 @@ pub async fn codes(s: &dyn Store) {
     // All or nothing: a token id that exists already fails the redemption, code unconsumed.
     let mut clash = issued("k2", "clash");
     clash[1].id = first[1].id.clone();
-    assert!(matches!(s.redeem_code("k2", NOW + 1, &clash).await, Err(StoreError::Conflict)));
+    let r = s.redeem_code("k2", NOW + 1, &clash).await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
     assert_eq!(s.get_code("k2", NOW).await.unwrap().unwrap().consumed_at, None, "the code is not consumed");
     assert_eq!(s.get_token(&clash[0].id, NOW + 2).await.unwrap(), None, "no token of it is stored");
     assert_eq!(s.get_token(&first[1].id, NOW + 2).await.unwrap(), Some(first[1].clone()), "nor overwritten");
