@@ -77,6 +77,9 @@ impl KeyStore for Throttled {
     async fn put_signing_key(&self, _: &StoredSigningKey) -> StoreResult<()> {
         throttled()
     }
+    async fn replace_signing_key(&self, _: &StoredSigningKey) -> StoreResult<bool> {
+        throttled()
+    }
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         throttled()
     }
@@ -245,6 +248,9 @@ async fn no_token_without_its_record() {
     impl KeyStore for WriteFails {
         async fn put_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
             self.0.put_signing_key(k).await
+        }
+        async fn replace_signing_key(&self, k: &StoredSigningKey) -> StoreResult<bool> {
+            self.0.replace_signing_key(k).await
         }
         async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
             self.0.list_signing_keys().await

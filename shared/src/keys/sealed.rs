@@ -87,7 +87,9 @@ pub(crate) async fn seal(
         alg: Alg::ES256.as_str().into(),
         public_jwk: serde_json::to_string(&key.jwk).map_err(|e| KeyError::Invalid(e.to_string()))?,
         sealed_private_key: crate::crypto::b64url(blob.as_ref()),
+        kms_key_id: None,
         created_at: now,
+        active_from: None,
         retired_at: None,
     })
 }

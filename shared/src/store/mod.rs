@@ -100,11 +100,14 @@ pub trait TokenStore: Send + Sync {
     async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64>;
 }
 
-/// Signing keys kept by the sealed signer.
+/// The tenant's key ring (kms and sealed signers).
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// Stores a key; `Conflict` if its generation (or kid) exists.
     async fn put_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    /// Replaces the stored key of the same generation and kid (retiring it); `false` if there
+    /// is none.
+    async fn replace_signing_key(&self, key: &StoredSigningKey) -> StoreResult<bool>;
     /// Every stored key, by generation.
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
 }

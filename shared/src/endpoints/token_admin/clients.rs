@@ -159,7 +159,7 @@ pub fn client_json(c: &Client) -> serde_json::Value {
 
 pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) -> Result<Response> {
     let (parts, body) = req.into_parts();
-    let actor = authorize(&state, &parts)?;
+    let actor = authorize(&state, &parts).await?;
     let metadata: ClientMetadata = json_body(body, |e| OAuthError::InvalidClientMetadata(e.into())).await?;
     let (client, secret) = metadata.into_client(state.clock.now())?;
     state.store.create_client(&client).await?;
@@ -173,13 +173,13 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
 }
 
 pub(super) async fn read(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {
-    authorize(&state, &parts)?;
+    authorize(&state, &parts).await?;
     let client = state.store.get_client(&id).await?.ok_or_else(|| OAuthError::NotFound("no such client".into()))?;
     Ok(ok(client_json(&client)))
 }
 
 pub(super) async fn delete(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {
-    let actor = authorize(&state, &parts)?;
+    let actor = authorize(&state, &parts).await?;
     if !state.store.delete_client(&id).await? {
         return Err(OAuthError::NotFound("no such client".into()));
     }

@@ -62,7 +62,7 @@ pub fn routes() -> Router<AppState> {
 pub struct Actor(pub String);
 
 /// Checks the admin credential.
-pub fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
+pub async fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
     if state.config.admin_iam
         && let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>()
         && let Some(iam) = ctx.authorizer.as_ref().and_then(|a| a.iam.as_ref())

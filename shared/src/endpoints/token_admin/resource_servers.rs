@@ -72,7 +72,7 @@ impl NewResourceServer {
 
 pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) -> Result<Response> {
     let (parts, body) = req.into_parts();
-    let actor = authorize(&state, &parts)?;
+    let actor = authorize(&state, &parts).await?;
     let input: NewResourceServer = json_body(body, invalid).await?;
     let rs = input.validate(state.clock.now())?;
     match state.store.create_resource_server(&rs).await {
@@ -86,7 +86,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
 }
 
 pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<Response> {
-    authorize(&state, &parts)?;
+    authorize(&state, &parts).await?;
     let all = state.store.list_resource_servers().await?;
     Ok(ok(json!({ "resource_servers": all })))
 }

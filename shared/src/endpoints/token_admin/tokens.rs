@@ -66,7 +66,7 @@ pub fn token_json(t: &TokenRecord) -> serde_json::Value {
 }
 
 pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<Response> {
-    authorize(&state, &parts)?;
+    authorize(&state, &parts).await?;
     let p = http::query(&parts)?;
     let q = parse_query(&p)?;
     // Bounded so that stores can hold it as an i64 (SQLite reads a negative OFFSET as 0, which
@@ -84,7 +84,7 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<
 }
 
 pub(super) async fn count(State(state): State<AppState>, parts: Parts) -> Result<Response> {
-    authorize(&state, &parts)?;
+    authorize(&state, &parts).await?;
     let q = parse_query(&http::query(&parts)?)?;
     let n = state.store.count_tokens(&q, state.clock.now()).await?;
     Ok(ok(json!({ "count": n })))
@@ -100,7 +100,7 @@ struct RevokeRequest {
 
 pub(super) async fn revoke(State(state): State<AppState>, req: Request<Body>) -> Result<Response> {
     let (parts, body) = req.into_parts();
-    let actor = authorize(&state, &parts)?;
+    let actor = authorize(&state, &parts).await?;
     let r: RevokeRequest = json_body(body, invalid).await?;
     let now = state.clock.now();
     let record = match (r.token, r.jti) {

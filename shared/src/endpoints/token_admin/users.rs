@@ -72,7 +72,7 @@ pub fn user_json(u: &User) -> Value {
 
 pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) -> Result<Response> {
     let (parts, body) = req.into_parts();
-    let actor = authorize(&state, &parts)?;
+    let actor = authorize(&state, &parts).await?;
     let n: NewUser = json_body(body, invalid).await?;
     validate_username(&n.username)?;
     validate_password(&n.password)?;
@@ -107,7 +107,7 @@ pub(super) async fn read(
     Path(username): Path<String>,
     parts: Parts,
 ) -> Result<Response> {
-    authorize(&state, &parts)?;
+    authorize(&state, &parts).await?;
     Ok(ok(user_json(&existing(&state, &username).await?)))
 }
 
@@ -117,7 +117,7 @@ pub(super) async fn update(
     req: Request<Body>,
 ) -> Result<Response> {
     let (parts, body) = req.into_parts();
-    let actor = authorize(&state, &parts)?;
+    let actor = authorize(&state, &parts).await?;
     let p: UserPatch = json_body(body, invalid).await?;
     let mut user = existing(&state, &username).await?;
     if let Some(pw) = p.password {
@@ -149,7 +149,7 @@ pub(super) async fn delete(
     Path(username): Path<String>,
     parts: Parts,
 ) -> Result<Response> {
-    let actor = authorize(&state, &parts)?;
+    let actor = authorize(&state, &parts).await?;
     if !state.store.delete_user(&username).await? {
         return Err(OAuthError::NotFound("no such user".into()));
     }
@@ -168,7 +168,7 @@ pub(super) async fn consents(
     Path(username): Path<String>,
     parts: Parts,
 ) -> Result<Response> {
-    authorize(&state, &parts)?;
+    authorize(&state, &parts).await?;
     existing(&state, &username).await?;
     let list = state.store.list_consents(&username).await?;
     let items: Vec<Value> = list
@@ -183,7 +183,7 @@ pub(super) async fn revoke_consent(
     Path((username, client_id)): Path<(String, String)>,
     parts: Parts,
 ) -> Result<Response> {
-    let actor = authorize(&state, &parts)?;
+    let actor = authorize(&state, &parts).await?;
     if !state.store.delete_consent(&username, &client_id).await? {
         return Err(OAuthError::NotFound("no such consent".into()));
     }

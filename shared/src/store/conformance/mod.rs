@@ -234,7 +234,9 @@ pub async fn signing_keys(s: &dyn Store) {
         alg: "ES256".into(),
         public_jwk: format!(r#"{{"kid":"{kid}"}}"#),
         sealed_private_key: "c2VhbGVk".into(),
+        kms_key_id: None,
         created_at: NOW + generation as i64,
+        active_from: None,
         retired_at: None,
     };
     assert!(s.list_signing_keys().await.unwrap().is_empty());
@@ -243,7 +245,21 @@ pub async fn signing_keys(s: &dyn Store) {
     let mut k2 = key(2, "k2");
     k2.retired_at = Some(NOW + 100);
     s.put_signing_key(&k2).await.unwrap();
-    assert_eq!(s.list_signing_keys().await.unwrap(), vec![key(1, "k1"), k2]);
+    assert_eq!(s.list_signing_keys().await.unwrap(), vec![key(1, "k1"), k2.clone()]);
+    // A rotation's pending KMS key, then retiring generation 1: only that slot changes.
+    let mut k3 = key(3, "k3");
+    (k3.sealed_private_key, k3.kms_key_id, k3.active_from) = (String::new(), Some("arn:k3".into()), Some(NOW + 600));
+    s.put_signing_key(&k3).await.unwrap();
+    let mut k1 = key(1, "k1");
+    k1.retired_at = Some(NOW + 50);
+    assert!(s.replace_signing_key(&k1).await.unwrap());
+    let mut wrong_slot = key(4, "k1");
+    wrong_slot.retired_at = Some(NOW);
+    assert!(!s.replace_signing_key(&wrong_slot).await.unwrap(), "no such slot: nothing written");
+    let mut wrong_kid = key(2, "k1");
+    wrong_kid.retired_at = Some(NOW);
+    assert!(!s.replace_signing_key(&wrong_kid).await.unwrap(), "another key's slot is not overwritten");
+    assert_eq!(s.list_signing_keys().await.unwrap(), vec![k1, k2, k3]);
 }
 
 /// 20 concurrent revocations of one token: exactly one reports it revoked.

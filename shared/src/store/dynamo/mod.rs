@@ -345,6 +345,22 @@ impl KeyStore for DynamoStore {
         self.put_new(item).await
     }
 
+    async fn replace_signing_key(&self, key: &StoredSigningKey) -> StoreResult<bool> {
+        let mut item = encode(key)?;
+        item.insert("pk".into(), s("SIGNING_KEYS"));
+        item.insert("sk".into(), s(format!("KEY#{:010}", key.generation)));
+        let r = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(pk) AND kid = :kid")
+            .expression_attribute_values(":kid", s(&key.kid))
+            .send()
+            .await;
+        condition_met(r.map(drop).map_err(classify))
+    }
+
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let mut items = Vec::new();
         self.query_pages(None, "pk", "SIGNING_KEYS".into(), None, None, |i| {

@@ -193,6 +193,20 @@ impl KeyStore for EmbeddedStore {
         .await
     }
 
+    async fn replace_signing_key(&self, key: &StoredSigningKey) -> StoreResult<bool> {
+        let (generation, kid, body) = (key.generation, key.kid.clone(), to_json(key)?);
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE signing_keys SET body = ?3 WHERE generation = ?1 AND kid = ?2",
+                    params![generation, kid, body],
+                )
+                .map_err(err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         self.with(|c| {
             let mut st = c.prepare("SELECT body FROM signing_keys ORDER BY generation").map_err(err)?;
