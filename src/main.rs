@@ -1,11 +1,33 @@
 //! The local all-in-one server: every endpoint on one port, the embedded store and a local
 //! signing key in the data directory. `cargo run --release` starts Gatehouse.
+//!
+//! The same binary is the operator CLI (`gatehouse clients list`, ... in `cli/`), which talks to
+//! a local or deployed tenant's admin API; without a command it runs the server.
+mod cli;
+
 use std::path::Path;
+use std::process::ExitCode;
 
 use gatehouse::{AppState, Config};
 
+fn main() -> ExitCode {
+    let args = cli::Cli::parse_args();
+    match args.command {
+        None | Some(cli::Command::Serve) => match serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // As `main() -> Result` reports it.
+                eprintln!("Error: {e:?}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(command) => cli::run(args.conn, command),
+    }
+}
+
+/// Runs the local server until Ctrl-C.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     gatehouse::telemetry::init_local();
     let mut config = Config::from_env().map_err(|e| format!("configuration error: {e}"))?;
     let generated = match config.admin_token {

@@ -51,6 +51,8 @@ pub enum AuditEvent {
     RefreshReuseDetected { client_id: String, family: String, revoked: u64 },
     /// 21011: the user denied the authorization request.
     AccessDenied { username: String, client_id: String },
+    /// 21012: an admin API call was admitted (reads included), with who made it.
+    AdminCall { actor: String, method: String, path: String },
 }
 
 impl AuditEvent {
@@ -73,6 +75,7 @@ impl AuditEvent {
             Self::CodeReplayed { .. } => 21009,
             Self::RefreshReuseDetected { .. } => 21010,
             Self::AccessDenied { .. } => 21011,
+            Self::AdminCall { .. } => 21012,
         }
     }
 
@@ -95,6 +98,7 @@ impl AuditEvent {
             Self::CodeReplayed { .. } => "code_replayed",
             Self::RefreshReuseDetected { .. } => "refresh_reuse_detected",
             Self::AccessDenied { .. } => "access_denied",
+            Self::AdminCall { .. } => "admin_call",
         }
     }
 

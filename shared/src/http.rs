@@ -165,7 +165,9 @@ const DUMMY_DIGEST: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// RFC 6749 §2.3 / §3.2.1: authenticates the client of a token, introspection or revocation
 /// request. The presented method must be the client's registered
-/// `token_endpoint_auth_method`; secrets are compared as digests in constant time.
+/// `token_endpoint_auth_method`; secrets are compared as digests in constant time, against the
+/// current secret and the previous one (until its overlap after a rotation ends): always both
+/// comparisons, so that an unknown client, a wrong secret and a right one take the same time.
 pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &Params) -> Result<Client> {
     let presented = presented_credentials(headers, form)?;
     let attempt = presented.attempt();
@@ -186,7 +188,16 @@ pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &P
         _ => (None, AuthMethod::None),
     };
     let expected = client.as_ref().and_then(|c| c.secret_digest.as_deref()).unwrap_or(DUMMY_DIGEST);
-    let secret_ok = secret.is_some_and(|s| crate::crypto::ct_eq(&s.digest(), expected));
+    let now = state.clock.now();
+    let previous = client
+        .as_ref()
+        .filter(|c| c.previous_secret_expires_at.is_some_and(|at| now < at))
+        .and_then(|c| c.previous_secret_digest.as_deref())
+        .unwrap_or(DUMMY_DIGEST);
+    let secret_ok = secret.is_some_and(|s| {
+        let d = s.digest();
+        crate::crypto::ct_eq(&d, expected) | crate::crypto::ct_eq(&d, previous) // both, always
+    });
     let Some(client) = client else {
         return Err(fail(Some(client_id), "unknown client"));
     };

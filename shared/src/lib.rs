@@ -12,6 +12,7 @@ pub mod grants;
 pub mod http;
 pub mod keys;
 pub mod model;
+pub mod settings;
 pub mod state;
 pub mod store;
 pub mod telemetry;

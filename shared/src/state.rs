@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, SignerKind, StoreKind};
-use crate::keys::{KmsSigner, LocalSigner, SealedSigner, Signer};
+use crate::keys::{KeyRing, KeyUse, LocalSigner, Signer};
 use crate::store::{DynamoStore, EmbeddedStore, Store};
 
 /// Everything a request handler needs. Cheap to clone.
@@ -14,6 +14,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub signer: Arc<dyn Signer>,
     pub clock: crate::clock::Clock,
+    /// The identity-domain settings, kept for `settings::SETTINGS_TTL`.
+    pub settings_cache: Arc<crate::settings::SettingsCache>,
 }
 
 /// A start-up failure: bad configuration, unreachable store or KMS, unusable key.
@@ -23,23 +25,34 @@ impl AppState {
     /// Assembles a state from its parts (tests, benchmarks).
     pub fn new(config: Config, store: Arc<dyn Store>, signer: Arc<dyn Signer>, clock: crate::clock::Clock) -> Self {
         crate::audit::set_tenant(&config.tenant);
-        Self { config: Arc::new(config), store, signer, clock }
+        let settings_cache = Arc::new(crate::settings::SettingsCache::new(&config));
+        Self { config: Arc::new(config), store, signer, clock, settings_cache }
     }
 
-    /// Reads `GATEHOUSE_*` and builds the state (a Lambda cold start).
-    pub async fn from_env() -> Result<Self, StartupError> {
-        Self::build(Config::from_env()?).await
+    /// The identity-domain settings in force (read from the table at most every
+    /// `settings::SETTINGS_TTL` seconds).
+    pub async fn settings(&self) -> crate::Result<Arc<crate::settings::Settings>> {
+        Ok(self.settings_cache.get(&*self.store, self.clock.now()).await?)
+    }
+
+    /// Reads `GATEHOUSE_*` and builds the state (a Lambda cold start). `key_use`: whether this
+    /// function signs tokens (the token function) or only verifies them (the others, which then
+    /// need no KMS permission at all).
+    pub async fn from_env(key_use: KeyUse) -> Result<Self, StartupError> {
+        Self::build_for(Config::from_env()?, key_use).await
+    }
+
+    /// Builds a signing state (the local server, tests).
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_for(config, KeyUse::Sign).await
     }
 
     /// Builds the store and signer the configuration names. One-time costs (random-number
     /// generator, TLS, key loading or unsealing) are paid here, in the init phase.
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    pub async fn build_for(config: Config, key_use: KeyUse) -> Result<Self, StartupError> {
         crate::crypto::warm_up();
-        let aws = if config.store == StoreKind::Dynamodb || config.signer != SignerKind::Local {
-            Some(aws_sdk_config().await)
-        } else {
-            None
-        };
+        let kms_needed = config.signer != SignerKind::Local;
+        let aws = if config.store == StoreKind::Dynamodb || kms_needed { Some(aws_sdk_config().await) } else { None };
         let store: Arc<dyn Store> = match config.store {
             StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir)?),
             StoreKind::Dynamodb => {
@@ -52,15 +65,20 @@ impl AppState {
             SignerKind::Local => Arc::new(LocalSigner::load_or_create(&config.data_dir)?),
             SignerKind::Kms => {
                 let kms = aws_sdk_kms::Client::new(aws.as_ref().expect("aws config loaded"));
-                Arc::new(KmsSigner::new(kms, config.kms_key_id.clone().expect("validated")).await?)
+                let alias = config.kms_key_id.clone().expect("validated");
+                Arc::new(KeyRing::kms(kms, alias, store.clone(), key_use, now).await?)
             }
             SignerKind::Sealed => {
                 let kms = aws_sdk_kms::Client::new(aws.as_ref().expect("aws config loaded"));
-                let key_id = config.kms_key_id.as_deref().expect("validated");
-                Arc::new(SealedSigner::load_or_create(&kms, key_id, &config.tenant, store.clone(), now).await?)
+                let key_id = config.kms_key_id.clone().expect("validated");
+                let tenant = config.tenant.clone();
+                Arc::new(KeyRing::sealed(kms, key_id, tenant, store.clone(), key_use, now).await?)
             }
         };
-        Ok(Self::new(config, store, signer, crate::clock::Clock::system()))
+        let state = Self::new(config, store, signer, crate::clock::Clock::system());
+        // Init phase: the first request finds the settings loaded.
+        state.settings().await.map_err(|e| format!("reading the tenant settings: {e}"))?;
+        Ok(state)
     }
 }
 

@@ -86,10 +86,11 @@ pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result
             Ok(Ok(u))
         }
         _ => {
-            let c = state.store.increment_counter(&key, now, state.config.lockout_window as i64).await?;
-            let locked = c.count >= state.config.lockout_threshold;
+            let settings = state.settings().await?;
+            let c = state.store.increment_counter(&key, now, settings.lockout_window as i64).await?;
+            let locked = u64::from(c.count) >= settings.lockout_threshold;
             if locked {
-                state.store.lock_counter(&key, now + state.config.lockout_cooldown as i64).await?;
+                state.store.lock_counter(&key, now + settings.lockout_cooldown as i64).await?;
                 audit::record(AuditEvent::LockedOut { username: username.to_owned() });
             }
             audit::record(AuditEvent::SignInFailed { username: username.to_owned(), reason: "invalid credentials" });

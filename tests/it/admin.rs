@@ -60,13 +60,30 @@ fn admin_with(method: &str, path: &str, auth: Option<&str>, body: Option<Value>)
 fn every_admin_call() -> Vec<(&'static str, String, Option<Value>)> {
     vec![
         ("POST", "/admin/clients".into(), Some(json!({"grant_types": ["client_credentials"]}))),
+        ("GET", "/admin/clients".into(), None),
         ("GET", "/admin/clients/some-client".into(), None),
+        ("PATCH", "/admin/clients/some-client".into(), Some(json!({"client_name": "x"}))),
         ("DELETE", "/admin/clients/some-client".into(), None),
+        ("POST", "/admin/clients/some-client/secret".into(), None),
         ("POST", "/admin/resource-servers".into(), Some(json!({"identifier": "https://api.example.com"}))),
         ("GET", "/admin/resource-servers".into(), None),
+        ("GET", "/admin/resource-servers/https%3A%2F%2Fapi.example.com".into(), None),
+        ("PATCH", "/admin/resource-servers/https%3A%2F%2Fapi.example.com".into(), Some(json!({"name": "x"}))),
+        ("DELETE", "/admin/resource-servers/https%3A%2F%2Fapi.example.com".into(), None),
+        ("GET", "/admin/users".into(), None),
+        ("GET", "/admin/users/alice/groups".into(), None),
+        ("POST", "/admin/groups".into(), Some(json!({"name": "staff"}))),
+        ("GET", "/admin/groups".into(), None),
+        ("GET", "/admin/groups/staff".into(), None),
+        ("PATCH", "/admin/groups/staff".into(), Some(json!({"description": "x"}))),
+        ("DELETE", "/admin/groups/staff".into(), None),
+        ("GET", "/admin/groups/staff/members".into(), None),
+        ("PUT", "/admin/groups/staff/members/alice".into(), None),
+        ("DELETE", "/admin/groups/staff/members/alice".into(), None),
         ("GET", "/admin/tokens?type=access&client_id=x".into(), None),
         ("GET", "/admin/tokens/count?type=access&client_id=x".into(), None),
         ("POST", "/admin/tokens/revoke".into(), Some(json!({"jti": "x"}))),
+        ("POST", "/admin/tokens/revoke-all".into(), Some(json!({"client_id": "x"}))),
     ]
 }
 
@@ -105,7 +122,9 @@ async fn missing_or_wrong_credentials_are_refused_everywhere() {
     }
     // Nothing was created.
     let r = send(&app, admin("GET", "/admin/resource-servers", None)).await;
-    assert_eq!(r.body, json!({"resource_servers": []}));
+    assert_eq!(r.body, json!({"resource_servers": [], "next": null}));
+    let r = send(&app, admin("GET", "/admin/groups", None)).await;
+    assert_eq!(r.body, json!({"groups": [], "next": null}));
     // The scheme is case-insensitive (RFC 9110 §11.1).
     let r = send(&app, admin_with("GET", "/admin/resource-servers", Some(&format!("bearer {ADMIN}")), None)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -357,10 +376,10 @@ async fn unknown_client_is_404() {
     }
     let r = send(&app, admin("PUT", "/admin/clients/x", None)).await;
     assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "invalid_request");
-    assert_eq!(r.header("allow"), Some("GET, DELETE"));
-    let r = send(&app, admin("GET", "/admin/clients", None)).await;
+    assert_eq!(r.header("allow"), Some("GET, PATCH, DELETE"));
+    let r = send(&app, admin("DELETE", "/admin/clients", None)).await;
     assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "invalid_request");
-    assert_eq!(r.header("allow"), Some("POST"));
+    assert_eq!(r.header("allow"), Some("GET, POST"));
     let r = send(&app, admin("GET", "/admin/nothing-here", None)).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
 }
@@ -513,7 +532,7 @@ async fn resource_servers_create_conflict_and_list() {
     let r = send(&app, admin("GET", "/admin/resource-servers", None)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_no_store(&r);
-    assert_eq!(r.body, json!({"resource_servers": [a, b]}), "ordered by identifier");
+    assert_eq!(r.body, json!({"resource_servers": [a, b], "next": null}), "ordered by identifier");
 
     // Invalid definitions.
     for bad in [

@@ -144,6 +144,9 @@ fn events_client() -> Client {
         access_token_lifetime: None,
         refresh_token_lifetime: None,
         created_at: T0,
+        previous_secret_digest: None,
+        previous_secret_expires_at: None,
+        version: 0,
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use gatehouse::model::{
-    AuthorizationCode, Client, Consent, FailureCounter, PendingAuthorization, ResourceServer, StoredSigningKey,
+    AuthorizationCode, Client, Consent, FailureCounter, Group, PendingAuthorization, ResourceServer, StoredSigningKey,
     TokenRecord, User,
 };
 use gatehouse::store::*;
@@ -22,6 +22,16 @@ fn throttled<T>() -> StoreResult<T> {
 }
 
 #[async_trait]
+impl SettingsStore for Throttled {
+    async fn get_settings(&self) -> StoreResult<Option<gatehouse::settings::StoredSettings>> {
+        throttled()
+    }
+    async fn put_settings(&self, _: &gatehouse::settings::StoredSettings) -> StoreResult<bool> {
+        throttled()
+    }
+}
+
+#[async_trait]
 impl ClientStore for Throttled {
     async fn create_client(&self, _: &Client) -> StoreResult<()> {
         throttled()
@@ -30,6 +40,12 @@ impl ClientStore for Throttled {
         throttled()
     }
     async fn delete_client(&self, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn update_client(&self, _: &Client, _: u64) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn list_clients(&self, _: Option<&str>, _: usize) -> StoreResult<(Vec<Client>, Option<String>)> {
         throttled()
     }
 }
@@ -43,6 +59,19 @@ impl ResourceServerStore for Throttled {
         throttled()
     }
     async fn list_resource_servers(&self) -> StoreResult<Vec<ResourceServer>> {
+        throttled()
+    }
+    async fn list_resource_servers_after(
+        &self,
+        _: Option<&str>,
+        _: usize,
+    ) -> StoreResult<(Vec<ResourceServer>, Option<String>)> {
+        throttled()
+    }
+    async fn update_resource_server(&self, _: &ResourceServer) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn delete_resource_server(&self, _: &str) -> StoreResult<bool> {
         throttled()
     }
 }
@@ -65,6 +94,15 @@ impl TokenStore for Throttled {
         throttled()
     }
     async fn list_tokens(&self, _: &TokenQuery, _: i64, _: usize, _: usize) -> StoreResult<Vec<TokenRecord>> {
+        throttled()
+    }
+    async fn list_tokens_after(
+        &self,
+        _: &TokenQuery,
+        _: i64,
+        _: Option<&str>,
+        _: usize,
+    ) -> StoreResult<(Vec<TokenRecord>, Option<String>)> {
         throttled()
     }
     async fn count_tokens(&self, _: &TokenQuery, _: i64) -> StoreResult<u64> {
@@ -97,6 +135,46 @@ impl UserStore for Throttled {
         throttled()
     }
     async fn delete_user(&self, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn list_users(&self, _: Option<&str>, _: usize) -> StoreResult<(Vec<User>, Option<String>)> {
+        throttled()
+    }
+}
+
+#[async_trait]
+impl GroupStore for Throttled {
+    async fn create_group(&self, _: &Group) -> StoreResult<()> {
+        throttled()
+    }
+    async fn get_group(&self, _: &str) -> StoreResult<Option<Group>> {
+        throttled()
+    }
+    async fn list_groups(&self, _: Option<&str>, _: usize) -> StoreResult<(Vec<Group>, Option<String>)> {
+        throttled()
+    }
+    async fn update_group(&self, _: &Group) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn delete_group(&self, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn add_member(&self, _: &str, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn remove_member(&self, _: &str, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn is_member(&self, _: &str, _: &str) -> StoreResult<bool> {
+        throttled()
+    }
+    async fn list_members(&self, _: &str, _: Option<&str>, _: usize) -> StoreResult<(Vec<String>, Option<String>)> {
+        throttled()
+    }
+    async fn groups_of(&self, _: &str) -> StoreResult<Vec<String>> {
+        throttled()
+    }
+    async fn remove_user_from_groups(&self, _: &str) -> StoreResult<u64> {
         throttled()
     }
 }
@@ -174,6 +252,16 @@ async fn every_endpoint_unavailable(state: gatehouse::AppState) {
     assert_unavailable(&send(&app, admin("POST", "/admin/clients", Some(meta))).await);
     assert_unavailable(&send(&app, admin("GET", "/admin/tokens/count?type=access&client_id=c", None)).await);
     assert_unavailable(&send(&app, admin("GET", "/admin/tokens?type=access&client_id=c", None)).await);
+    assert_unavailable(&send(&app, admin("POST", "/admin/groups", Some(json!({"name": "g"})))).await);
+    assert_unavailable(&send(&app, admin("GET", "/admin/groups", None)).await);
+    assert_unavailable(&send(&app, admin("PUT", "/admin/groups/g/members/u", None)).await);
+    assert_unavailable(&send(&app, admin("DELETE", "/admin/groups/g", None)).await);
+    assert_unavailable(&send(&app, admin("GET", "/admin/users", None)).await);
+    assert_unavailable(&send(&app, admin("DELETE", "/admin/resource-servers/urn%3Ax", None)).await);
+    assert_unavailable(&send(&app, admin("GET", "/admin/clients", None)).await);
+    assert_unavailable(&send(&app, admin("PATCH", "/admin/clients/c", Some(json!({"client_name": "x"})))).await);
+    assert_unavailable(&send(&app, admin("POST", "/admin/clients/c/secret", None)).await);
+    assert_unavailable(&send(&app, admin("POST", "/admin/tokens/revoke-all", Some(json!({"client_id": "c"})))).await);
     // The authorize endpoint shows its error page with the same status.
     let r = send(&app, axum::http::Request::get("/authorize?client_id=c").body(Default::default()).unwrap()).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -197,6 +285,15 @@ async fn unreachable_dynamodb_is_503_everywhere() {
 async fn no_token_without_its_record() {
     struct WriteFails(Arc<dyn Store>);
     #[async_trait]
+    impl SettingsStore for WriteFails {
+        async fn get_settings(&self) -> StoreResult<Option<gatehouse::settings::StoredSettings>> {
+            self.0.get_settings().await
+        }
+        async fn put_settings(&self, s: &gatehouse::settings::StoredSettings) -> StoreResult<bool> {
+            self.0.put_settings(s).await
+        }
+    }
+    #[async_trait]
     impl ClientStore for WriteFails {
         async fn create_client(&self, c: &Client) -> StoreResult<()> {
             self.0.create_client(c).await
@@ -206,6 +303,12 @@ async fn no_token_without_its_record() {
         }
         async fn delete_client(&self, id: &str) -> StoreResult<bool> {
             self.0.delete_client(id).await
+        }
+        async fn update_client(&self, c: &Client, read_version: u64) -> StoreResult<bool> {
+            self.0.update_client(c, read_version).await
+        }
+        async fn list_clients(&self, after: Option<&str>, l: usize) -> StoreResult<(Vec<Client>, Option<String>)> {
+            self.0.list_clients(after, l).await
         }
     }
     #[async_trait]
@@ -218,6 +321,19 @@ async fn no_token_without_its_record() {
         }
         async fn list_resource_servers(&self) -> StoreResult<Vec<ResourceServer>> {
             self.0.list_resource_servers().await
+        }
+        async fn list_resource_servers_after(
+            &self,
+            after: Option<&str>,
+            l: usize,
+        ) -> StoreResult<(Vec<ResourceServer>, Option<String>)> {
+            self.0.list_resource_servers_after(after, l).await
+        }
+        async fn update_resource_server(&self, r: &ResourceServer) -> StoreResult<bool> {
+            self.0.update_resource_server(r).await
+        }
+        async fn delete_resource_server(&self, id: &str) -> StoreResult<bool> {
+            self.0.delete_resource_server(id).await
         }
     }
     #[async_trait]
@@ -239,6 +355,15 @@ async fn no_token_without_its_record() {
         }
         async fn list_tokens(&self, q: &TokenQuery, now: i64, o: usize, l: usize) -> StoreResult<Vec<TokenRecord>> {
             self.0.list_tokens(q, now, o, l).await
+        }
+        async fn list_tokens_after(
+            &self,
+            q: &TokenQuery,
+            now: i64,
+            after: Option<&str>,
+            l: usize,
+        ) -> StoreResult<(Vec<TokenRecord>, Option<String>)> {
+            self.0.list_tokens_after(q, now, after, l).await
         }
         async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {
             self.0.count_tokens(q, now).await
@@ -269,6 +394,50 @@ async fn no_token_without_its_record() {
         }
         async fn delete_user(&self, name: &str) -> StoreResult<bool> {
             self.0.delete_user(name).await
+        }
+        async fn list_users(&self, after: Option<&str>, l: usize) -> StoreResult<(Vec<User>, Option<String>)> {
+            self.0.list_users(after, l).await
+        }
+    }
+    #[async_trait]
+    impl GroupStore for WriteFails {
+        async fn create_group(&self, g: &Group) -> StoreResult<()> {
+            self.0.create_group(g).await
+        }
+        async fn get_group(&self, name: &str) -> StoreResult<Option<Group>> {
+            self.0.get_group(name).await
+        }
+        async fn list_groups(&self, after: Option<&str>, l: usize) -> StoreResult<(Vec<Group>, Option<String>)> {
+            self.0.list_groups(after, l).await
+        }
+        async fn update_group(&self, g: &Group) -> StoreResult<bool> {
+            self.0.update_group(g).await
+        }
+        async fn delete_group(&self, name: &str) -> StoreResult<bool> {
+            self.0.delete_group(name).await
+        }
+        async fn add_member(&self, group: &str, user: &str) -> StoreResult<bool> {
+            self.0.add_member(group, user).await
+        }
+        async fn remove_member(&self, group: &str, user: &str) -> StoreResult<bool> {
+            self.0.remove_member(group, user).await
+        }
+        async fn is_member(&self, group: &str, user: &str) -> StoreResult<bool> {
+            self.0.is_member(group, user).await
+        }
+        async fn list_members(
+            &self,
+            group: &str,
+            after: Option<&str>,
+            l: usize,
+        ) -> StoreResult<(Vec<String>, Option<String>)> {
+            self.0.list_members(group, after, l).await
+        }
+        async fn groups_of(&self, user: &str) -> StoreResult<Vec<String>> {
+            self.0.groups_of(user).await
+        }
+        async fn remove_user_from_groups(&self, user: &str) -> StoreResult<u64> {
+            self.0.remove_user_from_groups(user).await
         }
     }
     #[async_trait]

@@ -8,7 +8,7 @@ use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use axum::http::StatusCode;
 use gatehouse::AppState;
 use gatehouse::endpoints::{introspect, revoke, token, token_admin};
-use gatehouse::keys::{KmsSigner, LocalSigner, SealedSigner};
+use gatehouse::keys::{KeyRing, KeyUse, LocalSigner};
 use serde_json::{Value, json};
 
 use crate::common::{self, admin, form, send};
@@ -52,7 +52,8 @@ async fn dynamodb_local_signer() {
 async fn kms_flow(spec: KeySpec) {
     let (Some((store, _, _)), Some(kms)) = (common::dynamo().await, common::kms().await) else { return };
     let key = common::kms_key(&kms, spec, KeyUsageType::SignVerify).await;
-    flow(common::state_with(store, Arc::new(KmsSigner::new(kms, key).await.unwrap()))).await;
+    let ring = KeyRing::kms(kms, key, store.clone(), KeyUse::Sign, common::T0).await.unwrap();
+    flow(common::state_with(store, Arc::new(ring))).await;
 }
 
 #[tokio::test]
@@ -69,7 +70,7 @@ async fn dynamodb_kms_signer_rs256() {
 async fn dynamodb_sealed_signer() {
     let (Some((store, _, _)), Some(kms)) = (common::dynamo().await, common::kms().await) else { return };
     let seal = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
-    let signer = SealedSigner::load_or_create(&kms, &seal, "test", store.clone(), common::T0).await.unwrap();
+    let signer = KeyRing::sealed(kms, seal, "test", store.clone(), KeyUse::Sign, common::T0).await.unwrap();
     flow(common::state_with(store, Arc::new(signer))).await;
 }
 

@@ -26,7 +26,17 @@ const FUNCTIONS: [&str; 5] = ["authorize", "introspect", "revoke", "token", "tok
 const GREEDY_SAMPLES: &[(&str, &[&str])] = &[
     (
         "/admin/{proxy+}",
-        &["/admin/clients", "/admin/resource-servers", "/admin/tokens", "/admin/tokens/count", "/admin/tokens/revoke"],
+        &[
+            "/admin/clients",
+            "/admin/resource-servers",
+            "/admin/tokens",
+            "/admin/tokens/count",
+            "/admin/tokens/revoke",
+            "/admin/tokens/revoke-all",
+            "/admin/users",
+            "/admin/groups",
+            "/admin/groups/staff/members",
+        ],
     ),
     ("/authorize/{proxy+}", &["/authorize/login", "/authorize/consent"]),
 ];
@@ -541,6 +551,9 @@ fn each_function_has_its_own_role_and_the_key_policies_name_every_role() {
         assert_eq!(resources(&t)[role]["Type"], "AWS::IAM::Role", "{id}");
         assert!(roles.insert(role.to_owned()), "{id} shares {role}");
     }
+    // Only the token function signs (and unseals); the admin API joins keys on rotation. The
+    // verify-only functions read the ring's public keys from the table (keys::KeyUse::Verify).
+    let key_users: BTreeSet<String> = ["TokenRole", "TokenAdminRole"].map(String::from).into();
     for key in ["SigningKey", "SealKey"] {
         let statements = resources(&t)[key]["Properties"]["KeyPolicy"]["Statement"].as_array().unwrap();
         let named: BTreeSet<String> = statements
@@ -552,8 +565,25 @@ fn each_function_has_its_own_role_and_the_key_policies_name_every_role() {
             .filter_map(|p| referenced(&p).map(str::to_owned))
             .filter(|r| roles.contains(r))
             .collect();
-        assert_eq!(named, roles, "{key}'s policy names every function role (each builds the signer at cold start)");
+        assert_eq!(named, key_users, "{key}'s policy names the roles that use the key");
+        let decrypt: Vec<&Value> = statements
+            .iter()
+            .filter(|s| s["Action"].to_string().contains("kms:Decrypt"))
+            .flat_map(|s| match &s["Principal"]["AWS"] {
+                Value::Array(a) => a.iter().collect(),
+                other => vec![other],
+            })
+            .collect();
+        assert!(decrypt.iter().all(|p| referenced(p) != Some("TokenAdminRole")), "{key}: the admin API never unseals");
     }
+    for role in roles.difference(&key_users) {
+        let policies = resources(&t)[role.as_str()]["Properties"]["Policies"].to_string();
+        assert!(!policies.contains("kms:"), "{role} verifies without KMS permissions");
+        assert!(policies.contains("SIGNING_KEYS"), "{role} reads the key ring");
+    }
+    // The signing role follows the tenant tag, so the previous key signs on after an alias switch.
+    let token = resources(&t)["TokenRole"]["Properties"]["Policies"].to_string();
+    assert!(token.contains("aws:ResourceTag/gatehouse:tenant"));
 }
 
 #[test]

@@ -4,8 +4,11 @@
 //! `GATEHOUSE_TEST_KMS_URL` (set by `scripts/test.sh`). Without them those suites skip, unless
 //! `GATEHOUSE_TEST_REQUIRE_SERVICES=1`, where a missing service fails the run.
 mod admin;
+mod admin_clients;
+mod admin_groups;
 mod audit;
 mod browser;
+mod cli;
 mod code_flow;
 mod common;
 mod events;
@@ -13,7 +16,9 @@ mod faults;
 mod flows;
 mod infra;
 mod introspect_revoke;
+mod key_rotation;
 mod refresh_password;
+mod settings_admin;
 mod signer_conformance;
 mod store_conformance;
 mod token;

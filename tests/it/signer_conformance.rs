@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
-use gatehouse::keys::{KmsSigner, LocalSigner, SealedSigner, Signer, conformance};
+use gatehouse::keys::{KeyRing, KeyUse, LocalSigner, Signer, conformance};
 
 use crate::common;
 
@@ -28,7 +28,8 @@ async fn local_signer() {
 async fn kms_signer_es256() {
     let Some(kms) = common::kms().await else { return };
     let key = common::kms_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
-    let s = KmsSigner::new(kms, key).await.unwrap();
+    let (store, _dir) = common::embedded();
+    let s = KeyRing::kms(kms, key, store, KeyUse::Sign, conformance::NOW).await.unwrap();
     assert_eq!(s.alg().as_str(), "ES256");
     conformance::run_all(&s, &LocalSigner::ephemeral()).await;
 }
@@ -37,7 +38,8 @@ async fn kms_signer_es256() {
 async fn kms_signer_rs256() {
     let Some(kms) = common::kms().await else { return };
     let key = common::kms_key(&kms, KeySpec::Rsa2048, KeyUsageType::SignVerify).await;
-    let s = KmsSigner::new(kms, key).await.unwrap();
+    let (store, _dir) = common::embedded();
+    let s = KeyRing::kms(kms, key, store, KeyUse::Sign, conformance::NOW).await.unwrap();
     assert_eq!(s.alg().as_str(), "RS256");
     conformance::run_all(&s, &LocalSigner::ephemeral()).await;
 }
@@ -46,15 +48,17 @@ async fn kms_signer_rs256() {
 async fn kms_signer_refuses_unusable_keys() {
     let Some(kms) = common::kms().await else { return };
     let sym = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
-    assert!(KmsSigner::new(kms.clone(), sym).await.is_err(), "a symmetric key cannot sign");
-    let missing = KmsSigner::new(kms, "alias/does-not-exist").await;
+    let (store, _dir) = common::embedded();
+    let ring = |key: String| KeyRing::kms(kms.clone(), key, store.clone(), KeyUse::Sign, conformance::NOW);
+    assert!(ring(sym).await.is_err(), "a symmetric key cannot sign");
+    let missing = ring("alias/does-not-exist".into()).await;
     assert!(matches!(missing, Err(gatehouse::keys::KeyError::Invalid(_))));
 }
 
 async fn sealed_on(store: Arc<dyn gatehouse::store::Store>) {
     let Some(kms) = common::kms().await else { return };
     let seal = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
-    let load = || SealedSigner::load_or_create(&kms, &seal, "tenant-a", store.clone(), conformance::NOW);
+    let load = || KeyRing::sealed(kms.clone(), seal.clone(), "tenant-a", store.clone(), KeyUse::Sign, conformance::NOW);
     // Cold starts racing on a new tenant agree on one key.
     let (a, b, c) = tokio::join!(load(), load(), load());
     let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
@@ -68,7 +72,7 @@ async fn sealed_on(store: Arc<dyn gatehouse::store::Store>) {
     assert_eq!(later.kid(), a.kid());
     assert!(later.keys().verify_access_token(&token, conformance::ISSUER, conformance::NOW).is_some());
     // The encryption context binds the sealed key to its tenant.
-    let other_tenant = SealedSigner::load_or_create(&kms, &seal, "tenant-b", store.clone(), conformance::NOW).await;
+    let other_tenant = KeyRing::sealed(kms, seal, "tenant-b", store.clone(), KeyUse::Sign, conformance::NOW).await;
     assert!(other_tenant.is_err(), "a key sealed for tenant-a does not unseal as tenant-b");
 }
 

@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     gatehouse::telemetry::init();
-    let state = gatehouse::AppState::from_env().await?;
+    let state = gatehouse::AppState::from_env(gatehouse::keys::KeyUse::Verify).await?;
     gatehouse::audit::record(gatehouse::audit::AuditEvent::Started { component: "token-admin" });
     lambda_http::run(gatehouse::endpoints::token_admin::router(state)).await
 }

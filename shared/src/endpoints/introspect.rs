@@ -33,7 +33,7 @@ async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {
 /// checked, then the stored record (revocation, expiry, same client). `None` for anything else.
 pub async fn active_access_token(state: &AppState, token: &str) -> Result<Option<(AccessClaims, TokenRecord)>> {
     let now = state.clock.now();
-    let Some(claims) = state.signer.keys().verify_access_token(token, &state.config.issuer, now) else {
+    let Some(claims) = crate::keys::verify_access_token(&*state.signer, token, &state.config.issuer, now).await else {
         return Ok(None);
     };
     let record = state.store.get_token(&claims.jti, now).await?;

@@ -57,6 +57,9 @@ async fn server_metadata(State(state): State<AppState>) -> Response {
     cacheable(doc, "public, max-age=300")
 }
 
+/// RFC 7517 §5. Pending keys are in it before they sign (`keys::KeyRing`), so `max-age` must
+/// stay below `keys::DEFAULT_ACTIVATION_DELAY` - `keys::RELOAD_INTERVAL`.
 async fn jwks(State(state): State<AppState>) -> Response {
+    state.signer.refresh(state.clock.now(), None).await;
     cacheable(state.signer.keys().jwks(), "public, max-age=300")
 }

@@ -101,8 +101,10 @@ pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<To
         Some(&code.family),
     )
     .await?;
-    let refresh = gets_refresh_token(client)
-        .then(|| new_refresh_token(state, client, &code.username, &grant, GrantType::AuthorizationCode, &code.family));
+    let settings = state.settings().await?;
+    let refresh = gets_refresh_token(client, &settings).then(|| {
+        new_refresh_token(state, &settings, client, &code.username, &grant, GrantType::AuthorizationCode, &code.family)
+    });
     let mut records = vec![access.record.clone()];
     records.extend(refresh.iter().map(|(_, r)| r.clone()));
     if !state.store.redeem_code(&id, state.clock.now(), &records).await? {

@@ -164,7 +164,7 @@ pub async fn sign_access_token(
     family: Option<&str>,
 ) -> Result<IssuedAccessToken> {
     let now = state.clock.now();
-    let lifetime = client.access_token_lifetime.unwrap_or(state.config.access_token_ttl);
+    let lifetime = client.access_token_lifetime.unwrap_or(state.settings().await?.access_token_ttl);
     let record = TokenRecord {
         id: crate::crypto::random_id(),
         kind: TokenKind::Access,
@@ -193,6 +193,8 @@ pub async fn sign_access_token(
     if !record.scope.is_empty() {
         claims["scope"] = json!(record.scope.to_string());
     }
+    // A warm instance picks up key rotations here (one store query per `RELOAD_INTERVAL`).
+    state.signer.refresh(state.clock.now(), None).await;
     let token = state.signer.sign("at+jwt", &claims).await?;
     Ok(IssuedAccessToken { token, record })
 }
@@ -212,6 +214,7 @@ pub fn audit_issued(record: &TokenRecord) {
 /// A new opaque refresh token (256 bits) and its record, stored by digest (RFC 6749 §10.4).
 pub fn new_refresh_token(
     state: &AppState,
+    settings: &crate::settings::Settings,
     client: &Client,
     username: &str,
     grant: &Grant,
@@ -220,7 +223,7 @@ pub fn new_refresh_token(
 ) -> (String, TokenRecord) {
     let token = crate::crypto::random_token();
     let now = state.clock.now();
-    let lifetime = client.refresh_token_lifetime.unwrap_or(state.config.refresh_token_ttl);
+    let lifetime = client.refresh_token_lifetime.unwrap_or(settings.refresh_token_ttl);
     let record = TokenRecord {
         id: crate::crypto::digest(&token),
         kind: TokenKind::Refresh,
@@ -240,10 +243,10 @@ pub fn new_refresh_token(
     (token, record)
 }
 
-/// Whether the client receives refresh tokens: it registered the `refresh_token` grant (the
-/// OAM seed issues them only for the code and password grants).
-pub fn gets_refresh_token(client: &Client) -> bool {
-    client.grant_types.contains(&GrantType::RefreshToken)
+/// Whether the client receives refresh tokens: the tenant has them on and the client registered
+/// the `refresh_token` grant (the OAM seed issues them only for the code and password grants).
+pub fn gets_refresh_token(client: &Client, settings: &crate::settings::Settings) -> bool {
+    settings.refresh_tokens_enabled && client.grant_types.contains(&GrantType::RefreshToken)
 }
 
 /// Revokes every active token of a family (code replay, refresh reuse, refresh revocation).

@@ -43,8 +43,9 @@ pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<To
     let family = crate::crypto::random_id();
     let name = user.username.as_str();
     let access = sign_access_token(state, client, name, Some(name), GrantType::Password, &grant, Some(&family)).await?;
-    let refresh = gets_refresh_token(client)
-        .then(|| new_refresh_token(state, client, name, &grant, GrantType::Password, &family));
+    let settings = state.settings().await?;
+    let refresh = gets_refresh_token(client, &settings)
+        .then(|| new_refresh_token(state, &settings, client, name, &grant, GrantType::Password, &family));
     if let Some((_, r)) = &refresh {
         state.store.put_token(r).await?;
     }

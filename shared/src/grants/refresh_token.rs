@@ -66,7 +66,8 @@ fn open(token: &str, sealed: &str) -> Option<TokenResponse> {
 /// otherwise refresh-token reuse, and the family is revoked.
 async fn rotated_again(state: &AppState, rec: &TokenRecord, token: &str) -> Result<TokenResponse> {
     let now = state.clock.now();
-    let within_grace = rec.rotated_at.is_some_and(|t| now - t <= state.config.refresh_grace as i64);
+    let grace = state.settings().await?.refresh_grace as i64;
+    let within_grace = rec.rotated_at.is_some_and(|t| now - t <= grace);
     if within_grace && let Some(resp) = rec.successor_response.as_deref().and_then(|s| open(token, s)) {
         // Never hand out tokens revoked since the rotation (revocation, user deleted or
         // disabled): the successor must still be unrevoked and the user still active.
@@ -91,6 +92,12 @@ async fn rotated_again(state: &AppState, rec: &TokenRecord, token: &str) -> Resu
 /// Rotates the refresh token and issues a new access token.
 pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<TokenResponse> {
     ensure_grant_allowed(client, GrantType::RefreshToken)?;
+    let settings = state.settings().await?;
+    if !settings.refresh_tokens_enabled {
+        // The tenant turned refresh tokens off (identity-domain settings): the grant is not
+        // supported while it is off (RFC 6749 §5.2); the stored tokens stay as they are.
+        return Err(OAuthError::UnsupportedGrantType);
+    }
     let id = crate::crypto::digest(&req.refresh_token);
     let rec = state.store.get_token(&id, state.clock.now()).await?;
     let rec = rec
@@ -128,7 +135,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<To
     )
     .await?;
     let keep = Grant { audience: rec.audience.clone(), scope: rec.scope.clone() };
-    let (new_token, new_rec) = new_refresh_token(state, client, &username, &keep, rec.grant_type, &family);
+    let (new_token, new_rec) = new_refresh_token(state, &settings, client, &username, &keep, rec.grant_type, &family);
     let access_rec = access.record.clone();
     let resp = TokenResponse::with_refresh(access, Some(new_token));
     let sealed = seal(&req.refresh_token, &resp)?;

@@ -83,6 +83,9 @@ fn thumbprint(canonical: &str) -> String {
     b64url(Sha256::digest(canonical.as_bytes()))
 }
 
+/// Longest access token Gatehouse parses (its own tokens are far shorter).
+pub(crate) const MAX_TOKEN_LEN: usize = 8192;
+
 /// One verification key: its JWK and the parsed key.
 pub struct VerificationKey {
     pub jwk: PublicJwk,
@@ -125,6 +128,11 @@ impl KeySet {
         serde_json::json!({ "keys": self.keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() })
     }
 
+    /// Whether a key with this `kid` is in the set.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.jwk.kid == kid)
+    }
+
     /// The published JWKs.
     pub fn jwk_list(&self) -> impl Iterator<Item = &PublicJwk> {
         self.keys.iter().map(|k| &k.jwk)
@@ -135,7 +143,7 @@ impl KeySet {
     /// is after `now`. Returns `None` for anything else; the caller must still check the
     /// stored record (revocation).
     pub fn verify_access_token(&self, token: &str, issuer: &str, now: i64) -> Option<AccessClaims> {
-        if token.len() > 8192 {
+        if token.len() > MAX_TOKEN_LEN {
             return None;
         }
         let header = jsonwebtoken::decode_header(token).ok()?;

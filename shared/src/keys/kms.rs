@@ -1,22 +1,22 @@
-//! `KmsSigner`: every JWT signed by KMS `Sign` with an asymmetric key (ECC_NIST_P256 → ES256,
+//! KMS mode: every JWT signed by KMS `Sign` with an asymmetric key (ECC_NIST_P256 → ES256,
 //! RSA_2048/3072/4096 → RS256), `MessageType=RAW`. ECDSA signatures come back DER-encoded and
 //! are converted to the 64-byte JOSE form (RFC 7518 §3.4). The public key comes from
-//! `GetPublicKey` once per cold start.
+//! `GetPublicKey` when the key joins the tenant's key ring (`ring.rs`).
 use async_trait::async_trait;
 use aws_sdk_kms::Client as Kms;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyUsageType, MessageType, SigningAlgorithmSpec};
 
-use super::{Alg, KeyError, KeySet, PublicJwk, Signer};
+use super::{Alg, KeyError, PublicJwk, SigningKey};
 
-/// Signs with a KMS asymmetric key.
-pub struct KmsSigner {
-    kms: Kms,
-    key_id: String,
-    alg: Alg,
-    kid: String,
-    keys: KeySet,
+/// A KMS asymmetric key that signs.
+pub(crate) struct KmsKey {
+    pub(crate) kms: Kms,
+    /// The key's id or ARN (never an alias: an alias may move to another key).
+    pub(crate) key_id: String,
+    pub(crate) alg: Alg,
+    pub(crate) kid: String,
 }
 
 /// Maps a KMS SDK error: throttling, timeouts and 5xx are retryable (`Unavailable`).
@@ -36,19 +36,17 @@ pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R:
     }
 }
 
-impl KmsSigner {
-    /// Reads the key's public half and checks it is an asymmetric signing key Gatehouse supports.
-    pub async fn new(kms: Kms, key_id: impl Into<String>) -> Result<Self, KeyError> {
-        let key_id = key_id.into();
-        let out = kms.get_public_key().key_id(&key_id).send().await.map_err(classify)?;
-        if out.key_usage != Some(KeyUsageType::SignVerify) {
-            return Err(KeyError::Invalid(format!("KMS key {key_id} is not a SIGN_VERIFY key")));
-        }
-        let der = out.public_key.ok_or_else(|| KeyError::Invalid("GetPublicKey returned no key".into()))?;
-        let (alg, jwk) = public_jwk(der.as_ref())?;
-        let kid = jwk.kid.clone();
-        Ok(Self { kms, key_id, alg, kid, keys: KeySet::new([jwk])? })
+/// The public half of a KMS key (or of the key an alias names): the key's ARN, algorithm and
+/// JWK. Refuses keys that are not asymmetric signing keys Gatehouse supports.
+pub(crate) async fn describe(kms: &Kms, key_id: &str) -> Result<(String, Alg, PublicJwk), KeyError> {
+    let out = kms.get_public_key().key_id(key_id).send().await.map_err(classify)?;
+    if out.key_usage != Some(KeyUsageType::SignVerify) {
+        return Err(KeyError::Invalid(format!("KMS key {key_id} is not a SIGN_VERIFY key")));
     }
+    let arn = out.key_id.clone().ok_or_else(|| KeyError::Invalid("GetPublicKey returned no key id".into()))?;
+    let der = out.public_key.ok_or_else(|| KeyError::Invalid("GetPublicKey returned no key".into()))?;
+    let (alg, jwk) = public_jwk(der.as_ref())?;
+    Ok((arn, alg, jwk))
 }
 
 /// The algorithm and JWK of a SubjectPublicKeyInfo (the `GetPublicKey` result), decided by the
@@ -78,7 +76,7 @@ fn public_jwk(der: &[u8]) -> Result<(Alg, PublicJwk), KeyError> {
 }
 
 #[async_trait]
-impl Signer for KmsSigner {
+impl SigningKey for KmsKey {
     fn kid(&self) -> &str {
         &self.kid
     }
@@ -111,9 +109,5 @@ impl Signer for KmsSigner {
             }
             Alg::RS256 => Ok(sig.into_inner()),
         }
-    }
-
-    fn keys(&self) -> &KeySet {
-        &self.keys
     }
 }

@@ -2,15 +2,16 @@
 //! (`signing-key.pem`, PKCS#8, mode 0600). Several processes on one data directory agree on
 //! one key: the file is created by an atomic no-clobber link.
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Alg, EcKey, KeyError, KeySet, Signer};
+use super::{EcKey, KeyError, KeySet, Signer, SigningKey};
 
 /// Signs with a key file in the data directory.
 pub struct LocalSigner {
-    key: EcKey,
-    keys: KeySet,
+    key: Arc<EcKey>,
+    keys: Arc<KeySet>,
 }
 
 impl LocalSigner {
@@ -38,8 +39,8 @@ impl LocalSigner {
     }
 
     fn from_key(key: EcKey) -> Result<Self, KeyError> {
-        let keys = KeySet::new([key.jwk.clone()])?;
-        Ok(Self { key, keys })
+        let keys = Arc::new(KeySet::new([key.jwk.clone()])?);
+        Ok(Self { key: Arc::new(key), keys })
     }
 
     /// An in-memory key (tests and benchmarks).
@@ -61,19 +62,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[async_trait]
 impl Signer for LocalSigner {
-    fn kid(&self) -> &str {
-        &self.key.jwk.kid
+    fn current(&self) -> Result<Arc<dyn SigningKey>, KeyError> {
+        Ok(self.key.clone())
     }
 
-    fn alg(&self) -> Alg {
-        Alg::ES256
-    }
-
-    async fn sign_input(&self, input: &[u8]) -> Result<Vec<u8>, KeyError> {
-        Ok(self.key.sign(input))
-    }
-
-    fn keys(&self) -> &KeySet {
-        &self.keys
+    fn keys(&self) -> Arc<KeySet> {
+        self.keys.clone()
     }
 }

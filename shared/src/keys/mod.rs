@@ -4,15 +4,20 @@ pub mod conformance;
 mod jwks;
 mod kms;
 mod local;
+mod ring;
 mod sealed;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
 
 pub use jwks::{AccessClaims, KeySet, PublicJwk, VerificationKey};
-pub use kms::KmsSigner;
 pub use local::LocalSigner;
-pub use sealed::SealedSigner;
+pub use ring::{
+    DEFAULT_ACTIVATION_DELAY, FORCED_RELOAD_INTERVAL, KeyRing, KeyStatus, KeyUse, RELOAD_INTERVAL, signing_record,
+    superseded_at,
+};
 
 /// JWS algorithms Gatehouse signs with (RFC 7518 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +47,10 @@ pub enum KeyError {
     /// A misconfigured key, a corrupt stored key, or a KMS refusal.
     #[error("key error: {0}")]
     Invalid(String),
+    /// A key-ring change that conflicts with the ring's state (a concurrent rotation, a KMS
+    /// alias that still names a key of the ring).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<KeyError> for crate::OAuthError {
@@ -52,6 +61,7 @@ impl From<KeyError> for crate::OAuthError {
                 Self::TemporarilyUnavailable("the signing service is unavailable, retry shortly".into())
             }
             KeyError::Invalid(m) => Self::Server(m),
+            KeyError::Conflict(m) => Self::Conflict(m.into()),
         }
     }
 }
@@ -65,19 +75,50 @@ impl From<crate::store::StoreError> for KeyError {
     }
 }
 
-/// Signs JWTs with the tenant's current key and publishes the verification keys.
+/// One key that can sign now.
 #[async_trait]
-pub trait Signer: Send + Sync {
-    /// The `kid` of the key that signs now.
+pub trait SigningKey: Send + Sync {
+    /// Its `kid` (the RFC 7638 thumbprint of its public key).
     fn kid(&self) -> &str;
-    /// The algorithm of the key that signs now.
+    /// Its JWS algorithm.
     fn alg(&self) -> Alg;
     /// The JWS signature (JOSE form: 64 bytes `r||s` for ES256) over `input`.
     async fn sign_input(&self, input: &[u8]) -> Result<Vec<u8>, KeyError>;
-    /// The keys tokens may be verified with: the current key and still-published older ones.
-    fn keys(&self) -> &KeySet;
+}
 
-    /// Signs `claims` as a compact JWS with header `{alg, typ, kid}` (RFC 7515 §7.1).
+/// Signs JWTs with the tenant's current key and publishes the verification keys.
+#[async_trait]
+pub trait Signer: Send + Sync {
+    /// The key that signs now. A verify-only signer (a function that never issues tokens)
+    /// answers `Invalid`.
+    fn current(&self) -> Result<Arc<dyn SigningKey>, KeyError>;
+    /// The keys tokens may be verified with: the signing key, keys about to sign (published
+    /// first) and older keys whose tokens may still be live (RFC 7517 key set).
+    fn keys(&self) -> Arc<KeySet>;
+    /// Keeps a key ring fresh: reloads it when [`RELOAD_INTERVAL`] has passed since the last
+    /// load, or at once (at most every [`FORCED_RELOAD_INTERVAL`]) when `unknown_kid` names a
+    /// key this instance has not loaded. Never fails: on an error the loaded keys stay in use.
+    async fn refresh(&self, _now: i64, _unknown_kid: Option<&str>) {}
+    /// The key ring behind this signer, for rotation (kms and sealed modes).
+    fn ring(&self) -> Option<&KeyRing> {
+        None
+    }
+
+    /// The `kid` of the key that signs now (empty for a verify-only signer).
+    fn kid(&self) -> String {
+        self.current().map(|k| k.kid().to_owned()).unwrap_or_default()
+    }
+    /// The algorithm of the key that signs now.
+    fn alg(&self) -> Alg {
+        self.current().map(|k| k.alg()).unwrap_or(Alg::ES256)
+    }
+    /// A signature by the key that signs now.
+    async fn sign_input(&self, input: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.current()?.sign_input(input).await
+    }
+
+    /// Signs `claims` as a compact JWS with header `{alg, typ, kid}` (RFC 7515 §7.1); header and
+    /// signature always come from one key, even while a reload swaps the current key.
     async fn sign(&self, typ: &str, claims: &serde_json::Value) -> Result<String, KeyError> {
         #[derive(Serialize)]
         struct Header<'a> {
@@ -85,15 +126,37 @@ pub trait Signer: Send + Sync {
             typ: &'a str,
             kid: &'a str,
         }
-        let header = serde_json::to_vec(&Header { alg: self.alg().as_str(), typ, kid: self.kid() })
+        let key = self.current()?;
+        let header = serde_json::to_vec(&Header { alg: key.alg().as_str(), typ, kid: key.kid() })
             .map_err(|e| KeyError::Invalid(e.to_string()))?;
         let payload = serde_json::to_vec(claims).map_err(|e| KeyError::Invalid(e.to_string()))?;
         let mut jws = format!("{}.{}", crate::crypto::b64url(header), crate::crypto::b64url(payload));
-        let sig = self.sign_input(jws.as_bytes()).await?;
+        let sig = key.sign_input(jws.as_bytes()).await?;
         jws.push('.');
         jws.push_str(&crate::crypto::b64url(sig));
         Ok(jws)
     }
+}
+
+/// Verifies one of this tenant's access tokens (RFC 9068 §4). The key ring is reloaded when
+/// due ([`RELOAD_INTERVAL`]), and a token signed by a key this instance has not loaded yet (another instance picked up a rotation first) makes the signer
+/// reload its key ring once, rate-limited, before the token is refused.
+pub async fn verify_access_token(signer: &dyn Signer, token: &str, issuer: &str, now: i64) -> Option<AccessClaims> {
+    // The periodic reload also drops retired keys (a forced retirement after a compromise).
+    signer.refresh(now, None).await;
+    let keys = signer.keys();
+    if let Some(claims) = keys.verify_access_token(token, issuer, now) {
+        return Some(claims);
+    }
+    if token.len() > jwks::MAX_TOKEN_LEN {
+        return None;
+    }
+    let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+    if kid.len() > 128 || keys.contains(&kid) {
+        return None;
+    }
+    signer.refresh(now, Some(&kid)).await;
+    signer.keys().verify_access_token(token, issuer, now)
 }
 
 /// An ES256 key held in memory (local and sealed signers).
@@ -136,5 +199,20 @@ impl EcKey {
         use p256::ecdsa::signature::Signer as _;
         let sig: p256::ecdsa::Signature = self.key.sign(input);
         sig.to_bytes().to_vec()
+    }
+}
+
+#[async_trait]
+impl SigningKey for EcKey {
+    fn kid(&self) -> &str {
+        &self.jwk.kid
+    }
+
+    fn alg(&self) -> Alg {
+        Alg::ES256
+    }
+
+    async fn sign_input(&self, input: &[u8]) -> Result<Vec<u8>, KeyError> {
+        Ok(self.sign(input))
     }
 }

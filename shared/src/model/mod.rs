@@ -1,10 +1,12 @@
 //! Domain types: RFC-spelled newtypes and the records the stores keep.
 mod authorization;
+mod group;
 mod scope;
 mod secret;
 mod user;
 
 pub use authorization::{AuthorizationCode, PendingAuthorization};
+pub use group::Group;
 pub use scope::Scope;
 pub use secret::ClientSecret;
 pub use user::{Consent, FailureCounter, User};
@@ -101,6 +103,15 @@ pub struct Client {
     pub refresh_token_lifetime: Option<u64>,
     /// Seconds since the epoch.
     pub created_at: i64,
+    /// Secret rotation with overlap: the digest of the secret before the current one, accepted
+    /// until `previous_secret_expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<i64>,
+    /// Optimistic concurrency: 0 at creation, +1 per update (`ClientStore::update_client`).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Client {

@@ -16,7 +16,7 @@ pub mod embedded;
 use async_trait::async_trait;
 
 use crate::model::{
-    AuthorizationCode, Client, Consent, FailureCounter, PendingAuthorization, ResourceServer, StoredSigningKey,
+    AuthorizationCode, Client, Consent, FailureCounter, Group, PendingAuthorization, ResourceServer, StoredSigningKey,
     TokenKind, TokenRecord, User,
 };
 
@@ -48,6 +48,21 @@ pub struct TokenQuery {
     pub end_user: Option<String>,
 }
 
+/// The sort key of a token in the listings: issue time (12 digits), `#`, id. Its byte order is
+/// the listings' order (issue time, then id); `list_tokens_after` continues after one.
+pub fn token_sort_key(issued_at: i64, id: &str) -> String {
+    format!("{issued_at:012}#{id}")
+}
+
+/// Whether `key` has the form of a [`token_sort_key`]: 12 digits, `#`, a non-empty id.
+pub fn parse_token_sort_key(key: &str) -> Option<(i64, &str)> {
+    let (at, id) = key.split_once('#')?;
+    if at.len() != 12 || !at.bytes().all(|b| b.is_ascii_digit()) || id.is_empty() {
+        return None;
+    }
+    Some((at.parse().ok()?, id))
+}
+
 /// Registered clients.
 #[async_trait]
 pub trait ClientStore: Send + Sync {
@@ -57,6 +72,14 @@ pub trait ClientStore: Send + Sync {
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>>;
     /// Deletes a client; `false` if there was none.
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+    /// Replaces an existing client if its stored `version` is still `read_version` (optimistic
+    /// concurrency: the caller read that version and writes `client` with the next one).
+    /// `false`, nothing written, if there is no such client; `Conflict`, nothing written, if it
+    /// changed since.
+    async fn update_client(&self, client: &Client, read_version: u64) -> StoreResult<bool>;
+    /// Up to `limit` clients ordered by client id, after the id `after`; with the id of the last
+    /// one when more follow.
+    async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<Client>, Option<String>)>;
 }
 
 /// Resource servers (audiences and their scopes).
@@ -68,6 +91,18 @@ pub trait ResourceServerStore: Send + Sync {
     async fn get_resource_server(&self, identifier: &str) -> StoreResult<Option<ResourceServer>>;
     /// Every resource server, ordered by identifier.
     async fn list_resource_servers(&self) -> StoreResult<Vec<ResourceServer>>;
+    /// Up to `limit` (at least 1) resource servers ordered by identifier, after the identifier
+    /// `after`; with the identifier of the last one when more follow.
+    async fn list_resource_servers_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<ResourceServer>, Option<String>)>;
+    /// Replaces an existing resource server (same identifier); `false`, nothing written, if
+    /// there is none.
+    async fn update_resource_server(&self, rs: &ResourceServer) -> StoreResult<bool>;
+    /// Deletes a resource server; `false` if there was none.
+    async fn delete_resource_server(&self, identifier: &str) -> StoreResult<bool>;
 }
 
 /// Issued tokens' records.
@@ -96,8 +131,28 @@ pub trait TokenStore: Send + Sync {
     /// Active tokens matching `q` at `now`, ordered by issue time then id, from `offset`.
     async fn list_tokens(&self, q: &TokenQuery, now: i64, offset: usize, limit: usize)
     -> StoreResult<Vec<TokenRecord>>;
+    /// Keyset pagination of the same listing: up to `limit` active tokens matching `q` at `now`
+    /// whose [`token_sort_key`] is after `after`, in the same order; with the sort key of the
+    /// last one when more follow.
+    async fn list_tokens_after(
+        &self,
+        q: &TokenQuery,
+        now: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<TokenRecord>, Option<String>)>;
     /// How many active tokens match `q` at `now`.
     async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64>;
+}
+
+/// The tenant's identity-domain settings (`crate::settings`).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// The stored settings, if any were ever changed.
+    async fn get_settings(&self) -> StoreResult<Option<crate::settings::StoredSettings>>;
+    /// Stores `s` if the stored version is `s.version - 1` (none stored for version 1); `false`
+    /// (nothing written) if another change came first.
+    async fn put_settings(&self, s: &crate::settings::StoredSettings) -> StoreResult<bool>;
 }
 
 /// The tenant's key ring (kms and sealed signers).
@@ -121,8 +176,53 @@ pub trait UserStore: Send + Sync {
     async fn get_user(&self, username: &str) -> StoreResult<Option<User>>;
     /// Replaces an existing user; `false` (nothing written) if there is none.
     async fn update_user(&self, user: &User) -> StoreResult<bool>;
-    /// Deletes a user; `false` if there was none. Consents are deleted by the caller.
+    /// Deletes a user; `false` if there was none. Consents and group memberships
+    /// ([`GroupStore::remove_user_from_groups`]) are deleted by the caller.
     async fn delete_user(&self, username: &str) -> StoreResult<bool>;
+    /// Up to `limit` (at least 1) users ordered by username, after the username `after`; with
+    /// the username of the last one when more follow.
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<User>, Option<String>)>;
+}
+
+/// Groups of users and their memberships (the OCSG seed's group URIs: a token issued to a group's
+/// owner may act for any member, checked when the token is used, so [`GroupStore::is_member`] is
+/// one point read).
+///
+/// A membership exists only while its group and its user do: `add_member` checks both in the
+/// same write, `delete_group` removes the group's memberships, and deleting a user is followed
+/// by `remove_user_from_groups`.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Creates a group; `Conflict` if the name exists.
+    async fn create_group(&self, group: &Group) -> StoreResult<()>;
+    /// Reads a group.
+    async fn get_group(&self, name: &str) -> StoreResult<Option<Group>>;
+    /// Up to `limit` (at least 1) groups ordered by name, after the name `after`; with the name
+    /// of the last one when more follow.
+    async fn list_groups(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<Group>, Option<String>)>;
+    /// Replaces an existing group (same name); `false`, nothing written, if there is none.
+    async fn update_group(&self, group: &Group) -> StoreResult<bool>;
+    /// Deletes a group and every membership in it; `true` only for the call that deleted it.
+    async fn delete_group(&self, name: &str) -> StoreResult<bool>;
+    /// Makes `username` a member of `group` (idempotent); `false`, nothing written, when the
+    /// group or the user does not exist.
+    async fn add_member(&self, group: &str, username: &str) -> StoreResult<bool>;
+    /// Ends a membership; `false` if `username` was not a member.
+    async fn remove_member(&self, group: &str, username: &str) -> StoreResult<bool>;
+    /// Whether `username` is a member of `group`: one point read.
+    async fn is_member(&self, group: &str, username: &str) -> StoreResult<bool>;
+    /// Up to `limit` (at least 1) members of `group` ordered by username, after the username
+    /// `after`; with the username of the last one when more follow.
+    async fn list_members(
+        &self,
+        group: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<String>, Option<String>)>;
+    /// The names of the groups `username` is a member of, ordered by name.
+    async fn groups_of(&self, username: &str) -> StoreResult<Vec<String>>;
+    /// Ends every membership of `username` (after the user was deleted); how many there were.
+    async fn remove_user_from_groups(&self, username: &str) -> StoreResult<u64>;
 }
 
 /// Persisted consents, per user and client.
@@ -176,15 +276,26 @@ pub trait AuthorizationStore: Send + Sync {
 
 /// Everything a tenant stores. Functions depend on the narrow traits they use.
 pub trait Store:
-    ClientStore + ResourceServerStore + TokenStore + KeyStore + UserStore + ConsentStore + CounterStore + AuthorizationStore
+    SettingsStore
+    + ClientStore
+    + ResourceServerStore
+    + TokenStore
+    + KeyStore
+    + UserStore
+    + GroupStore
+    + ConsentStore
+    + CounterStore
+    + AuthorizationStore
 {
 }
 impl<T> Store for T where
-    T: ClientStore
+    T: SettingsStore
+        + ClientStore
         + ResourceServerStore
         + TokenStore
         + KeyStore
         + UserStore
+        + GroupStore
         + ConsentStore
         + CounterStore
         + AuthorizationStore

@@ -120,9 +120,13 @@ async fn try_login(state: &AppState, req: Request<Body>) -> Result<Response> {
     Ok(pages::page(StatusCode::OK, &Consent { client_name: name, username: &user.username, csrf, scopes }))
 }
 
-/// Consent is skipped when every requested scope is pre-approved for the client or was
-/// approved by this user before (a request with no scope needs a prior consent).
+/// Consent is skipped when the tenant turned consent management off (identity-domain settings),
+/// or when every requested scope is pre-approved for the client or was approved by this user
+/// before (a request with no scope needs a prior consent).
 async fn needs_consent(state: &AppState, p: &PendingAuthorization, client: &Client, user: &User) -> Result<bool> {
+    if !state.settings().await?.consent_enabled {
+        return Ok(false);
+    }
     let prior = state.store.get_consent(&user.username, &client.client_id).await?;
     let covered =
         |t: &str| client.pre_approved_scopes.contains(t) || prior.as_ref().is_some_and(|c| c.scope.contains(t));
@@ -212,7 +216,7 @@ async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> 
         code_challenge: p.code_challenge.clone(),
         family: crate::crypto::random_id(),
         issued_at: now,
-        expires_at: now + state.config.code_ttl as i64,
+        expires_at: now + state.settings().await?.code_ttl as i64,
         consumed_at: None,
     };
     state.store.put_code(&record).await?;

@@ -1,6 +1,7 @@
-//! `POST /admin/clients` (RFC 7591 §2 client metadata, §3.2.1 response), `GET` and `DELETE
-//! /admin/clients/{client_id}`. Secrets are generated here (256 bits), shown once, stored as
-//! SHA-256 digests. Deleting a client revokes its tokens.
+//! `POST /admin/clients` (RFC 7591 §2 client metadata, §3.2.1 response), `GET /admin/clients`
+//! (a page of clients), `GET` and `DELETE /admin/clients/{client_id}`. Secrets are generated
+//! here (256 bits), shown once, stored as SHA-256 digests. Deleting a client revokes its tokens.
+//! Updates and secret rotation: `client_update.rs`.
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
@@ -61,9 +62,23 @@ pub fn validate_redirect_uri(raw: &str) -> Result<()> {
     }
 }
 
+/// Client metadata that passed validation: everything a registration holds besides the id,
+/// the secrets and the times.
+#[derive(Debug, Clone)]
+pub struct ValidMetadata {
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub scope: Scope,
+    pub pre_approved_scopes: Scope,
+    pub access_token_lifetime: Option<u64>,
+    pub refresh_token_lifetime: Option<u64>,
+}
+
 impl ClientMetadata {
-    /// Validates the metadata and builds the client, generating its id and secret.
-    pub fn into_client(self, now: i64) -> Result<(Client, Option<ClientSecret>)> {
+    /// Validates the metadata (RFC 7591 §2, with Gatehouse's bounds), filling in defaults.
+    pub fn validate(self) -> Result<ValidMetadata> {
         let method = match self.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic") {
             "client_secret_basic" => AuthMethod::ClientSecretBasic,
             "client_secret_post" => AuthMethod::ClientSecretPost,
@@ -114,11 +129,8 @@ impl ClientMetadata {
         if !pre_approved_scopes.is_subset(&scope) {
             return Err(meta("pre_approved_scopes: must be within scope"));
         }
-        let secret = (method != AuthMethod::None).then(ClientSecret::generate);
-        let client = Client {
-            client_id: crate::crypto::random_id(),
+        Ok(ValidMetadata {
             client_name: self.client_name,
-            secret_digest: secret.as_ref().map(ClientSecret::digest),
             redirect_uris: self.redirect_uris,
             grant_types,
             token_endpoint_auth_method: method,
@@ -126,9 +138,47 @@ impl ClientMetadata {
             pre_approved_scopes,
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
+        })
+    }
+
+    /// Validates the metadata and builds the client, generating its id and secret.
+    pub fn into_client(self, now: i64) -> Result<(Client, Option<ClientSecret>)> {
+        let m = self.validate()?;
+        let secret = (m.token_endpoint_auth_method != AuthMethod::None).then(ClientSecret::generate);
+        let client = Client {
+            client_id: crate::crypto::random_id(),
+            client_name: m.client_name,
+            secret_digest: secret.as_ref().map(ClientSecret::digest),
+            redirect_uris: m.redirect_uris,
+            grant_types: m.grant_types,
+            token_endpoint_auth_method: m.token_endpoint_auth_method,
+            scope: m.scope,
+            pre_approved_scopes: m.pre_approved_scopes,
+            access_token_lifetime: m.access_token_lifetime,
+            refresh_token_lifetime: m.refresh_token_lifetime,
             created_at: now,
+            previous_secret_digest: None,
+            previous_secret_expires_at: None,
+            version: 0,
         };
         Ok((client, secret))
+    }
+}
+
+impl ValidMetadata {
+    /// `client` with this metadata (id, secrets and times kept).
+    pub fn apply_to(self, client: &Client) -> Client {
+        Client {
+            client_name: self.client_name,
+            redirect_uris: self.redirect_uris,
+            grant_types: self.grant_types,
+            token_endpoint_auth_method: self.token_endpoint_auth_method,
+            scope: self.scope,
+            pre_approved_scopes: self.pre_approved_scopes,
+            access_token_lifetime: self.access_token_lifetime,
+            refresh_token_lifetime: self.refresh_token_lifetime,
+            ..client.clone()
+        }
     }
 }
 
@@ -170,6 +220,18 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
         body["client_secret_expires_at"] = json!(0);
     }
     Ok(json_no_store(StatusCode::CREATED, body))
+}
+
+/// `GET /admin/clients?limit=&cursor=`: clients by id, a page at a time; `next` is the cursor
+/// of the next page (`null` on the last).
+pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<Response> {
+    authorize(&state, &parts).await?;
+    let page = super::paging::page_query(&parts, 256)?;
+    let (clients, next) = state.store.list_clients(page.after.as_deref(), page.limit).await?;
+    Ok(ok(json!({
+        "clients": clients.iter().map(client_json).collect::<Vec<_>>(),
+        "next": super::paging::next_cursor(next),
+    })))
 }
 
 pub(super) async fn read(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {

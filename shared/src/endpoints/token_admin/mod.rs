@@ -1,12 +1,17 @@
-//! The admin API under `/admin` (JSON): clients, resource servers, token listings, counts and
-//! revocation (the seed's TokenManagementMBean operations).
+//! The admin API under `/admin` (JSON): clients, resource servers, users, groups, token
+//! listings, counts and revocation (the seed's TokenManagementMBean operations).
 //!
-//! Every call needs an admin credential: `Authorization: Bearer <GATEHOUSE_ADMIN_TOKEN>`, or,
-//! when `GATEHOUSE_ADMIN_IAM=true` (the deployment lets API Gateway authorize `/admin` routes
-//! with AWS IAM), the IAM identity API Gateway put in `requestContext.authorizer.iam`. No
-//! credential configured means everything is refused.
+//! Every call needs an admin credential: `Authorization: Bearer <GATEHOUSE_ADMIN_TOKEN>`; an
+//! access token of this tenant with the scope `gatehouse:admin` (client credentials); or, when
+//! `GATEHOUSE_ADMIN_IAM=true` (the deployment lets API Gateway authorize `/admin` routes with AWS
+//! IAM), the IAM identity API Gateway put in `requestContext.authorizer.iam`.
+mod client_update;
 mod clients;
+mod groups;
+mod keys;
+mod paging;
 mod resource_servers;
+mod settings;
 mod tokens;
 mod users;
 
@@ -30,16 +35,46 @@ pub fn router(state: AppState) -> Router {
 /// The `/admin` routes, for merging.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/admin/clients", post(clients::create).fallback(method_not_allowed("POST")))
+        .route("/admin/clients", post(clients::create).get(clients::list).fallback(method_not_allowed("GET, POST")))
         .route(
             "/admin/clients/{client_id}",
-            get(clients::read).delete(clients::delete).fallback(method_not_allowed("GET, DELETE")),
+            get(clients::read)
+                .patch(client_update::patch)
+                .delete(clients::delete)
+                .fallback(method_not_allowed("GET, PATCH, DELETE")),
+        )
+        .route(
+            "/admin/clients/{client_id}/secret",
+            post(client_update::rotate_secret).fallback(method_not_allowed("POST")),
         )
         .route(
             "/admin/resource-servers",
             post(resource_servers::create).get(resource_servers::list).fallback(method_not_allowed("GET, POST")),
         )
-        .route("/admin/users", post(users::create).fallback(method_not_allowed("POST")))
+        .route(
+            "/admin/resource-servers/{identifier}",
+            get(resource_servers::read)
+                .patch(resource_servers::update)
+                .delete(resource_servers::delete)
+                .fallback(method_not_allowed("GET, PATCH, DELETE")),
+        )
+        .route("/admin/groups", post(groups::create).get(groups::list).fallback(method_not_allowed("GET, POST")))
+        .route(
+            "/admin/groups/{name}",
+            get(groups::read)
+                .patch(groups::update)
+                .delete(groups::delete)
+                .fallback(method_not_allowed("GET, PATCH, DELETE")),
+        )
+        .route("/admin/groups/{name}/members", get(groups::members).fallback(method_not_allowed("GET")))
+        .route(
+            "/admin/groups/{name}/members/{username}",
+            axum::routing::put(groups::add_member)
+                .delete(groups::remove_member)
+                .fallback(method_not_allowed("PUT, DELETE")),
+        )
+        .route("/admin/users/{username}/groups", get(groups::of_user).fallback(method_not_allowed("GET")))
+        .route("/admin/users", post(users::create).get(users::list).fallback(method_not_allowed("GET, POST")))
         .route(
             "/admin/users/{username}",
             get(users::read)
@@ -55,14 +90,40 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/tokens", get(tokens::list).fallback(method_not_allowed("GET")))
         .route("/admin/tokens/count", get(tokens::count).fallback(method_not_allowed("GET")))
         .route("/admin/tokens/revoke", post(tokens::revoke).fallback(method_not_allowed("POST")))
+        .route("/admin/tokens/revoke-all", post(tokens::revoke_all).fallback(method_not_allowed("POST")))
+        .route("/admin/keys", get(keys::list).fallback(method_not_allowed("GET")))
+        .route(
+            "/admin/settings",
+            get(settings::read).patch(settings::update).fallback(method_not_allowed("GET, PATCH")),
+        )
+        .route("/admin/keys/rotate", post(keys::rotate).fallback(method_not_allowed("POST")))
+        .route("/admin/keys/{kid}/retire", post(keys::retire).fallback(method_not_allowed("POST")))
 }
 
 /// Who made an admin call, for the audit trail.
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);
 
-/// Checks the admin credential.
+/// The scope an access token needs to call the admin API (issue 5: automation manages a tenant
+/// with a client-credentials token instead of AWS credentials).
+pub const ADMIN_SCOPE: &str = "gatehouse:admin";
+
+/// Checks the admin credential, in this order: the IAM identity API Gateway verified (when
+/// `GATEHOUSE_ADMIN_IAM=true`), the static `GATEHOUSE_ADMIN_TOKEN`, or an active access token of
+/// this tenant with the scope [`ADMIN_SCOPE`] that a client obtained for itself (client
+/// credentials grant; a token a user delegated never administers). Every admitted call is
+/// audited with its actor; every refusal too, without the credential.
 pub async fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
+    let actor = authenticate(state, parts).await?;
+    audit::record(AuditEvent::AdminCall {
+        actor: actor.0.clone(),
+        method: parts.method.to_string(),
+        path: parts.uri.path().chars().take(256).collect(),
+    });
+    Ok(actor)
+}
+
+async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
     if state.config.admin_iam
         && let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>()
         && let Some(iam) = ctx.authorizer.as_ref().and_then(|a| a.iam.as_ref())
@@ -70,10 +131,6 @@ pub async fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
         let who = iam.user_arn.clone().or_else(|| iam.caller_id.clone()).unwrap_or_else(|| "iam".into());
         return Ok(Actor(format!("iam:{who}")));
     }
-    let Some(expected) = state.config.admin_token.as_deref() else {
-        audit::record(AuditEvent::AdminRefused { reason: "no admin credential is configured" });
-        return Err(OAuthError::AdminUnauthorized);
-    };
     let presented = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -81,13 +138,29 @@ pub async fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
-    let ok =
-        presented.is_some_and(|t| crate::crypto::ct_eq(&crate::crypto::digest(t), &crate::crypto::digest(expected)));
-    if !ok {
-        audit::record(AuditEvent::AdminRefused { reason: "missing or wrong admin bearer token" });
+    let Some(presented) = presented else {
+        audit::record(AuditEvent::AdminRefused { reason: "missing admin credential" });
         return Err(OAuthError::AdminUnauthorized);
+    };
+    if let Some(expected) = state.config.admin_token.as_deref()
+        && crate::crypto::ct_eq(&crate::crypto::digest(presented), &crate::crypto::digest(expected))
+    {
+        return Ok(Actor("admin-token".into()));
     }
-    Ok(Actor("admin-token".into()))
+    if presented.split('.').count() == 3
+        && let Some((_, record)) = crate::endpoints::introspect::active_access_token(state, presented).await?
+    {
+        if record.scope.contains(ADMIN_SCOPE) && record.grant_type == crate::model::GrantType::ClientCredentials {
+            return Ok(Actor(format!("client:{}", record.client_id)));
+        }
+        audit::record(AuditEvent::AdminRefused { reason: "access token without the gatehouse:admin scope" });
+        // RFC 6750 §3.1: a valid token without the needed scope is 403 insufficient_scope.
+        return Err(OAuthError::InsufficientScope(
+            "the admin API needs an access token with the gatehouse:admin scope from a client credentials grant".into(),
+        ));
+    }
+    audit::record(AuditEvent::AdminRefused { reason: "wrong admin bearer token" });
+    Err(OAuthError::AdminUnauthorized)
 }
 
 /// Parses a JSON body (unknown fields refused by the target type). Errors name the field.
@@ -117,8 +190,9 @@ pub(crate) fn ok(body: serde_json::Value) -> Response {
 }
 
 /// Revokes every active token (both kinds) of a client, a user, or a user at one client: a
-/// deleted or compromised client, a user signed out everywhere. Tokens that another request
-/// revoked meanwhile (or that a lagging index still lists) are stepped over, so this always ends.
+/// deleted or compromised client, a user signed out everywhere. Refresh tokens go first, each
+/// with its family, so that no refresh during the sweep mints a token it would miss. Pages
+/// follow a cursor, so every token is read once and this always ends.
 pub(crate) async fn revoke_all(
     state: &AppState,
     actor: &Actor,
@@ -128,25 +202,26 @@ pub(crate) async fn revoke_all(
     use crate::model::TokenKind;
     let now = state.clock.now();
     let mut revoked = 0;
-    for kind in [TokenKind::Access, TokenKind::Refresh] {
+    for kind in [TokenKind::Refresh, TokenKind::Access] {
         let q =
             crate::store::TokenQuery { kind, client_id: client_id.map(Into::into), end_user: end_user.map(Into::into) };
-        let mut offset = 0;
+        let mut after: Option<String> = None;
         loop {
-            let page = state.store.list_tokens(&q, now, offset, 100).await?;
-            if page.is_empty() {
-                break;
-            }
-            let mut done = 0;
+            let (page, next) = state.store.list_tokens_after(&q, now, after.as_deref(), 100).await?;
             for t in &page {
-                if state.store.revoke_token(&t.id, now).await? {
-                    done += 1;
+                let n = match (&t.kind, &t.family) {
+                    (TokenKind::Refresh, Some(f)) => crate::grants::revoke_family(state, f).await?,
+                    _ => state.store.revoke_token(&t.id, now).await? as u64,
+                };
+                if n > 0 {
                     changed(actor, "token_revoked", t.id.chars().take(22).collect::<String>());
                 }
+                revoked += n;
             }
-            // Revoked tokens drop out of the next listing; the rest are skipped.
-            offset += page.len() - done;
-            revoked += done as u64;
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
         }
     }
     Ok(revoked)

@@ -1,13 +1,17 @@
-//! `POST /admin/resource-servers` and `GET /admin/resource-servers`: the APIs tokens are
-//! issued for. The identifier is the token audience (RFC 8707 §2, RFC 9068 §3).
+//! `POST /admin/resource-servers`, `GET /admin/resource-servers` (pages), and `GET`, `PATCH`,
+//! `DELETE /admin/resource-servers/{identifier}` (the identifier percent-encoded as one path
+//! segment): the APIs tokens are issued for. The identifier is the token audience (RFC 8707 §2,
+//! RFC 9068 §3). Deleting one refuses later requests for it (`invalid_target`); tokens issued
+//! for it stay valid until they expire or are revoked.
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{Request, StatusCode};
-use axum::response::Response;
-use serde::Deserialize;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
+use super::paging::{next_cursor, page_query};
 use super::{authorize, changed, json_body, ok};
 use crate::endpoints::json_no_store;
 use crate::model::{ResourceServer, Scope, ScopeDescription};
@@ -35,39 +39,72 @@ struct NewResourceServer {
     scopes: Vec<ScopeInput>,
 }
 
+/// `PATCH`: each field given replaces the stored one; `"name": null` removes the name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceServerPatch {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default)]
+    scopes: Option<Vec<ScopeInput>>,
+}
+
+/// A field that is present, possibly `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Longest identifier (bytes), which also bounds a listing's cursor.
+const MAX_IDENTIFIER: usize = 2048;
+
 fn invalid(msg: impl Into<String>) -> OAuthError {
     OAuthError::InvalidRequest(msg.into().into())
+}
+
+/// The scopes of a definition: one scope token each, listed once, descriptions bounded.
+fn validate_scopes(input: Vec<ScopeInput>) -> Result<Vec<ScopeDescription>> {
+    let mut scopes: Vec<ScopeDescription> = Vec::new();
+    for s in input {
+        let (name, description) = match s {
+            ScopeInput::Name(n) => (n, None),
+            ScopeInput::Described { name, description } => (name, description),
+        };
+        let valid = Scope::parse(&name).is_some_and(|p| p.iter().count() == 1);
+        if !valid {
+            return Err(invalid("scopes: each name is one scope token (RFC 6749 §3.3)"));
+        }
+        if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
+            return Err(invalid("scopes: a description is at most 500 characters"));
+        }
+        if scopes.iter().any(|x| x.name == name) {
+            return Err(invalid("scopes: a scope is listed twice"));
+        }
+        scopes.push(ScopeDescription { name, description });
+    }
+    Ok(scopes)
+}
+
+fn validate_name(name: Option<&str>) -> Result<()> {
+    if name.is_some_and(|n| n.chars().count() > 200) {
+        return Err(invalid("name: at most 200 characters"));
+    }
+    Ok(())
 }
 
 impl NewResourceServer {
     fn validate(self, now: i64) -> Result<ResourceServer> {
         let url = url::Url::parse(&self.identifier).map_err(|_| invalid("identifier: must be an absolute URI"))?;
-        if url.fragment().is_some() || self.identifier.len() > 2048 {
+        if url.fragment().is_some() || self.identifier.len() > MAX_IDENTIFIER {
             return Err(invalid("identifier: no fragment, at most 2048 characters (RFC 8707 §2)"));
         }
-        let mut scopes: Vec<ScopeDescription> = Vec::new();
-        for s in self.scopes {
-            let (name, description) = match s {
-                ScopeInput::Name(n) => (n, None),
-                ScopeInput::Described { name, description } => (name, description),
-            };
-            let valid = Scope::parse(&name).is_some_and(|p| p.iter().count() == 1);
-            if !valid {
-                return Err(invalid("scopes: each name is one scope token (RFC 6749 §3.3)"));
-            }
-            if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
-                return Err(invalid("scopes: a description is at most 500 characters"));
-            }
-            if scopes.iter().any(|x| x.name == name) {
-                return Err(invalid("scopes: a scope is listed twice"));
-            }
-            scopes.push(ScopeDescription { name, description });
-        }
-        if self.name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-            return Err(invalid("name: at most 200 characters"));
-        }
+        let scopes = validate_scopes(self.scopes)?;
+        validate_name(self.name.as_deref())?;
         Ok(ResourceServer { identifier: self.identifier, name: self.name, scopes, created_at: now })
     }
+}
+
+fn no_such_resource_server() -> OAuthError {
+    OAuthError::NotFound("no such resource server".into())
 }
 
 pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) -> Result<Response> {
@@ -85,8 +122,58 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
     Ok(json_no_store(StatusCode::CREATED, json!(rs)))
 }
 
+/// `GET /admin/resource-servers?limit=&cursor=`: by identifier, a page at a time.
 pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<Response> {
     authorize(&state, &parts).await?;
-    let all = state.store.list_resource_servers().await?;
-    Ok(ok(json!({ "resource_servers": all })))
+    let q = page_query(&parts, MAX_IDENTIFIER)?;
+    let (page, next) = state.store.list_resource_servers_after(q.after.as_deref(), q.limit).await?;
+    Ok(ok(json!({ "resource_servers": page, "next": next_cursor(next) })))
+}
+
+pub(super) async fn read(
+    State(state): State<AppState>,
+    Path(identifier): Path<String>,
+    parts: Parts,
+) -> Result<Response> {
+    authorize(&state, &parts).await?;
+    let rs = state.store.get_resource_server(&identifier).await?.ok_or_else(no_such_resource_server)?;
+    Ok(ok(json!(rs)))
+}
+
+pub(super) async fn update(
+    State(state): State<AppState>,
+    Path(identifier): Path<String>,
+    req: Request<Body>,
+) -> Result<Response> {
+    let (parts, body) = req.into_parts();
+    let actor = authorize(&state, &parts).await?;
+    let p: ResourceServerPatch = json_body(body, invalid).await?;
+    let mut rs = state.store.get_resource_server(&identifier).await?.ok_or_else(no_such_resource_server)?;
+    if let Some(name) = p.name {
+        validate_name(name.as_deref())?;
+        rs.name = name;
+    }
+    if let Some(scopes) = p.scopes {
+        rs.scopes = validate_scopes(scopes)?;
+    }
+    if !state.store.update_resource_server(&rs).await? {
+        return Err(no_such_resource_server());
+    }
+    changed(&actor, "resource_server_updated", &identifier);
+    Ok(ok(json!(rs)))
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Path(identifier): Path<String>,
+    parts: Parts,
+) -> Result<Response> {
+    let actor = authorize(&state, &parts).await?;
+    if !state.store.delete_resource_server(&identifier).await? {
+        return Err(no_such_resource_server());
+    }
+    changed(&actor, "resource_server_deleted", &identifier);
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    crate::error::no_store(&mut r);
+    Ok(r)
 }

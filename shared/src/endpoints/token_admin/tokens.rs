@@ -1,7 +1,8 @@
 //! The seed's token-management operations (002_050589298000c9b6.txt, TokenManagementMBean):
-//! `GET /admin/tokens` lists by client and/or end user with offset and limit,
-//! `GET /admin/tokens/count` counts, `POST /admin/tokens/revoke` revokes. Listings show
-//! metadata only, never a token.
+//! `GET /admin/tokens` lists by client and/or end user with offset and limit, or with a cursor
+//! (keyset pagination: what lies before the cursor is never read), `GET /admin/tokens/count`
+//! counts, `POST /admin/tokens/revoke` revokes one token, `POST /admin/tokens/revoke-all` every
+//! token of a client, an end user, or both. Listings show metadata only, never a token.
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::Request;
@@ -12,7 +13,7 @@ use serde_json::json;
 
 use super::{authorize, changed, json_body, ok};
 use crate::model::{TokenKind, TokenRecord};
-use crate::store::TokenQuery;
+use crate::store::{TokenQuery, parse_token_sort_key, token_sort_key};
 use crate::{AppState, OAuthError, Result, http};
 
 /// Largest page (`limit`) of a listing.
@@ -36,6 +37,22 @@ fn parse_query(p: &http::Params) -> Result<TokenQuery> {
         return Err(invalid("give client_id, end_user, or both"));
     }
     Ok(q)
+}
+
+/// Longest decoded cursor (a sort key: an id and a little more).
+const MAX_CURSOR: usize = 512;
+
+/// A listing's opaque cursor: base64url of the store's sort key of the last item listed.
+fn encode_cursor(key: &str) -> String {
+    crate::crypto::b64url(key)
+}
+
+/// Decodes a cursor from [`encode_cursor`]; anything else is `invalid_request` naming `cursor`.
+fn decode_cursor(raw: &str) -> Result<String> {
+    crate::crypto::b64url_decode(raw)
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|k| !k.is_empty() && k.len() <= MAX_CURSOR)
+        .ok_or_else(|| invalid("cursor: malformed (pass back the `next` of a listing)"))
 }
 
 fn number(p: &http::Params, name: &'static str, default: usize, max: usize) -> Result<usize> {
@@ -69,17 +86,36 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<
     authorize(&state, &parts).await?;
     let p = http::query(&parts)?;
     let q = parse_query(&p)?;
+    let limit = number(&p, "limit", 100, MAX_LIMIT)?;
+    if let Some(cursor) = p.get("cursor") {
+        if p.has("offset") {
+            return Err(invalid("give offset or cursor, not both"));
+        }
+        let after = decode_cursor(cursor)?;
+        if parse_token_sort_key(&after).is_none() {
+            return Err(invalid("cursor: malformed (pass back the `next` of a listing)"));
+        }
+        let (page, next) = state.store.list_tokens_after(&q, state.clock.now(), Some(&after), limit).await?;
+        return Ok(ok(json!({
+            "tokens": page.iter().map(token_json).collect::<Vec<_>>(),
+            "offset": null,
+            "limit": limit,
+            "next_offset": null,
+            "next": next.as_deref().map(encode_cursor),
+        })));
+    }
     // Bounded so that stores can hold it as an i64 (SQLite reads a negative OFFSET as 0, which
     // would answer the first page again) and `offset + limit` cannot overflow.
     let offset = number(&p, "offset", 0, MAX_OFFSET)?;
-    let limit = number(&p, "limit", 100, MAX_LIMIT)?;
     let page = state.store.list_tokens(&q, state.clock.now(), offset, limit).await?;
-    let next = (page.len() == limit && limit > 0).then(|| offset.saturating_add(limit));
+    let full = page.len() == limit && limit > 0;
+    let next = page.last().filter(|_| full).map(|t| encode_cursor(&token_sort_key(t.issued_at, &t.id)));
     Ok(ok(json!({
         "tokens": page.iter().map(token_json).collect::<Vec<_>>(),
         "offset": offset,
         "limit": limit,
-        "next_offset": next,
+        "next_offset": full.then(|| offset.saturating_add(limit)),
+        "next": next,
     })))
 }
 
@@ -115,5 +151,27 @@ pub(super) async fn revoke(State(state): State<AppState>, req: Request<Body>) ->
     if let (true, Some(rec)) = (revoked, &record) {
         changed(&actor, "token_revoked", rec.id.chars().take(22).collect::<String>());
     }
+    Ok(ok(json!({ "revoked": revoked })))
+}
+
+/// `{"client_id": "…", "end_user": "…"}`: at least one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeAllRequest {
+    client_id: Option<String>,
+    end_user: Option<String>,
+}
+
+/// `POST /admin/tokens/revoke-all`: revokes every active token (access and refresh) of a
+/// client, of an end user, or of an end user at one client → `{"revoked": n}`.
+pub(super) async fn revoke_all(State(state): State<AppState>, req: Request<Body>) -> Result<Response> {
+    let (parts, body) = req.into_parts();
+    let actor = authorize(&state, &parts).await?;
+    let r: RevokeAllRequest = json_body(body, invalid).await?;
+    let valid = |v: &Option<String>| v.as_ref().is_none_or(|v| !v.is_empty() && v.len() <= 256);
+    if (r.client_id.is_none() && r.end_user.is_none()) || !valid(&r.client_id) || !valid(&r.end_user) {
+        return Err(invalid("give client_id, end_user, or both (non-empty, at most 256 characters)"));
+    }
+    let revoked = super::revoke_all(&state, &actor, r.client_id.as_deref(), r.end_user.as_deref()).await?;
     Ok(ok(json!({ "revoked": revoked })))
 }

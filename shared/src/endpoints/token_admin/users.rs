@@ -1,7 +1,7 @@
-//! Resource owners and their consents: `POST /admin/users`, `GET`, `PATCH`, `DELETE
-//! /admin/users/{username}`, `GET /admin/users/{username}/consents`,
+//! Resource owners and their consents: `POST /admin/users`, `GET /admin/users` (pages),
+//! `GET`, `PATCH`, `DELETE /admin/users/{username}`, `GET /admin/users/{username}/consents`,
 //! `DELETE /admin/users/{username}/consents/{client_id}`. Password hashes never leave the
-//! server. Deleting a user revokes their tokens and consents.
+//! server. Deleting a user revokes their tokens and consents and ends their group memberships.
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
@@ -98,6 +98,16 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
     Ok(json_no_store(StatusCode::CREATED, user_json(&user)))
 }
 
+/// `GET /admin/users?limit=&cursor=`: users by username, a page at a time.
+pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<Response> {
+    authorize(&state, &parts).await?;
+    // A username is at most 128 characters of up to 4 bytes.
+    let q = super::paging::page_query(&parts, 512)?;
+    let (users, next) = state.store.list_users(q.after.as_deref(), q.limit).await?;
+    let users: Vec<Value> = users.iter().map(user_json).collect();
+    Ok(ok(json!({"users": users, "next": super::paging::next_cursor(next)})))
+}
+
 async fn existing(state: &AppState, username: &str) -> Result<User> {
     state.store.get_user(username).await?.ok_or_else(|| OAuthError::NotFound("no such user".into()))
 }
@@ -150,7 +160,12 @@ pub(super) async fn delete(
     parts: Parts,
 ) -> Result<Response> {
     let actor = authorize(&state, &parts).await?;
-    if !state.store.delete_user(&username).await? {
+    let existed = state.store.delete_user(&username).await?;
+    // Memberships go even when the user was gone already: deleting again finishes a deletion
+    // that was cut short, so no membership outlives its user (a new user of the same name
+    // must not inherit it).
+    state.store.remove_user_from_groups(&username).await?;
+    if !existed {
         return Err(OAuthError::NotFound("no such user".into()));
     }
     changed(&actor, "user_deleted", &username);

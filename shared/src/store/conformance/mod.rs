@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 mod authorization;
+mod groups;
+mod listing;
 mod rotation;
+mod settings;
 mod users;
 
 pub use authorization::{code, pending};
@@ -43,6 +46,18 @@ pub const CASES: &[&str] = &[
     "refresh_rotation",
     "concurrent_rotation",
     "token_families",
+    "clients_list",
+    "clients_update",
+    "concurrent_client_updates",
+    "tokens_list_after",
+    "groups",
+    "group_members",
+    "group_deletion",
+    "concurrent_group_deletion",
+    "users_list",
+    "resource_servers_update_delete",
+    "settings",
+    "concurrent_settings",
 ];
 
 /// A client record for the cases.
@@ -59,6 +74,9 @@ pub fn client(id: &str) -> Client {
         access_token_lifetime: Some(600),
         refresh_token_lifetime: Some(86_400),
         created_at: NOW,
+        previous_secret_digest: None,
+        previous_secret_expires_at: None,
+        version: 0,
     }
 }
 
@@ -113,6 +131,18 @@ pub async fn run(case: &str, s: Arc<dyn Store>) {
         "refresh_rotation" => rotation::refresh_rotation(&*s).await,
         "concurrent_rotation" => rotation::concurrent_rotation(s).await,
         "token_families" => rotation::token_families(&*s).await,
+        "clients_list" => listing::clients_list(&*s).await,
+        "clients_update" => listing::clients_update(&*s).await,
+        "concurrent_client_updates" => listing::concurrent_client_updates(s).await,
+        "tokens_list_after" => listing::tokens_list_after(&*s).await,
+        "groups" => groups::groups(&*s).await,
+        "group_members" => groups::group_members(&*s).await,
+        "group_deletion" => groups::group_deletion(&*s).await,
+        "concurrent_group_deletion" => groups::concurrent_group_deletion(s).await,
+        "users_list" => groups::users_list(&*s).await,
+        "resource_servers_update_delete" => groups::resource_servers_update_delete(&*s).await,
+        "settings" => settings::settings(&*s).await,
+        "concurrent_settings" => settings::concurrent_settings(s).await,
         other => panic!("unknown conformance case {other}"),
     }
 }

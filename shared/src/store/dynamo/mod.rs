@@ -2,25 +2,31 @@
 //!
 //! | item | pk | sk | extra attributes |
 //! |---|---|---|---|
-//! | client | `CLIENT#<client_id>` | `CLIENT` | |
+//! | client | `CLIENT#<client_id>` | `CLIENT` | `client_pk` = `CLIENTS`, `issued_sk` = client id, `version` |
 //! | resource server | `RESOURCE_SERVERS` | `<identifier>` | |
 //! | token record | `TOKEN#<id>` | `TOKEN` | `client_pk`, `user_pk`, `client_user_pk`, `family_pk`, `issued_sk`, `ttl` |
 //! | signing key | `SIGNING_KEYS` | `KEY#<generation>` | |
-//! | user | `USER#<username>` | `USER` | |
+//! | user | `USER#<username>` | `USER` | `user_pk` = `USERS`, `issued_sk` = username |
 //! | consent | `USER#<username>` | `CONSENT#<client_id>` | |
+//! | group, membership, its mirror | `GROUPS`, `GROUP#<name>`, `USER#<username>` | `<name>`, `MEMBER#<username>`, `GROUP#<name>` | see `groups.rs` |
 //! | failure counter | `COUNTER#<key>` | `COUNTER` | `ttl` |
 //! | pending request | `PENDING#<id>` | `PENDING` | `ttl` |
 //! | authorization code | `CODE#<id>` | `CODE` | `ttl` |
 //!
 //! GSIs `by_client`, `by_end_user` and `by_client_end_user` (all keyed on `issued_sk`, projecting
 //! everything) serve the admin listings as Queries, never Scans; `by_family` (`family_pk` =
-//! `F#<family>`, same sort key) serves family revocation. `ttl` holds the expiry, and expired
+//! `F#<family>`, same sort key) serves family revocation; the `CLIENTS` partition of `by_client`
+//! lists the clients. Cursors are sort keys (`issued_sk > :after`). `ttl` holds the expiry, and expired
 //! items are filtered on every read because TTL deletion can lag two days.
-//! Creation is `attribute_not_exists(pk)`; revocation is a conditional update; code redemption
+//! Creation is `attribute_not_exists(pk)`; client updates are conditional on the `version` read;
+//! revocation is a conditional update; code redemption
 //! and refresh rotation are single `TransactWriteItems` (a conditional update of the code or old
 //! token plus conditional puts of the new tokens).
 mod authorization;
+mod clients;
+mod groups;
 mod schema;
+mod settings;
 mod tokens;
 mod users;
 
@@ -282,33 +288,56 @@ impl DynamoStore {
             }
         }
     }
-}
 
-#[async_trait]
-impl ClientStore for DynamoStore {
-    async fn create_client(&self, client: &Client) -> StoreResult<()> {
-        let mut item = encode(client)?;
-        item.insert("pk".into(), s(format!("CLIENT#{}", client.client_id)));
-        item.insert("sk".into(), s("CLIENT"));
-        self.put_new(item).await
-    }
-
-    async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
-        self.get(format!("CLIENT#{client_id}"), "CLIENT").await?.map(decode).transpose()
-    }
-
-    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
-        let out = self
-            .ddb
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("CLIENT#{client_id}")))
-            .key("sk", s("CLIENT"))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    /// Keyset pagination: queries one partition of an index in `issued_sk` order, strictly
+    /// after the sort key `after` (a key condition: what lies before is never read), `page`
+    /// items per request, with an optional filter (applied after the request's Limit, hence the
+    /// loop over pages), calling `each` per matching item until it returns `false`.
+    #[allow(clippy::too_many_arguments)]
+    async fn query_after(
+        &self,
+        index: &str,
+        key_attr: &str,
+        key: &str,
+        after: Option<&str>,
+        filter: Option<(&str, Item)>,
+        page: usize,
+        mut each: impl FnMut(Item) -> bool,
+    ) -> StoreResult<()> {
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#k = :k")
+                .expression_attribute_names("#k", key_attr)
+                .expression_attribute_values(":k", s(key))
+                .limit(page.clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start.take());
+            if let Some(after) = after {
+                q = q
+                    .key_condition_expression("#k = :k AND issued_sk > :after")
+                    .expression_attribute_values(":after", s(after));
+            }
+            if let Some((expr, values)) = &filter {
+                q = q.filter_expression(*expr);
+                for (k, v) in values {
+                    q = q.expression_attribute_values(k, v.clone());
+                }
+            }
+            let out = q.send().await.map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                if !each(item) {
+                    return Ok(());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(()),
+            }
+        }
     }
 }
 
@@ -333,6 +362,26 @@ impl ResourceServerStore for DynamoStore {
         })
         .await?;
         items.into_iter().map(decode).collect()
+    }
+
+    async fn list_resource_servers_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<ResourceServer>, Option<String>)> {
+        let (items, next) = self.sk_page("RESOURCE_SERVERS".into(), "", after, false, limit).await?;
+        Ok((items.into_iter().map(decode).collect::<StoreResult<_>>()?, next))
+    }
+
+    async fn update_resource_server(&self, rs: &ResourceServer) -> StoreResult<bool> {
+        let mut item = encode(rs)?;
+        item.insert("pk".into(), s("RESOURCE_SERVERS"));
+        item.insert("sk".into(), s(rs.identifier.clone()));
+        self.put_existing(item).await
+    }
+
+    async fn delete_resource_server(&self, identifier: &str) -> StoreResult<bool> {
+        self.delete_existing("RESOURCE_SERVERS".into(), identifier).await
     }
 }
 

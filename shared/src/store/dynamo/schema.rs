@@ -10,7 +10,8 @@ use super::{StoreError, StoreResult, classify};
 
 /// The global secondary indexes: (name, partition key attribute). All sort on `issued_sk` and
 /// project every attribute; all are sparse (only token items carry their keys, and only tokens
-/// of a family carry `family_pk`).
+/// of a family carry `family_pk`; client items carry `client_pk` = `CLIENTS` for the client
+/// listing).
 pub const INDEXES: [(&str, &str); 4] = [
     ("by_client", "client_pk"),
     ("by_end_user", "user_pk"),

@@ -31,7 +31,7 @@ fn token_item(t: &TokenRecord) -> StoreResult<Item> {
     item.insert("pk".into(), s(format!("TOKEN#{}", t.id)));
     item.insert("sk".into(), s("TOKEN"));
     item.insert("ttl".into(), n(t.expires_at));
-    item.insert("issued_sk".into(), s(format!("{:012}#{}", t.issued_at, t.id)));
+    item.insert("issued_sk".into(), s(token_sort_key(t.issued_at, &t.id)));
     item.insert("client_pk".into(), s(format!("C#{}#{kind}", t.client_id)));
     if let Some(u) = &t.end_user {
         item.insert("user_pk".into(), s(format!("U#{u}#{kind}")));
@@ -149,6 +149,32 @@ impl TokenStore for DynamoStore {
         })
         .await?;
         items.into_iter().map(decode).collect()
+    }
+
+    async fn list_tokens_after(
+        &self,
+        q: &TokenQuery,
+        now: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<TokenRecord>, Option<String>)> {
+        let (index, attr, key) = token_index(q)?;
+        if limit == 0 {
+            return Ok((Vec::new(), None));
+        }
+        let mut items = Vec::new();
+        let values = HashMap::from([(":now".to_owned(), n(now))]);
+        // One more than the page, to know whether more follow.
+        self.query_after(index, attr, &key, after, Some((ACTIVE_FILTER, values)), limit + 1, |i| {
+            items.push(i);
+            items.len() <= limit
+        })
+        .await?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let page: Vec<TokenRecord> = items.into_iter().map(decode).collect::<StoreResult<_>>()?;
+        let next = if more { page.last().map(|t| token_sort_key(t.issued_at, &t.id)) } else { None };
+        Ok((page, next))
     }
 
     async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {

@@ -1,9 +1,14 @@
 //! Users (`USER#<username>` / `USER`), their consents (same partition, `CONSENT#<client_id>`)
-//! and sign-in failure counters (`COUNTER#<key>` / `COUNTER`, with `ttl`).
+//! and sign-in failure counters (`COUNTER#<key>` / `COUNTER`, with `ttl`). Users are listed
+//! through the `by_end_user` index, in a partition of their own (`user_pk` = `USERS`, sort key
+//! `issued_sk` = the username; the token partitions of that index are `U#<user>#<kind>`).
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::*;
+
+/// The `by_end_user` partition that lists every user.
+const USER_LIST: &str = "USERS";
 
 /// Rounds of [`CounterStore`] updates racing with creations and deletions before giving up.
 const COUNTER_ATTEMPTS: usize = 3;
@@ -12,6 +17,8 @@ fn user_item(user: &User) -> StoreResult<Item> {
     let mut item = encode(user)?;
     item.insert("pk".into(), s(format!("USER#{}", user.username)));
     item.insert("sk".into(), s("USER"));
+    item.insert("user_pk".into(), s(USER_LIST));
+    item.insert("issued_sk".into(), s(user.username.clone()));
     Ok(item)
 }
 
@@ -31,6 +38,23 @@ impl UserStore for DynamoStore {
 
     async fn delete_user(&self, username: &str) -> StoreResult<bool> {
         self.delete_existing(format!("USER#{username}"), "USER").await
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<User>, Option<String>)> {
+        if limit == 0 {
+            return Ok((Vec::new(), None));
+        }
+        let mut items = Vec::new();
+        self.query_after("by_end_user", "user_pk", USER_LIST, after, None, limit + 1, |i| {
+            items.push(i);
+            items.len() <= limit
+        })
+        .await?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let users: Vec<User> = items.into_iter().map(decode).collect::<StoreResult<_>>()?;
+        let next = if more { users.last().map(|u| u.username.clone()) } else { None };
+        Ok((users, next))
     }
 }
 

@@ -12,6 +12,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use super::*;
 
 mod authorization;
+mod clients;
+mod groups;
+mod settings;
 mod tokens;
 mod users;
 
@@ -97,6 +100,8 @@ impl EmbeddedStore {
         conn.execute_batch(SCHEMA).map_err(err)?;
         add_token_columns(&conn)?;
         conn.execute_batch(INDEXES).map_err(err)?;
+        conn.execute_batch(groups::SCHEMA).map_err(err)?;
+        conn.execute_batch(settings::SCHEMA).map_err(err)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -112,35 +117,6 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
-    }
-}
-
-#[async_trait]
-impl ClientStore for EmbeddedStore {
-    async fn create_client(&self, client: &Client) -> StoreResult<()> {
-        let (id, body) = (client.client_id.clone(), to_json(client)?);
-        self.with(move |c| {
-            c.execute("INSERT INTO clients (client_id, body) VALUES (?1, ?2)", params![id, body]).map_err(err)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
-        let id = client_id.to_owned();
-        self.with(move |c| {
-            let body: Option<String> = c
-                .query_row("SELECT body FROM clients WHERE client_id = ?1", [id], |r| r.get(0))
-                .optional()
-                .map_err(err)?;
-            body.map(|b| from_json(&b)).transpose()
-        })
-        .await
-    }
-
-    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
-        let id = client_id.to_owned();
-        self.with(move |c| Ok(c.execute("DELETE FROM clients WHERE client_id = ?1", [id]).map_err(err)? > 0)).await
     }
 }
 
@@ -175,6 +151,42 @@ impl ResourceServerStore for EmbeddedStore {
             rows.map(|r| from_json(&r.map_err(err)?)).collect()
         })
         .await
+    }
+
+    async fn list_resource_servers_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<ResourceServer>, Option<String>)> {
+        if limit == 0 {
+            return Ok((Vec::new(), None));
+        }
+        let after = after.map(str::to_owned);
+        self.with(move |c| {
+            let sql =
+                "SELECT identifier, body FROM resource_servers WHERE identifier > ?1 ORDER BY identifier LIMIT ?2";
+            let rows = groups::keyset_rows(c, sql, None, after.as_deref(), limit)?;
+            let rows = rows.into_iter().map(|(k, b)| Ok((k, from_json(&b)?))).collect::<StoreResult<Vec<_>>>()?;
+            Ok(groups::keyset_page(rows, limit))
+        })
+        .await
+    }
+
+    async fn update_resource_server(&self, rs: &ResourceServer) -> StoreResult<bool> {
+        let (id, body) = (rs.identifier.clone(), to_json(rs)?);
+        self.with(move |c| {
+            let n = c
+                .execute("UPDATE resource_servers SET body = ?2 WHERE identifier = ?1", params![id, body])
+                .map_err(err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_resource_server(&self, identifier: &str) -> StoreResult<bool> {
+        let id = identifier.to_owned();
+        self.with(move |c| Ok(c.execute("DELETE FROM resource_servers WHERE identifier = ?1", [id]).map_err(err)? > 0))
+            .await
     }
 }
 

@@ -162,6 +162,29 @@ impl TokenStore for EmbeddedStore {
         self.with(move |c| select(c, &format!("{filter} ORDER BY issued_at, id LIMIT ? OFFSET ?"), p)).await
     }
 
+    async fn list_tokens_after(
+        &self,
+        q: &TokenQuery,
+        now: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<TokenRecord>, Option<String>)> {
+        let (mut filter, mut p) = token_filter(q, now);
+        if let Some(after) = after {
+            let (at, id) = parse_token_sort_key(after)
+                .ok_or_else(|| StoreError::Backend(format!("not a token sort key: {after:?}")))?;
+            filter.push_str(" AND (issued_at, id) > (?, ?)");
+            p.extend([Value::Integer(at), Value::Text(id.to_owned())]);
+        }
+        // One more than the page, to know whether more follow.
+        p.push(Value::Integer(limit as i64 + 1));
+        let mut page = self.with(move |c| select(c, &format!("{filter} ORDER BY issued_at, id LIMIT ?"), p)).await?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = if more { page.last().map(|t| token_sort_key(t.issued_at, &t.id)) } else { None };
+        Ok((page, next))
+    }
+
     async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {
         let (filter, p) = token_filter(q, now);
         self.with(move |c| {

@@ -39,6 +39,20 @@ impl UserStore for EmbeddedStore {
         let name = username.to_owned();
         self.with(move |c| Ok(c.execute("DELETE FROM users WHERE username = ?1", [name]).map_err(err)? > 0)).await
     }
+
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<User>, Option<String>)> {
+        if limit == 0 {
+            return Ok((Vec::new(), None));
+        }
+        let after = after.map(str::to_owned);
+        self.with(move |c| {
+            let sql = "SELECT username, body FROM users WHERE username > ?1 ORDER BY username LIMIT ?2";
+            let rows = super::groups::keyset_rows(c, sql, None, after.as_deref(), limit)?;
+            let rows = rows.into_iter().map(|(k, b)| Ok((k, from_json(&b)?))).collect::<StoreResult<Vec<_>>>()?;
+            Ok(super::groups::keyset_page(rows, limit))
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,89 @@
+//! Clients: `CLIENT#<client_id>` items. They are listed through the `by_client` index, in a
+//! partition of their own (`client_pk` = `CLIENTS`, sort key `issued_sk` = the client id; the
+//! token partitions of that index are `C#<client_id>#<kind>`), so the listing is a Query.
+use async_trait::async_trait;
+
+use super::*;
+
+/// The `by_client` partition that lists every client.
+const CLIENT_LIST: &str = "CLIENTS";
+
+/// A client's item, with its keys and listing keys.
+fn client_item(c: &Client) -> StoreResult<Item> {
+    let mut item = encode(c)?;
+    item.insert("pk".into(), s(format!("CLIENT#{}", c.client_id)));
+    item.insert("sk".into(), s("CLIENT"));
+    item.insert("client_pk".into(), s(CLIENT_LIST));
+    item.insert("issued_sk".into(), s(c.client_id.clone()));
+    Ok(item)
+}
+
+#[async_trait]
+impl ClientStore for DynamoStore {
+    async fn create_client(&self, client: &Client) -> StoreResult<()> {
+        self.put_new(client_item(client)?).await
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        self.get(format!("CLIENT#{client_id}"), "CLIENT").await?.map(decode).transpose()
+    }
+
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        let out = self
+            .ddb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("CLIENT#{client_id}")))
+            .key("sk", s("CLIENT"))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn update_client(&self, client: &Client, read_version: u64) -> StoreResult<bool> {
+        // Items written before versions existed have no `version`: they are version 0.
+        let condition = if read_version == 0 {
+            "attribute_exists(pk) AND (attribute_not_exists(#v) OR #v = :v)"
+        } else {
+            "attribute_exists(pk) AND #v = :v"
+        };
+        let r = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(client_item(client)?))
+            .condition_expression(condition)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", AttributeValue::N(read_version.to_string()))
+            .send()
+            .await;
+        match r.map_err(classify) {
+            Ok(_) => Ok(true),
+            // Gone, or changed since it was read.
+            Err(StoreError::Conflict) => match self.get_client(&client.client_id).await? {
+                Some(_) => Err(StoreError::Conflict),
+                None => Ok(false),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<Client>, Option<String>)> {
+        if limit == 0 {
+            return Ok((Vec::new(), None));
+        }
+        let mut items = Vec::new();
+        self.query_after("by_client", "client_pk", CLIENT_LIST, after, None, limit + 1, |i| {
+            items.push(i);
+            items.len() <= limit
+        })
+        .await?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let clients: Vec<Client> = items.into_iter().map(decode).collect::<StoreResult<_>>()?;
+        let next = if more { clients.last().map(|c| c.client_id.clone()) } else { None };
+        Ok((clients, next))
+    }
+}

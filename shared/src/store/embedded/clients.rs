@@ -1,0 +1,76 @@
+//! Clients: the `clients` table (the JSON `body` is the record; updates are conditional on the
+//! `version` it holds, listings page by client id).
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use super::*;
+
+#[async_trait]
+impl ClientStore for EmbeddedStore {
+    async fn create_client(&self, client: &Client) -> StoreResult<()> {
+        let (id, body) = (client.client_id.clone(), to_json(client)?);
+        self.with(move |c| {
+            c.execute("INSERT INTO clients (client_id, body) VALUES (?1, ?2)", params![id, body]).map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        let id = client_id.to_owned();
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM clients WHERE client_id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        let id = client_id.to_owned();
+        self.with(move |c| Ok(c.execute("DELETE FROM clients WHERE client_id = ?1", [id]).map_err(err)? > 0)).await
+    }
+
+    async fn update_client(&self, client: &Client, read_version: u64) -> StoreResult<bool> {
+        let (id, body, version) = (client.client_id.clone(), to_json(client)?, read_version as i64);
+        self.with(move |c| {
+            // Rows written before versions existed have none: they are version 0.
+            let n = c
+                .execute(
+                    "UPDATE clients SET body = ?2
+                     WHERE client_id = ?1 AND COALESCE(json_extract(body, '$.version'), 0) = ?3",
+                    params![id, body, version],
+                )
+                .map_err(err)?;
+            if n == 1 {
+                return Ok(true);
+            }
+            let exists = c
+                .query_row("SELECT 1 FROM clients WHERE client_id = ?1", [id], |_| Ok(()))
+                .optional()
+                .map_err(err)?
+                .is_some();
+            if exists { Err(StoreError::Conflict) } else { Ok(false) }
+        })
+        .await
+    }
+
+    async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<Client>, Option<String>)> {
+        let after = after.map(str::to_owned);
+        self.with(move |c| {
+            // One more than the page, to know whether more follow.
+            let mut st = c
+                .prepare("SELECT body FROM clients WHERE ?1 IS NULL OR client_id > ?1 ORDER BY client_id LIMIT ?2")
+                .map_err(err)?;
+            let rows = st.query_map(params![after, limit as i64 + 1], |r| r.get::<_, String>(0)).map_err(err)?;
+            let mut clients: Vec<Client> = rows.map(|r| from_json(&r.map_err(err)?)).collect::<StoreResult<_>>()?;
+            let more = clients.len() > limit;
+            clients.truncate(limit);
+            let next = if more { clients.last().map(|c| c.client_id.clone()) } else { None };
+            Ok((clients, next))
+        })
+        .await
+    }
+}
