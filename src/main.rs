@@ -43,12 +43,25 @@ async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .map_err(|e| format!("cannot listen on {} (GATEHOUSE_ADDR): {e}", state.config.addr))?;
     print_banner(&state, generated);
     gatehouse::audit::record(gatehouse::audit::AuditEvent::Started { component: "local-server" });
-    axum::serve(listener, gatehouse::endpoints::all(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(listener, gatehouse::endpoints::all(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    gatehouse::audit::record(gatehouse::audit::AuditEvent::Stopped { component: "local-server" });
     Ok(())
+}
+
+/// Ctrl-C or `SIGTERM` (a service manager, a container runtime): finish the open requests, then
+/// write the 20002 audit line.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The admin token kept in the data directory (`admin-token`, mode 0600), made on first start.

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 pub enum AuditEvent {
     /// 20001: a function or the local server started (seed: OAuth service started).
     Started { component: &'static str },
+    /// 20002: a function or the local server is shutting down (seed: OAuth service stopped).
+    Stopped { component: &'static str },
     /// 20003: an authorization code was issued (seed `authorize`).
     CodeIssued { client_id: String, username: String, scope: String },
     /// 20004: an access token was issued (seed `applyToken`).
@@ -60,6 +62,7 @@ impl AuditEvent {
     pub fn id(&self) -> u32 {
         match self {
             Self::Started { .. } => 20001,
+            Self::Stopped { .. } => 20002,
             Self::CodeIssued { .. } => 20003,
             Self::TokenIssued { .. } => 20004,
             Self::TokenRefreshed { .. } => 20005,
@@ -83,6 +86,7 @@ impl AuditEvent {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Started { .. } => "service_started",
+            Self::Stopped { .. } => "service_stopped",
             Self::CodeIssued { .. } => "code_issued",
             Self::TokenIssued { .. } => "token_issued",
             Self::TokenRefreshed { .. } => "token_refreshed",
@@ -102,6 +106,36 @@ impl AuditEvent {
         }
     }
 
+    /// The fields every line carries (issue 5's EDR parity): who acted (`actor`: a user, a client
+    /// id, an admin identity, a component), on whom (`subject`: the user or object), through
+    /// which client, and whether it succeeded.
+    fn common(&self) -> (Option<&str>, Option<&str>, Option<&str>, &'static str) {
+        use AuditEvent::*;
+        const OK: &str = "success";
+        const FAIL: &str = "failure";
+        match self {
+            Started { component } | Stopped { component } => (Some(component), None, None, OK),
+            CodeIssued { client_id, username, .. } => (Some(username), Some(username), Some(client_id), OK),
+            TokenIssued { client_id, subject, .. } => (Some(client_id), Some(subject), Some(client_id), OK),
+            TokenRefreshed { client_id, username, .. } => (Some(client_id), username.as_deref(), Some(client_id), OK),
+            TokenIntrospected { caller, active, .. } => {
+                (Some(caller), None, Some(caller), if *active { OK } else { FAIL })
+            }
+            TokenRevoked { by, client_id, .. } => (Some(by), None, Some(client_id), OK),
+            InvalidClient { client_id, .. } => (client_id.as_deref(), None, client_id.as_deref(), FAIL),
+            AdminChange { actor, object, .. } => (Some(actor), Some(object), None, OK),
+            AdminRefused { .. } => (None, None, None, FAIL),
+            SignInFailed { username, .. } | LockedOut { username } => (Some(username), Some(username), None, FAIL),
+            ConsentGranted { username, client_id, .. } => (Some(username), Some(username), Some(client_id), OK),
+            ConsentRevoked { actor, username, client_id } => (Some(actor), Some(username), Some(client_id), OK),
+            CodeReplayed { client_id, .. } | RefreshReuseDetected { client_id, .. } => {
+                (Some(client_id), None, Some(client_id), FAIL)
+            }
+            AccessDenied { username, client_id } => (Some(username), Some(username), Some(client_id), FAIL),
+            AdminCall { actor, .. } => (Some(actor), None, None, OK),
+        }
+    }
+
     /// The whole audit line as JSON.
     pub fn to_json(&self) -> Value {
         let mut v = json!({
@@ -111,6 +145,13 @@ impl AuditEvent {
             "tenant": tenant(),
             "time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         });
+        let (actor, subject, client, outcome) = self.common();
+        if let Value::Object(m) = &mut v {
+            m.insert("actor".into(), json!(actor));
+            m.insert("subject".into(), json!(subject));
+            m.insert("client".into(), json!(client));
+            m.insert("outcome".into(), json!(outcome));
+        }
         if let (Value::Object(m), Ok(Value::Object(fields))) = (&mut v, serde_json::to_value(self)) {
             m.extend(fields);
         }
@@ -121,7 +162,8 @@ impl AuditEvent {
 static TENANT: OnceLock<String> = OnceLock::new();
 static CAPTURE: Mutex<Option<Vec<Value>>> = Mutex::new(None);
 
-fn tenant() -> &'static str {
+/// The tenant named in every line.
+pub fn tenant() -> &'static str {
     TENANT.get().map(String::as_str).unwrap_or("local")
 }
 

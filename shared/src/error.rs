@@ -205,6 +205,7 @@ pub fn no_store(resp: &mut Response) {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
+        crate::metrics::error(self.code());
         match &self {
             Self::Server(detail) => tracing::error!(error = %detail, "server_error"),
             Self::TemporarilyUnavailable(_) => tracing::warn!(error = %self, "dependency unavailable"),

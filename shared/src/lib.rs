@@ -11,6 +11,8 @@ pub mod error;
 pub mod grants;
 pub mod http;
 pub mod keys;
+pub mod lifecycle;
+pub mod metrics;
 pub mod model;
 pub mod settings;
 pub mod state;

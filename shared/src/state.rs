@@ -56,7 +56,10 @@ impl AppState {
         let store: Arc<dyn Store> = match config.store {
             StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir)?),
             StoreKind::Dynamodb => {
-                let ddb = aws_sdk_dynamodb::Client::new(aws.as_ref().expect("aws config loaded"));
+                let conf = aws_sdk_dynamodb::config::Builder::from(aws.as_ref().expect("aws config loaded"))
+                    .interceptor(crate::metrics::LatencyInterceptor)
+                    .build();
+                let ddb = aws_sdk_dynamodb::Client::from_conf(conf);
                 Arc::new(DynamoStore::new(ddb, config.table_name.clone().expect("validated")))
             }
         };
@@ -64,12 +67,12 @@ impl AppState {
         let signer: Arc<dyn Signer> = match config.signer {
             SignerKind::Local => Arc::new(LocalSigner::load_or_create(&config.data_dir)?),
             SignerKind::Kms => {
-                let kms = aws_sdk_kms::Client::new(aws.as_ref().expect("aws config loaded"));
+                let kms = kms_client(aws.as_ref().expect("aws config loaded"));
                 let alias = config.kms_key_id.clone().expect("validated");
                 Arc::new(KeyRing::kms(kms, alias, store.clone(), key_use, now).await?)
             }
             SignerKind::Sealed => {
-                let kms = aws_sdk_kms::Client::new(aws.as_ref().expect("aws config loaded"));
+                let kms = kms_client(aws.as_ref().expect("aws config loaded"));
                 let key_id = config.kms_key_id.clone().expect("validated");
                 let tenant = config.tenant.clone();
                 Arc::new(KeyRing::sealed(kms, key_id, tenant, store.clone(), key_use, now).await?)
@@ -80,6 +83,13 @@ impl AppState {
         state.settings().await.map_err(|e| format!("reading the tenant settings: {e}"))?;
         Ok(state)
     }
+}
+
+/// A KMS client whose calls emit latency metrics.
+fn kms_client(aws: &aws_config::SdkConfig) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::config::Builder::from(aws).interceptor(crate::metrics::LatencyInterceptor).build(),
+    )
 }
 
 /// The AWS SDK configuration from the standard chain (`AWS_REGION`, credentials,

@@ -39,13 +39,58 @@ async fn audit_lines_name_outcomes_and_never_carry_secrets() {
         assert_eq!(line["audit"], true);
         assert_eq!(line["tenant"], "test");
         assert!(line["time"].as_u64().unwrap() > 0);
+        for field in ["actor", "subject", "client", "outcome"] {
+            assert!(line.get(field).is_some(), "every line has {field}: {line}");
+        }
         let text = line.to_string();
         for secret_value in [secret.as_str(), at.as_str(), "wrong-secret-value", common::ADMIN] {
             assert!(!text.contains(secret_value), "a secret or token leaked into {text}");
         }
     }
+    let outcome = |e: &str| mine.iter().find(|l| l["event"] == e).unwrap()["outcome"].as_str().unwrap().to_owned();
+    assert_eq!(outcome("token_issued"), "success");
+    assert_eq!(outcome("invalid_client"), "failure");
+    assert_eq!(outcome("admin_refused"), "failure");
     let issued = mine.iter().find(|l| l["event"] == "token_issued").unwrap();
+    assert_eq!(
+        (&issued["actor"], &issued["client"], &issued["subject"]),
+        (&issued["client_id"], &issued["client_id"], &issued["client_id"])
+    );
     assert_eq!(issued["client_id"], c.id.as_str());
     assert_eq!(issued["grant_type"], "client_credentials");
     assert_eq!(issued["jti"].as_str().unwrap().len(), 22);
+}
+
+/// EMF metrics: tokens issued by grant, errors by code, and DynamoDB/KMS latency through the
+/// SDK interceptor the state's clients carry.
+#[tokio::test]
+async fn embedded_metric_format_lines() {
+    gatehouse::metrics::start_capture();
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = common::cc_client(&app).await;
+    common::cc_token(&app, &c, "").await;
+    send(&app, form("/token", Some(&c.basic()), "grant_type=password&username=x&password=y")).await;
+    let lines = gatehouse::metrics::captured();
+    let find = |metric: &str, dim: &str, value: &str| {
+        lines.iter().any(|l| l.get(metric).is_some() && l[dim] == value && l["Tenant"] == "test")
+    };
+    assert!(find("TokensIssued", "GrantType", "client_credentials"));
+    assert!(find("Errors", "Code", "unauthorized_client"), "{lines:?}");
+
+    let Some(url) = std::env::var("GATEHOUSE_TEST_DYNAMODB_URL").ok().filter(|u| !u.is_empty()) else { return };
+    let conf = aws_sdk_dynamodb::config::Builder::from(&common::sdk_config(&url).await)
+        .interceptor(gatehouse::metrics::LatencyInterceptor)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf).list_tables().send().await.unwrap();
+    let latency = gatehouse::metrics::captured()
+        .into_iter()
+        .find(|l| l["Operation"] == "ListTables")
+        .expect("a latency line for the call");
+    assert_eq!(latency["Service"], "DynamoDB");
+    assert_eq!(
+        latency["_aws"]["CloudWatchMetrics"][0]["Metrics"][0],
+        serde_json::json!({"Name": "DependencyLatency", "Unit": "Milliseconds"})
+    );
+    assert!(latency["DependencyLatency"].as_f64().unwrap() > 0.0);
 }

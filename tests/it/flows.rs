@@ -212,3 +212,35 @@ fn bad_configuration_fails_fast_naming_the_variable() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `SIGTERM` makes the local server finish and write the 20002 audit line (the functions do the
+/// same through `gatehouse::lifecycle`; its Extensions API exchange is unit-tested there).
+#[cfg(unix)]
+#[test]
+fn sigterm_writes_the_service_stopped_audit_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GATEHOUSE_ADDR", &addr)
+        .env("GATEHOUSE_DATA_DIR", dir.path())
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let events: Vec<(&str, u64)> =
+        lines.iter().filter_map(|l| Some((l["event"].as_str()?, l["event_id"].as_u64()?))).collect();
+    assert_eq!(events, [("service_started", 20001), ("service_stopped", 20002)]);
+    assert_eq!(lines.last().unwrap()["component"], "local-server");
+}

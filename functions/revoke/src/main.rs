@@ -4,6 +4,6 @@
 async fn main() -> Result<(), lambda_http::Error> {
     gatehouse::telemetry::init();
     let state = gatehouse::AppState::from_env(gatehouse::keys::KeyUse::Verify).await?;
-    gatehouse::audit::record(gatehouse::audit::AuditEvent::Started { component: "revoke" });
+    gatehouse::lifecycle::lambda_started("revoke").await;
     lambda_http::run(gatehouse::endpoints::revoke::router(state)).await
 }

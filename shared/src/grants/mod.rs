@@ -201,6 +201,7 @@ pub async fn sign_access_token(
 
 /// Audits an issued access token (EDR 20004).
 pub fn audit_issued(record: &TokenRecord) {
+    crate::metrics::token_issued(record.grant_type.as_str());
     audit::record(AuditEvent::TokenIssued {
         client_id: record.client_id.clone(),
         subject: record.subject.clone(),
