@@ -22,6 +22,13 @@ fn throttled<T>() -> StoreResult<T> {
 }
 
 #[async_trait]
+impl ReplayStore for Throttled {
+    async fn first_use(&self, _: &str, _: i64, _: i64) -> StoreResult<bool> {
+        throttled()
+    }
+}
+
+#[async_trait]
 impl SettingsStore for Throttled {
     async fn get_settings(&self) -> StoreResult<Option<gatehouse::settings::StoredSettings>> {
         throttled()
@@ -284,6 +291,12 @@ async fn unreachable_dynamodb_is_503_everywhere() {
 #[tokio::test]
 async fn no_token_without_its_record() {
     struct WriteFails(Arc<dyn Store>);
+    #[async_trait]
+    impl ReplayStore for WriteFails {
+        async fn first_use(&self, k: &str, now: i64, exp: i64) -> StoreResult<bool> {
+            self.0.first_use(k, now, exp).await
+        }
+    }
     #[async_trait]
     impl SettingsStore for WriteFails {
         async fn get_settings(&self) -> StoreResult<Option<gatehouse::settings::StoredSettings>> {

@@ -145,6 +145,15 @@ pub trait TokenStore: Send + Sync {
     async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64>;
 }
 
+/// Single-use identifiers: the `jti` of a JWT bearer assertion or client assertion (RFC 7523
+/// §3), of a DPoP proof (RFC 9449 §11.1).
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// Records `key` as used until `expires_at`; `false` if it is already recorded and not
+    /// expired at `now` (a replay). Atomic: of concurrent first uses exactly one is admitted.
+    async fn first_use(&self, key: &str, now: i64, expires_at: i64) -> StoreResult<bool>;
+}
+
 /// The tenant's identity-domain settings (`crate::settings`).
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
@@ -276,7 +285,8 @@ pub trait AuthorizationStore: Send + Sync {
 
 /// Everything a tenant stores. Functions depend on the narrow traits they use.
 pub trait Store:
-    SettingsStore
+    ReplayStore
+    + SettingsStore
     + ClientStore
     + ResourceServerStore
     + TokenStore
@@ -289,7 +299,8 @@ pub trait Store:
 {
 }
 impl<T> Store for T where
-    T: SettingsStore
+    T: ReplayStore
+        + SettingsStore
         + ClientStore
         + ResourceServerStore
         + TokenStore

@@ -6,6 +6,7 @@ use std::sync::Arc;
 mod authorization;
 mod groups;
 mod listing;
+mod replay;
 mod rotation;
 mod settings;
 mod users;
@@ -58,6 +59,8 @@ pub const CASES: &[&str] = &[
     "resource_servers_update_delete",
     "settings",
     "concurrent_settings",
+    "replay",
+    "concurrent_replay",
 ];
 
 /// A client record for the cases.
@@ -143,6 +146,8 @@ pub async fn run(case: &str, s: Arc<dyn Store>) {
         "resource_servers_update_delete" => groups::resource_servers_update_delete(&*s).await,
         "settings" => settings::settings(&*s).await,
         "concurrent_settings" => settings::concurrent_settings(s).await,
+        "replay" => replay::replay(&*s).await,
+        "concurrent_replay" => replay::concurrent_replay(s).await,
         other => panic!("unknown conformance case {other}"),
     }
 }

@@ -25,6 +25,7 @@
 mod authorization;
 mod clients;
 mod groups;
+mod replay;
 mod schema;
 mod settings;
 mod tokens;

@@ -14,6 +14,7 @@ use super::*;
 mod authorization;
 mod clients;
 mod groups;
+mod replay;
 mod settings;
 mod tokens;
 mod users;
@@ -102,6 +103,7 @@ impl EmbeddedStore {
         conn.execute_batch(INDEXES).map_err(err)?;
         conn.execute_batch(groups::SCHEMA).map_err(err)?;
         conn.execute_batch(settings::SCHEMA).map_err(err)?;
+        conn.execute_batch(replay::SCHEMA).map_err(err)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
