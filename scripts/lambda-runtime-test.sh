@@ -283,6 +283,13 @@ ev = event("introspect/inactive.json")
 ev["headers"]["authorization"] = basic(cid, secret)
 s, h, b = invoke("introspect", ev, "inactive")
 check(s == 200 and as_json(b, "inactive") == {"active": False}, "introspect/inactive.json -> 200 exactly {\"active\": false}", f"{s} {b}")
+validate = event("introspect/validate.json")
+validate["headers"]["authorization"] = validate["headers"]["authorization"].replace("{{ACCESS_TOKEN}}", access_token)
+s, h, b = invoke("introspect", validate, "validate")
+v = as_json(b, "validate")
+check(s == 200 and v.get("active") is True and v.get("client_id") == cid and v.get("scope") == "read"
+      and h.get("cache-control") == "no-store", "introspect/validate.json -> 200 with client_id and scope, no-store",
+      f"{s} {h} {b}")
 ev = event("revoke/revoke.json")
 ev["headers"]["authorization"] = basic(cid, secret)
 set_body(ev, body_of(ev).replace("{{ACCESS_TOKEN}}", access_token))
@@ -291,6 +298,10 @@ check(s == 200 and b == "", "revoke/revoke.json -> 200, empty body", f"{s} {b!r}
 s, h, b = invoke("introspect", active, "active-after-revoke")
 check(s == 200 and as_json(b, "active-after-revoke") == {"active": False},
       "introspect/active.json after revocation -> {\"active\": false}", f"{s} {b}")
+s, h, b = invoke("introspect", validate, "validate-after-revoke")
+check(s == 401 and as_json(b, "validate-after-revoke").get("error") == "invalid_token"
+      and h.get("www-authenticate", "").startswith('Bearer realm="gatehouse", error="invalid_token"'),
+      "introspect/validate.json after revocation -> 401 invalid_token with a Bearer challenge", f"{s} {h} {b}")
 
 # 8. Authorization endpoint: unknown client is an error page, never a redirect.
 s, h, b = invoke("authorize", event("authorize/unknown-client.json"), "unknown-client")
@@ -317,6 +328,8 @@ check(s == 200 and json.loads(b).get("issuer") == issuer, "watch router: GET /.w
 s, b = http("POST", "/introspect", b"token=not-a-token",
             {"Authorization": basic(cid, secret), "Content-Type": "application/x-www-form-urlencoded"})
 check(s == 200 and json.loads(b) == {"active": False}, "watch router: POST /introspect -> introspect", f"{s} {b}")
+s, b = http("GET", "/validate")
+check(s == 401 and json.loads(b).get("error") == "unauthorized", "watch router: GET /validate -> introspect", f"{s} {b}")
 s, b = http("GET", "/admin/tokens/count?type=access&client_id=" + urllib.parse.quote(cid),
             headers={"Authorization": "Bearer " + admin})
 check(s == 200 and json.loads(b) == {"count": 0}, "watch router: GET /admin/tokens/count -> token-admin", f"{s} {b}")

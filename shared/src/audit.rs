@@ -29,8 +29,20 @@ pub enum AuditEvent {
     },
     /// 20005: a refresh token was exchanged (seed `refreshToken`).
     TokenRefreshed { client_id: String, username: Option<String>, jti: String, family: String },
-    /// 20006: a token was presented for validation (seed: token used at a resource server).
-    TokenIntrospected { caller: String, jti: Option<String>, active: bool },
+    /// 20006: a token was presented for validation (seed: token used at a resource server): by a
+    /// resource server's client at `POST /introspect` (`caller`) or by anyone holding it at
+    /// `GET /validate` (no caller), with the token's client and end user when it is one of ours,
+    /// `reason` when the answer was not active, and each check asked with its outcome.
+    TokenIntrospected {
+        endpoint: &'static str,
+        caller: Option<String>,
+        jti: Option<String>,
+        client_id: Option<String>,
+        end_user: Option<String>,
+        active: bool,
+        reason: Option<&'static str>,
+        checks: Vec<crate::validation::CheckOutcome>,
+    },
     /// 21001: a token was revoked.
     TokenRevoked { by: String, jti: String, client_id: String },
     /// 21002: client authentication failed.
@@ -118,8 +130,14 @@ impl AuditEvent {
             CodeIssued { client_id, username, .. } => (Some(username), Some(username), Some(client_id), OK),
             TokenIssued { client_id, subject, .. } => (Some(client_id), Some(subject), Some(client_id), OK),
             TokenRefreshed { client_id, username, .. } => (Some(client_id), username.as_deref(), Some(client_id), OK),
-            TokenIntrospected { caller, active, .. } => {
-                (Some(caller), None, Some(caller), if *active { OK } else { FAIL })
+            TokenIntrospected { caller, client_id, end_user, active, .. } => {
+                let actor = caller.as_deref().or(client_id.as_deref());
+                (
+                    actor,
+                    end_user.as_deref(),
+                    client_id.as_deref().or(caller.as_deref()),
+                    if *active { OK } else { FAIL },
+                )
             }
             TokenRevoked { by, client_id, .. } => (Some(by), None, Some(client_id), OK),
             InvalidClient { client_id, .. } => (client_id.as_deref(), None, client_id.as_deref(), FAIL),

@@ -51,6 +51,17 @@ pub enum OAuthError {
     /// RFC 8707 §2 `invalid_target` (400).
     #[error("invalid_target: {0}")]
     InvalidTarget(Desc),
+    /// RFC 9449 §5 `invalid_dpop_proof` at the token endpoint (400).
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(Desc),
+    /// RFC 9449 §8 `use_dpop_nonce` at the token endpoint: 400, the nonce to use in `DPoP-Nonce`.
+    #[error("use_dpop_nonce")]
+    UseDpopNonce(String),
+    /// RFC 9449 §7.1, §9: a resource-server refusal under the DPoP scheme (`invalid_token`,
+    /// `invalid_dpop_proof` or `use_dpop_nonce`): 401 with `WWW-Authenticate: DPoP error=...`
+    /// and, for `use_dpop_nonce`, the nonce in `DPoP-Nonce`.
+    #[error("{code}: {description}")]
+    DpopUnauthorized { code: &'static str, description: Desc, nonce: Option<String> },
     /// RFC 6749 §4.1.2.1 `access_denied`: the resource owner denied the request (redirected).
     #[error("access_denied")]
     AccessDenied,
@@ -66,6 +77,14 @@ pub enum OAuthError {
     /// RFC 6750 §3.1 `insufficient_scope` (403 with a Bearer challenge).
     #[error("insufficient_scope: {0}")]
     InsufficientScope(Desc),
+    /// RFC 6750 §3.1 `insufficient_scope` naming the scope the request needs (the challenge's
+    /// `scope` attribute, RFC 6750 §3): 403.
+    #[error("insufficient_scope: {description}")]
+    ScopeRequired { description: Desc, scope: String },
+    /// RFC 6750 §3.1: a request to a bearer-protected endpoint without a bearer token. 401 with
+    /// a bare `Bearer realm` challenge (no error code, as §3.1 asks).
+    #[error("bearer token required")]
+    BearerTokenRequired,
     /// RFC 7591 §3.2.2 `invalid_client_metadata` (400); the description names the field.
     #[error("invalid_client_metadata: {0}")]
     InvalidClientMetadata(Desc),
@@ -122,14 +141,17 @@ impl OAuthError {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
+            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
+            Self::UseDpopNonce(_) => "use_dpop_nonce",
+            Self::DpopUnauthorized { code, .. } => code,
             Self::AccessDenied => "access_denied",
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::InvalidToken(_) => "invalid_token",
-            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::InsufficientScope(_) | Self::ScopeRequired { .. } => "insufficient_scope",
             Self::InvalidClientMetadata(_) => "invalid_client_metadata",
             Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
-            Self::AdminUnauthorized => "unauthorized",
+            Self::AdminUnauthorized | Self::BearerTokenRequired => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
@@ -145,6 +167,7 @@ impl OAuthError {
             | Self::UnauthorizedClient(d)
             | Self::InvalidScope(d)
             | Self::InvalidTarget(d)
+            | Self::InvalidDpopProof(d)
             | Self::InvalidToken(d)
             | Self::InsufficientScope(d)
             | Self::InvalidClientMetadata(d)
@@ -152,12 +175,15 @@ impl OAuthError {
             | Self::NotFound(d)
             | Self::Conflict(d)
             | Self::TemporarilyUnavailable(d) => d.clone(),
-            Self::InvalidClient { description, .. } => description.clone(),
+            Self::InvalidClient { description, .. } | Self::ScopeRequired { description, .. } => description.clone(),
+            Self::DpopUnauthorized { description, .. } => description.clone(),
+            Self::UseDpopNonce(_) => "the authorization server requires a nonce in the DPoP proof".into(),
             Self::UnsupportedGrantType => "the grant_type is not supported".into(),
             Self::AccessDenied => "the resource owner denied the request".into(),
             Self::UnsupportedResponseType => "the response_type is not supported".into(),
             Self::UnsupportedTokenType => "revocation of this token type is not supported".into(),
             Self::AdminUnauthorized => "a valid admin credential is required".into(),
+            Self::BearerTokenRequired => "an access token is required: Authorization: Bearer <token>".into(),
             Self::MethodNotAllowed(allow) => format!("use {allow} on this endpoint").into(),
             Self::PayloadTooLarge => "the request body is too large".into(),
             Self::Server(_) => "the server encountered an unexpected condition".into(),
@@ -168,8 +194,12 @@ impl OAuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidClient { attempt: ClientAuthAttempt::Body, .. } => StatusCode::BAD_REQUEST,
-            Self::InvalidClient { .. } | Self::InvalidToken(_) | Self::AdminUnauthorized => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            Self::InvalidClient { .. }
+            | Self::InvalidToken(_)
+            | Self::AdminUnauthorized
+            | Self::BearerTokenRequired => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope(_) | Self::ScopeRequired { .. } => StatusCode::FORBIDDEN,
+            Self::DpopUnauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -190,7 +220,22 @@ impl OAuthError {
                 self.code(),
                 self.description().replace(['"', '\\'], "'")
             )),
-            Self::AdminUnauthorized => Some(format!("Bearer realm=\"{REALM}\"")),
+            Self::ScopeRequired { scope, .. } => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", error_description=\"{}\", scope=\"{}\"",
+                self.description().replace(['"', '\\'], "'"),
+                scope.replace(['"', '\\'], "'")
+            )),
+            Self::AdminUnauthorized | Self::BearerTokenRequired => Some(format!("Bearer realm=\"{REALM}\"")),
+            Self::DpopUnauthorized { .. } => Some(format!(
+                "DPoP realm=\"{REALM}\", error=\"{}\", error_description=\"{}\", algs=\"{}\"",
+                self.code(),
+                // A header value is visible ASCII: `§` spelled out, anything else non-ASCII dropped.
+                self.description()
+                    .replace(['"', '\\'], "'")
+                    .replace('§', "Section ")
+                    .replace(|c: char| !c.is_ascii(), ""),
+                crate::dpop::SIGNING_ALGS.join(" ")
+            )),
             _ => None,
         }
     }
@@ -226,6 +271,11 @@ impl IntoResponse for OAuthError {
             }
             Self::MethodNotAllowed(allow) => {
                 resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::UseDpopNonce(nonce) | Self::DpopUnauthorized { nonce: Some(nonce), .. } => {
+                if let Ok(v) = HeaderValue::from_str(nonce) {
+                    resp.headers_mut().insert(crate::dpop::DPOP_NONCE_HEADER, v);
+                }
             }
             _ => {}
         }

@@ -90,6 +90,9 @@ pub enum Presented {
     Post { client_id: String, secret: crate::model::ClientSecret },
     /// Only `client_id` in the body: a public client (RFC 6749 §2.1, §3.2.1).
     Public { client_id: String },
+    /// `client_assertion` in the body (private_key_jwt, RFC 7523 §2.2): the body's `client_id`
+    /// or else the assertion's `sub`.
+    Assertion { client_id: String, assertion: crate::assertion::client_auth::ClientAssertion },
     /// Nothing.
     None,
 }
@@ -98,7 +101,7 @@ impl Presented {
     fn attempt(&self) -> ClientAuthAttempt {
         match self {
             Self::Basic { .. } => ClientAuthAttempt::Header,
-            Self::Post { .. } | Self::Public { .. } => ClientAuthAttempt::Body,
+            Self::Post { .. } | Self::Public { .. } | Self::Assertion { .. } => ClientAuthAttempt::Body,
             Self::None => ClientAuthAttempt::None,
         }
     }
@@ -106,9 +109,10 @@ impl Presented {
     /// The client id presented, if any.
     pub fn client_id(&self) -> Option<&str> {
         match self {
-            Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::Public { client_id } => {
-                Some(client_id)
-            }
+            Self::Basic { client_id, .. }
+            | Self::Post { client_id, .. }
+            | Self::Public { client_id }
+            | Self::Assertion { client_id, .. } => Some(client_id),
             Self::None => None,
         }
     }
@@ -134,6 +138,9 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
 /// What credentials the request presents. More than one method is `invalid_request`
 /// (RFC 6749 §2.3: "MUST NOT use more than one authentication method in each request").
 pub fn presented_credentials(headers: &HeaderMap, form: &Params) -> Result<Presented> {
+    if let Some(assertion) = crate::assertion::client_auth::presented(headers, form)? {
+        return Ok(assertion);
+    }
     let body_id = form.get("client_id");
     let body_secret = form.get("client_secret");
     let Some(auth) = headers.get(header::AUTHORIZATION) else {
@@ -168,6 +175,7 @@ const DUMMY_DIGEST: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 /// `token_endpoint_auth_method`; secrets are compared as digests in constant time, against the
 /// current secret and the previous one (until its overlap after a rotation ends): always both
 /// comparisons, so that an unknown client, a wrong secret and a right one take the same time.
+/// A client assertion (private_key_jwt) is checked by `assertion::client_auth`.
 pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &Params) -> Result<Client> {
     let presented = presented_credentials(headers, form)?;
     let attempt = presented.attempt();
@@ -180,6 +188,9 @@ pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &P
     };
     if client_id.len() > 256 {
         return Err(fail(None, "client_id too long"));
+    }
+    if let Presented::Assertion { assertion, .. } = &presented {
+        return crate::assertion::client_auth::authenticate(state, client_id, assertion).await;
     }
     let client = state.store.get_client(client_id).await?;
     let (secret, method) = match &presented {

@@ -2,10 +2,13 @@
 //!
 //! Every endpoint is an `axum::Router` over one [`AppState`]; the same routers run in the
 //! Lambda functions (`functions/*`), the local all-in-one server and the tests.
+pub mod assertion;
 pub mod audit;
+pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod dpop;
 pub mod endpoints;
 pub mod error;
 pub mod grants;
@@ -19,6 +22,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod users;
+pub mod validation;
 
 pub use config::Config;
 pub use error::OAuthError;

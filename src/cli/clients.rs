@@ -17,6 +17,9 @@ const FIELDS: &[&str] = &[
     "pre_approved_scopes",
     "access_token_lifetime",
     "refresh_token_lifetime",
+    "dpop_bound_access_tokens",
+    "jwks",
+    "jwt_bearer_issuers",
     "client_id_issued_at",
     "client_secret",
     "client_secret_expires_at",
@@ -86,8 +89,14 @@ pub struct Metadata {
     /// refresh_token_lifetime in seconds
     #[arg(long, value_name = "SECONDS")]
     refresh_token_lifetime: Option<u64>,
-    /// Further metadata as a JSON object (the options above take precedence)
-    #[arg(long, value_name = "JSON", value_parser = super::json_object)]
+    /// dpop_bound_access_tokens: require DPoP-bound access tokens (RFC 9449 §5.2)
+    #[arg(long, value_name = "BOOL")]
+    dpop_bound_access_tokens: Option<bool>,
+    /// jwks: the client's public keys for private_key_jwt, a JWK Set as JSON or @FILE
+    #[arg(long, value_name = "JSON|@FILE", value_parser = super::json_object)]
+    jwks: Option<Map<String, Value>>,
+    /// Further metadata as a JSON object or @FILE (the options above take precedence)
+    #[arg(long, value_name = "JSON|@FILE", value_parser = super::json_object)]
     metadata: Option<Map<String, Value>>,
 }
 
@@ -107,6 +116,8 @@ impl Metadata {
         set("pre_approved_scopes", self.pre_approved_scopes.map(Value::from));
         set("access_token_lifetime", self.access_token_lifetime.map(Value::from));
         set("refresh_token_lifetime", self.refresh_token_lifetime.map(Value::from));
+        set("dpop_bound_access_tokens", self.dpop_bound_access_tokens.map(Value::from));
+        set("jwks", self.jwks.map(Value::Object));
         m
     }
 }
@@ -115,9 +126,20 @@ fn path(id: &str) -> String {
     format!("/admin/clients/{}", enc(id))
 }
 
+/// A client as `field  value` lines; a JWK Set is summarized by its key ids.
+fn human(v: &Value, secret_ok: bool) -> String {
+    let mut v = v.clone();
+    if let Some(keys) = v.get("jwks").and_then(|j| j.get("keys")).and_then(Value::as_array) {
+        let kids: Vec<&str> = keys.iter().map(|k| k.get("kid").and_then(Value::as_str).unwrap_or("?")).collect();
+        let noun = if kids.len() == 1 { "key" } else { "keys" };
+        v["jwks"] = Value::from(format!("{} {noun}: {}", kids.len(), kids.join(",")));
+    }
+    output::fields(&v, FIELDS, secret_ok)
+}
+
 /// Shows a client just given a secret: the secret once, and a reminder on stderr.
 fn show_with_secret(ctx: &Ctx, v: &Value) {
-    ctx.show(v, |v| output::fields(v, FIELDS, true));
+    ctx.show(v, |v| human(v, true));
     if v.get("client_secret").is_some_and(Value::is_string) {
         eprintln!("{SECRET_NOTE}");
     }
@@ -135,7 +157,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Failure> {
         }
         Cmd::Get { client_id } => {
             let v = ctx.get(&path(&client_id), &[]).await?;
-            ctx.show(&v, |v| output::fields(v, FIELDS, false));
+            ctx.show(&v, |v| human(v, false));
         }
         Cmd::Update { client_id, metadata } => {
             let patch = metadata.into_json();
@@ -143,7 +165,7 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Failure> {
                 return Err(Failure::Usage("nothing to change: give at least one option".into()));
             }
             let v = ctx.send_json(Method::PATCH, &path(&client_id), Some(&Value::Object(patch))).await?;
-            ctx.show(&v, |v| output::fields(v, FIELDS, false));
+            ctx.show(&v, |v| human(v, false));
         }
         Cmd::Delete { client_id } => {
             let body = ctx.send(Method::DELETE, &path(&client_id), None).await?;
@@ -159,4 +181,15 @@ pub async fn run(ctx: &Ctx, cmd: Cmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_are_summarized_by_kid() {
+        let v = json!({"client_id": "c", "jwks": {"keys": [{"kid": "k1", "kty": "EC"}, {"kty": "EC"}]}});
+        assert_eq!(human(&v, false), "client_id  c\njwks       2 keys: k1,?\n");
+    }
 }

@@ -338,9 +338,13 @@ pub fn key_value(s: &str) -> Result<(String, Value), String> {
     Ok((k.to_owned(), value))
 }
 
-/// A JSON object given on the command line.
+/// A JSON object given on the command line, or `@path` to read it from a file.
 pub fn json_object(s: &str) -> Result<Map<String, Value>, String> {
-    match serde_json::from_str::<Value>(s) {
+    let text = match s.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
+        None => s.to_owned(),
+    };
+    match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err("expected a JSON object".into()),
         Err(e) => Err(format!("not JSON: {e}")),

@@ -84,6 +84,7 @@ fn every_admin_call() -> Vec<(&'static str, String, Option<Value>)> {
         ("GET", "/admin/tokens/count?type=access&client_id=x".into(), None),
         ("POST", "/admin/tokens/revoke".into(), Some(json!({"jti": "x"}))),
         ("POST", "/admin/tokens/revoke-all".into(), Some(json!({"client_id": "x"}))),
+        ("GET", "/admin/openapi.json".into(), None),
     ]
 }
 

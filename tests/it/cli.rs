@@ -491,6 +491,16 @@ fn usage_errors_exit_2() {
     let out = gh(&[], &["--timeout", "0", "keys", "list"], None);
     assert_eq!(out.code, 2, "{out:?}");
 
+    // Admin options are not the server's (a bad store makes a server that did start fail fast).
+    for args in [&["--json"][..], &["serve", "--url", "http://127.0.0.1:1"]] {
+        let out = gh(&[("GATEHOUSE_STORE", "redis")], args, None);
+        assert_eq!((out.code, out.stdout.as_str()), (2, ""), "{args:?}: {out:?}");
+        let option = args.iter().find(|a| a.starts_with("--")).unwrap();
+        let expected =
+            format!("error: {option} is an option of the admin commands (clients, users, ...), not of the server\n");
+        assert!(out.stderr.starts_with(&expected), "{}", out.stderr);
+    }
+
     // No credential: the default local URL reads the local server's token file, and says so.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();

@@ -1376,13 +1376,19 @@ async fn metadata_lists_the_new_grants_and_pkce() {
     assert_eq!(r.body["authorization_endpoint"], format!("{ISSUER}/authorize"));
     assert_eq!(
         r.body["grant_types_supported"],
-        json!(["authorization_code", "client_credentials", "refresh_token", "password"])
+        json!([
+            "authorization_code",
+            "client_credentials",
+            "refresh_token",
+            "password",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        ])
     );
     assert_eq!(r.body["response_types_supported"], json!(["code"]));
     assert_eq!(r.body["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(
         r.body["token_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post", "none"])
+        json!(["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])
     );
     assert_eq!(r.body["authorization_response_iss_parameter_supported"], true);
 }

@@ -25,10 +25,11 @@ use crate::common::{self, Resp, T0};
 /// The Lambda functions (`functions/<name>`): the only directories `events/` may hold.
 const FUNCTIONS: [&str; 5] = ["authorize", "introspect", "revoke", "token", "token-admin"];
 /// Every event file, each asserted by a test below.
-const CASES: [(&str, &str); 11] = [
+const CASES: [(&str, &str); 12] = [
     ("authorize", "unknown-client"),
     ("introspect", "active"),
     ("introspect", "inactive"),
+    ("introspect", "validate"),
     ("revoke", "revoke"),
     ("token", "bad-client"),
     ("token", "client-credentials"),
@@ -75,9 +76,14 @@ fn decoded_body(event: &Value) -> Option<String> {
     }
 }
 
-/// Replaces placeholders in the event's body (re-encoding a base64 body) and returns the
-/// event as JSON text. Panics if a placeholder is left over anywhere.
+/// Replaces placeholders in the event's body (re-encoding a base64 body) and its
+/// `authorization` header, and returns the event as JSON text. Panics if a placeholder is left
+/// over anywhere.
 fn substitute(mut event: Value, subs: &[(&str, &str)]) -> String {
+    if let Some(auth) = event["headers"]["authorization"].as_str() {
+        let auth = subs.iter().fold(auth.to_owned(), |a, (from, to)| a.replace(from, to));
+        event["headers"]["authorization"] = json!(auth);
+    }
     if let Some(mut body) = decoded_body(&event) {
         for (from, to) in subs {
             body = body.replace(from, to);
@@ -147,6 +153,9 @@ fn events_client() -> Client {
         previous_secret_digest: None,
         previous_secret_expires_at: None,
         version: 0,
+        jwks: None,
+        jwt_bearer_issuers: Vec::new(),
+        dpop_bound_access_tokens: false,
     }
 }
 
@@ -316,6 +325,9 @@ async fn events_are_api_gateway_http_v2_payloads() {
                 assert_eq!(secret == CLIENT_SECRET, !wrong, "{at}: the client secret");
                 assert!(secret.starts_with("events-secret-"), "{at}");
             }
+            Some(a) if a.starts_with("Bearer ") && function == "introspect" => {
+                assert_eq!(a, format!("Bearer {ACCESS_TOKEN}"), "{at}: a live access token")
+            }
             Some(a) if a.starts_with("Bearer ") => assert_eq!(a, format!("Bearer {ADMIN_TOKEN}"), "{at}"),
             Some(a) => assert!(a.starts_with("AWS4-HMAC-SHA256 "), "{at}: unexpected authorization {a}"),
             None => {}
@@ -411,14 +423,21 @@ async fn token_metadata() {
             "jwks_uri": format!("{ISSUER}/.well-known/jwks.json"),
             "revocation_endpoint": format!("{ISSUER}/revoke"),
             "introspection_endpoint": format!("{ISSUER}/introspect"),
-            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", "password"],
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", "password",
+                                      "urn:ietf:params:oauth:grant-type:jwt-bearer"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+            "revocation_endpoint_auth_methods_supported":
+                ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
+            "revocation_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
+            "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
             "authorization_response_iss_parameter_supported": true,
+            "dpop_signing_alg_values_supported": ["ES256", "PS256", "RS256"],
         })
     );
 }
@@ -456,6 +475,31 @@ async fn introspect_active_and_inactive() {
     introspect_active(&state, &token).await;
     state.clock.advance(1);
     assert_inactive(&invoke(&state, "introspect", "active", &[(ACCESS_TOKEN, &token)]).await);
+}
+
+/// `introspect/validate.json` (`GET /validate?required_scope=read`, the live token as bearer):
+/// 200 with the token's members; once revoked, 401 `invalid_token` (RFC 6750 §3.1).
+#[tokio::test]
+async fn introspect_validate() {
+    let (state, _dir) = events_state(false).await;
+    let token = client_credentials(&state).await;
+    let jti = jwt_part(&token, 1)["jti"].clone();
+    let r = invoke(&state, "introspect", "validate", &[(ACCESS_TOKEN, &token)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_no_store_json(&r);
+    assert_eq!(r.headers.get("www-authenticate"), None);
+    assert_eq!(
+        r.body,
+        json!({"active": true, "client_id": CLIENT_ID, "sub": CLIENT_ID, "aud": ISSUER, "iss": ISSUER,
+               "exp": T0 + 3600, "iat": T0, "jti": jti, "token_type": "Bearer", "scope": "read"})
+    );
+    revoke(&state, &token).await;
+    let r = invoke(&state, "introspect", "validate", &[(ACCESS_TOKEN, &token)]).await;
+    common::assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_token");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer realm="gatehouse", error="invalid_token", error_description="the access token was revoked""#)
+    );
 }
 
 #[tokio::test]

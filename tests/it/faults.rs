@@ -255,6 +255,12 @@ async fn every_endpoint_unavailable(state: gatehouse::AppState) {
     assert_unavailable(&send(&app, form("/token", Some(&auth), "grant_type=client_credentials")).await);
     assert_unavailable(&send(&app, form("/introspect", Some(&auth), "token=x")).await);
     assert_unavailable(&send(&app, form("/revoke", Some(&auth), "token=x")).await);
+    // GET /validate with a token whose signature holds: its record cannot be read.
+    let claims = json!({"iss": state.config.issuer, "sub": "u", "aud": "a", "client_id": "c", "iat": 1,
+                        "exp": i64::MAX / 2, "jti": "j"});
+    let token = gatehouse::keys::Signer::sign(&*state.signer, "at+jwt", &claims).await.unwrap();
+    let req = axum::http::Request::get("/validate").header("authorization", format!("Bearer {token}"));
+    assert_unavailable(&send(&app, req.body(Default::default()).unwrap()).await);
     let meta = json!({"grant_types": ["client_credentials"]});
     assert_unavailable(&send(&app, admin("POST", "/admin/clients", Some(meta))).await);
     assert_unavailable(&send(&app, admin("GET", "/admin/tokens/count?type=access&client_id=c", None)).await);

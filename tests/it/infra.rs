@@ -2,8 +2,8 @@
 //! router serves that path, every function has its events (and every event is routed to the
 //! function whose directory holds it), the DynamoDB table matches the store's schema, each
 //! function's environment is a valid `Config` for the DynamoDB store in both signer modes, the key
-//! policies name every function role, and `cargo lambda watch`'s router in `Cargo.toml` routes
-//! like the stack.
+//! policies name every function role, the introspect role writes nothing but `REPLAY#` items, and
+//! `cargo lambda watch`'s router in `Cargo.toml` routes like the stack.
 //!
 //! The template uses long-form intrinsics only (`Ref`, `Fn::Sub`, ...), so it parses as plain
 //! YAML; a small evaluator below resolves the intrinsics the checks need.
@@ -605,4 +605,32 @@ fn cargo_lambda_watch_routes_like_the_stack() {
     let stack: BTreeSet<(String, String)> =
         routes(&template()).into_iter().map(|r| (r.path.replace("{proxy+}", "{*proxy}"), r.function)).collect();
     assert_eq!(watch, stack);
+}
+
+/// The introspect function (which serves `GET /validate`) writes only single-use records, the
+/// `jti`s of DPoP proofs (RFC 9449 §11.1): PutItem limited to `REPLAY#` partition keys, which
+/// is how the DynamoDB store keys them, and no other write action.
+#[test]
+fn the_introspect_role_writes_only_single_use_records() {
+    let t = template();
+    let policies = &resources(&t)["IntrospectRole"]["Properties"]["Policies"];
+    let statements: Vec<&Value> = policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+        .collect();
+    let writes: Vec<&&Value> = statements
+        .iter()
+        .filter(|s| {
+            ["Put", "Update", "Delete", "BatchWrite", "PartiQL"]
+                .iter()
+                .any(|w| s["Action"].to_string().contains(&format!("dynamodb:{w}")))
+        })
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0]["Action"], "dynamodb:PutItem");
+    assert_eq!(writes[0]["Condition"], json!({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["REPLAY#*"]}}));
+    let replay = read(&root().join("shared/src/store/dynamo/replay.rs"));
+    assert!(replay.contains(r#".item("pk", s(format!("REPLAY#{key}")))"#), "the store keys replay items REPLAY#");
 }

@@ -15,7 +15,8 @@ use crate::common::{self, ADMIN, T0, admin, assert_error, cc_client, cc_token, f
 
 const DEFAULTS: &str = r#"{"access_token_ttl": 3600, "refresh_token_ttl": 2592000, "code_ttl": 60,
     "refresh_tokens_enabled": true, "refresh_grace": 10, "consent_enabled": true, "group_uri_enabled": false,
-    "lockout_threshold": 5, "lockout_window": 900, "lockout_cooldown": 900}"#;
+    "lockout_threshold": 5, "lockout_window": 900, "lockout_cooldown": 900, "default_resource": null,
+    "dpop_nonce_required": false}"#;
 
 fn defaults() -> Value {
     serde_json::from_str(DEFAULTS).unwrap()
@@ -139,6 +140,37 @@ async fn settings_case(store: Arc<dyn Store>) {
         (Some(100), Some(110), Some(120))
     );
     assert_eq!((stored.overrides.lockout_cooldown, stored.overrides.access_token_ttl), (Some(130), Some(140)));
+}
+
+/// `default_resource`: tokens requested without `resource` are for that resource server (RFC 8707
+/// §2): its identifier as `aud`, scopes limited to its own; unregistered identifiers are refused;
+/// a deleted default falls back to the issuer audience.
+#[tokio::test]
+async fn default_resource_server() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let api = "https://api.example.com/orders";
+    let r = patch(&app, json!({"default_resource": api})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(r.body["error_description"], "default_resource: not a registered resource server");
+    let r = patch(&app, json!({"default_resource": "not a uri"})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    let r = send(&app, admin("POST", "/admin/resource-servers", Some(json!({"identifier": api, "scopes": ["read"]}))))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = patch(&app, json!({"default_resource": api})).await;
+    assert_eq!((r.status, &r.body["settings"]["default_resource"]), (StatusCode::OK, &json!(api)), "{}", r.text);
+
+    let c = cc_client(&app).await; // allowed scopes: read write
+    let at = claims(&cc_token(&app, &c, "").await);
+    assert_eq!((at["aud"].as_str(), at["scope"].as_str()), (Some(api), Some("read")));
+    let r = send(&app, form("/token", Some(&c.basic()), "grant_type=client_credentials&scope=write")).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_scope");
+
+    let path = format!("/admin/resource-servers/{}", enc(api));
+    assert_eq!(send(&app, admin("DELETE", &path, None)).await.status, StatusCode::NO_CONTENT);
+    let at = claims(&cc_token(&app, &c, "").await);
+    assert_eq!((at["aud"].as_str(), at["scope"].as_str()), (Some("https://auth.test.example"), Some("read write")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

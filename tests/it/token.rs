@@ -238,13 +238,13 @@ async fn grant_type_missing_unknown_or_not_served() {
         let r = send(&app, form("/token", Some(&c.basic()), body)).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
     }
-    for grant in ["bogus", "urn:ietf:params:oauth:grant-type:jwt-bearer", "CLIENT_CREDENTIALS"] {
+    for grant in ["bogus", "urn:ietf:params:oauth:grant-type:saml2-bearer", "CLIENT_CREDENTIALS"] {
         let r = send(&app, form("/token", Some(&c.basic()), &format!("grant_type={}", enc(grant)))).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
     // Served grants the client did not register: unauthorized_client, before their parameters.
-    for grant in ["authorization_code", "refresh_token", "password"] {
-        let r = send(&app, form("/token", Some(&c.basic()), &format!("grant_type={grant}"))).await;
+    for grant in ["authorization_code", "refresh_token", "password", "urn:ietf:params:oauth:grant-type:jwt-bearer"] {
+        let r = send(&app, form("/token", Some(&c.basic()), &format!("grant_type={}", enc(grant)))).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "unauthorized_client");
     }
     assert_eq!(active_count(&state, &c.id).await, 0);

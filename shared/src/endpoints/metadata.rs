@@ -22,8 +22,10 @@ pub fn routes() -> Router<AppState> {
 pub fn document(state: &AppState) -> serde_json::Value {
     let c = &state.config;
     let grants: Vec<&str> = GrantType::ALL.into_iter().filter(|g| g.is_served()).map(GrantType::as_str).collect();
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
-    let token_auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    let auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+    let token_auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+    // private_key_jwt client assertions (RFC 7523 §2.2), at every endpoint that authenticates.
+    let assertion_algs = ["ES256", "RS256"];
     json!({
         "issuer": c.issuer,
         "authorization_endpoint": c.endpoint("/authorize"),
@@ -36,10 +38,14 @@ pub fn document(state: &AppState) -> serde_json::Value {
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": token_auth_methods,
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": token_auth_methods,
         "introspection_endpoint_auth_methods_supported": auth_methods,
-        "token_endpoint_auth_signing_alg_values_supported": null,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "authorization_response_iss_parameter_supported": true,
+        // RFC 9449 §5.1: the algorithms accepted for DPoP proofs.
+        "dpop_signing_alg_values_supported": crate::dpop::SIGNING_ALGS,
     })
 }
 

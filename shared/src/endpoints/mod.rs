@@ -6,6 +6,7 @@ pub mod metadata;
 pub mod revoke;
 pub mod token;
 pub mod token_admin;
+pub mod validate;
 
 use axum::Router;
 use axum::http::StatusCode;

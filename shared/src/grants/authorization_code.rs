@@ -5,6 +5,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, AuditEvent};
+use crate::dpop::Proof;
 use crate::error::OAuthError;
 use crate::http::Params;
 use crate::model::{AuthorizationCode, Client, GrantType};
@@ -75,7 +76,7 @@ async fn replayed(state: &AppState, code: &AuthorizationCode) -> OAuthError {
 }
 
 /// Exchanges the code for an access token and (if the client has the grant) a refresh token.
-pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<TokenResponse> {
+pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option<&Proof>) -> Result<TokenResponse> {
     ensure_grant_allowed(client, GrantType::AuthorizationCode)?;
     let id = crate::crypto::digest(&req.code);
     let code = state.store.get_code(&id, state.clock.now()).await?;
@@ -89,7 +90,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<To
     check_redirect(&code, req.redirect_uri.as_deref())?;
     pkce_holds(code.code_challenge.as_deref(), req.code_verifier.as_deref())?;
     active_user(state, &code.username).await?;
-    let grant = Grant { audience: code.audience.clone(), scope: code.scope.clone() };
+    let grant = Grant { audience: code.audience.clone(), scope: code.scope.clone(), jkt: None }.bound_to(dpop);
     let user = Some(code.username.as_str());
     let access = sign_access_token(
         state,

@@ -1,5 +1,6 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): a confidential client asks for a token for
 //! itself. `sub` is the client id (RFC 9068 §2.2).
+use crate::dpop::Proof;
 use crate::error::OAuthError;
 use crate::http::Params;
 use crate::model::{Client, GrantType, Scope};
@@ -35,12 +36,12 @@ pub fn parse_resource(r: &str) -> Result<String> {
 }
 
 /// RFC 6749 §4.4.3: only confidential clients registered for this grant; no refresh token.
-pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<TokenResponse> {
+pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option<&Proof>) -> Result<TokenResponse> {
     if client.is_public() {
         return Err(OAuthError::UnauthorizedClient("public clients cannot use client_credentials".into()));
     }
     ensure_grant_allowed(client, GrantType::ClientCredentials)?;
-    let grant = decide_grant(state, client, req.scope.as_ref(), req.resource.as_deref()).await?;
+    let grant = decide_grant(state, client, req.scope.as_ref(), req.resource.as_deref()).await?.bound_to(dpop);
     let issued =
         issue_access_token(state, client, &client.client_id, None, GrantType::ClientCredentials, &grant).await?;
     Ok(TokenResponse::access_only(issued))

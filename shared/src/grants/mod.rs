@@ -2,6 +2,7 @@
 //! (RFC 9068) shared by all of them.
 mod authorization_code;
 mod client_credentials;
+mod jwt_bearer;
 mod password;
 mod refresh_token;
 
@@ -27,6 +28,8 @@ pub enum TokenRequest {
     RefreshToken(refresh_token::Request),
     /// RFC 6749 §4.3.2.
     Password(password::Request),
+    /// RFC 7523 §2.1.
+    JwtBearer(jwt_bearer::Request),
 }
 
 impl TokenRequest {
@@ -42,7 +45,7 @@ impl TokenRequest {
             GrantType::AuthorizationCode => Ok(Self::AuthorizationCode(authorization_code::Request::parse(form)?)),
             GrantType::RefreshToken => Ok(Self::RefreshToken(refresh_token::Request::parse(form)?)),
             GrantType::Password => Ok(Self::Password(password::Request::parse(form)?)),
-            GrantType::JwtBearer => Err(OAuthError::UnsupportedGrantType),
+            GrantType::JwtBearer => Ok(Self::JwtBearer(jwt_bearer::Request::parse(form)?)),
         }
     }
 }
@@ -59,13 +62,20 @@ pub struct TokenResponse {
     pub scope: Option<String>,
 }
 
-/// Runs the grant for an authenticated client.
-pub async fn issue(state: &AppState, client: &Client, request: TokenRequest) -> Result<TokenResponse> {
+/// Runs the grant for an authenticated client. With a checked DPoP proof (`crate::dpop`), the
+/// access token is bound to its key (RFC 9449 §5).
+pub async fn issue(
+    state: &AppState,
+    client: &Client,
+    request: TokenRequest,
+    dpop: Option<&crate::dpop::Proof>,
+) -> Result<TokenResponse> {
     match request {
-        TokenRequest::ClientCredentials(r) => client_credentials::issue(state, client, r).await,
-        TokenRequest::AuthorizationCode(r) => authorization_code::issue(state, client, r).await,
-        TokenRequest::RefreshToken(r) => refresh_token::issue(state, client, r).await,
-        TokenRequest::Password(r) => password::issue(state, client, r).await,
+        TokenRequest::ClientCredentials(r) => client_credentials::issue(state, client, r, dpop).await,
+        TokenRequest::AuthorizationCode(r) => authorization_code::issue(state, client, r, dpop).await,
+        TokenRequest::RefreshToken(r) => refresh_token::issue(state, client, r, dpop).await,
+        TokenRequest::Password(r) => password::issue(state, client, r, dpop).await,
+        TokenRequest::JwtBearer(r) => jwt_bearer::issue(state, client, r, dpop).await,
     }
 }
 
@@ -91,6 +101,16 @@ pub fn ensure_grant_allowed(client: &Client, grant: GrantType) -> Result<()> {
 pub struct Grant {
     pub audience: String,
     pub scope: Scope,
+    /// RFC 9449 §6: the thumbprint of the DPoP key the access token is bound to (`cnf.jkt`);
+    /// refresh tokens are bound to it only for public clients (§5).
+    pub jkt: Option<String>,
+}
+
+impl Grant {
+    /// This grant, bound to the key of `proof` if there is one.
+    pub fn bound_to(self, proof: Option<&crate::dpop::Proof>) -> Self {
+        Self { jkt: proof.map(|p| p.jkt.clone()), ..self }
+    }
 }
 
 /// Decides audience and scope (RFC 6749 §3.3, RFC 8707 §2): `resource`, when given, must be a
@@ -105,7 +125,12 @@ pub async fn decide_grant(
 ) -> Result<Grant> {
     let rs: Option<ResourceServer> =
         match resource {
-            None => None,
+            // RFC 8707 §2: without `resource`, the tenant's default resource server if one is
+            // set (identity-domain settings) and still registered.
+            None => match state.settings().await?.default_resource.as_deref() {
+                Some(d) => state.store.get_resource_server(d).await?,
+                None => None,
+            },
             Some(r) => {
                 Some(state.store.get_resource_server(r).await?.ok_or_else(|| {
                     OAuthError::InvalidTarget("the resource is not a registered resource server".into())
@@ -126,7 +151,7 @@ pub async fn decide_grant(
         None => client.scope.filter(within_rs),
     };
     let audience = rs.map(|r| r.identifier).unwrap_or_else(|| state.config.default_audience.clone());
-    Ok(Grant { audience, scope })
+    Ok(Grant { audience, scope, jkt: None })
 }
 
 /// A freshly issued access token and its stored record.
@@ -136,7 +161,7 @@ pub struct IssuedAccessToken {
 }
 
 /// Issues an RFC 9068 JWT access token (`typ: at+jwt`; `iss`, `sub`, `aud`, `client_id`,
-/// `scope`, `iat`, `exp`, `jti`) and stores its record. Signing happens first: if the store
+/// `scope`, `iat`, `exp`, `jti`, and `cnf.jkt` when DPoP-bound, RFC 9449 §6.1) and stores its record. Signing happens first: if the store
 /// write fails, the token is never handed out, so no token exists without its record.
 pub async fn issue_access_token(
     state: &AppState,
@@ -180,6 +205,7 @@ pub async fn sign_access_token(
         family: family.map(str::to_owned),
         rotated_at: None,
         successor_response: None,
+        jkt: grant.jkt.clone(),
     };
     let mut claims = json!({
         "iss": state.config.issuer,
@@ -192,6 +218,9 @@ pub async fn sign_access_token(
     });
     if !record.scope.is_empty() {
         claims["scope"] = json!(record.scope.to_string());
+    }
+    if let Some(jkt) = &record.jkt {
+        claims["cnf"] = json!({ "jkt": jkt });
     }
     // A warm instance picks up key rotations here (one store query per `RELOAD_INTERVAL`).
     state.signer.refresh(state.clock.now(), None).await;
@@ -240,6 +269,9 @@ pub fn new_refresh_token(
         family: Some(family.to_owned()),
         rotated_at: None,
         successor_response: None,
+        // RFC 9449 §5: only a public client's refresh token is bound (a confidential client's
+        // is already bound to its credentials).
+        jkt: if client.is_public() { grant.jkt.clone() } else { None },
     };
     (token, record)
 }
@@ -275,7 +307,8 @@ impl TokenResponse {
         Self {
             expires_in: (r.expires_at - r.issued_at).max(0) as u64,
             scope: (!r.scope.is_empty()).then(|| r.scope.to_string()),
-            token_type: "Bearer".into(),
+            // RFC 9449 §5: a bound access token is of type DPoP.
+            token_type: if r.jkt.is_some() { "DPoP" } else { "Bearer" }.into(),
             access_token: issued.token,
             refresh_token: None,
         }

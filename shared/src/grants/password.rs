@@ -2,6 +2,7 @@
 //! the grant, with the same lockout as the sign-in page. RFC 9700 §2.4 says not to use it;
 //! Gatehouse serves it for the seed's trusted first-party clients and off by default (a
 //! client must register it).
+use crate::dpop::Proof;
 use crate::http::Params;
 use crate::model::{Client, GrantType, Scope};
 use crate::{AppState, Result};
@@ -36,9 +37,9 @@ impl Request {
 }
 
 /// Signs the user in and issues tokens in a new family.
-pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<TokenResponse> {
+pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option<&Proof>) -> Result<TokenResponse> {
     ensure_grant_allowed(client, GrantType::Password)?;
-    let grant = decide_grant(state, client, req.scope.as_ref(), req.resource.as_deref()).await?;
+    let grant = decide_grant(state, client, req.scope.as_ref(), req.resource.as_deref()).await?.bound_to(dpop);
     let user = crate::users::sign_in(state, &req.username, &req.password).await?.map_err(|e| e.into_oauth())?;
     let family = crate::crypto::random_id();
     let name = user.username.as_str();

@@ -10,6 +10,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::audit::{self, AuditEvent};
+use crate::dpop::Proof;
 use crate::error::OAuthError;
 use crate::http::Params;
 use crate::model::{Client, GrantType, Scope, TokenKind, TokenRecord};
@@ -89,8 +90,9 @@ async fn rotated_again(state: &AppState, rec: &TokenRecord, token: &str) -> Resu
     Err(invalid("the refresh token was already used"))
 }
 
-/// Rotates the refresh token and issues a new access token.
-pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<TokenResponse> {
+/// Rotates the refresh token and issues a new access token (bound to the DPoP key of `dpop`,
+/// if any).
+pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option<&Proof>) -> Result<TokenResponse> {
     ensure_grant_allowed(client, GrantType::RefreshToken)?;
     let settings = state.settings().await?;
     if !settings.refresh_tokens_enabled {
@@ -105,6 +107,14 @@ pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<To
         .ok_or_else(|| invalid("the refresh token is invalid or expired"))?;
     if rec.client_id != client.client_id {
         return Err(invalid("the refresh token was issued to another client"));
+    }
+    // RFC 9449 §5: a public client's refresh token issued with a DPoP proof is bound to that
+    // proof's key; it is used only with a proof made with the same key (checked before the
+    // rotation grace, so the successor tokens are never handed to another key either).
+    if let Some(bound) = &rec.jkt
+        && !dpop.is_some_and(|p| crate::crypto::ct_eq(&p.jkt, bound))
+    {
+        return Err(invalid("the refresh token is bound to a DPoP key: send a DPoP proof made with that key"));
     }
     if rec.revoked_at.is_some() {
         return Err(invalid("the refresh token was revoked"));
@@ -123,7 +133,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<To
     let username = rec.end_user.clone().ok_or_else(|| invalid("the refresh token has no resource owner"))?;
     active_user(state, &username).await?;
     let family = rec.family.clone().unwrap_or_else(|| rec.id.clone());
-    let access_grant = Grant { audience: rec.audience.clone(), scope };
+    let access_grant = Grant { audience: rec.audience.clone(), scope, jkt: None }.bound_to(dpop);
     let access = sign_access_token(
         state,
         client,
@@ -134,7 +144,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request) -> Result<To
         Some(&family),
     )
     .await?;
-    let keep = Grant { audience: rec.audience.clone(), scope: rec.scope.clone() };
+    let keep = Grant { audience: rec.audience.clone(), scope: rec.scope.clone(), jkt: None }.bound_to(dpop);
     let (new_token, new_rec) = new_refresh_token(state, &settings, client, &username, &keep, rec.grant_type, &family);
     let access_rec = access.record.clone();
     let resp = TokenResponse::with_refresh(access, Some(new_token));

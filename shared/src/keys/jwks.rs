@@ -143,6 +143,12 @@ impl KeySet {
     /// is after `now`. Returns `None` for anything else; the caller must still check the
     /// stored record (revocation).
     pub fn verify_access_token(&self, token: &str, issuer: &str, now: i64) -> Option<AccessClaims> {
+        self.verify_access_token_signature(token, issuer).filter(|c| c.exp > now)
+    }
+
+    /// The checks of [`Self::verify_access_token`] except expiry: the claims of a token that is
+    /// ours, expired or not (so validation can tell an expired token from a forged one).
+    pub fn verify_access_token_signature(&self, token: &str, issuer: &str) -> Option<AccessClaims> {
         if token.len() > MAX_TOKEN_LEN {
             return None;
         }
@@ -160,7 +166,6 @@ impl KeySet {
         v.validate_aud = false; // any audience we issued is ours to introspect
         v.required_spec_claims = ["iss", "sub", "exp", "iat", "jti"].into_iter().map(String::from).collect();
         v.set_issuer(&[issuer]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &v).ok()?;
-        (data.claims.exp > now).then_some(data.claims)
+        Some(jsonwebtoken::decode::<AccessClaims>(token, &key.key, &v).ok()?.claims)
     }
 }

@@ -142,10 +142,22 @@ pub trait Signer: Send + Sync {
 /// due ([`RELOAD_INTERVAL`]), and a token signed by a key this instance has not loaded yet (another instance picked up a rotation first) makes the signer
 /// reload its key ring once, rate-limited, before the token is refused.
 pub async fn verify_access_token(signer: &dyn Signer, token: &str, issuer: &str, now: i64) -> Option<AccessClaims> {
+    verify_access_token_signature(signer, token, issuer, now).await.filter(|c| c.exp > now)
+}
+
+/// [`verify_access_token`] without the expiry check: the claims of one of this tenant's access
+/// tokens, expired or not (validation reports `expired` apart from `invalid`). `now` only
+/// decides when the key ring is due for a reload.
+pub async fn verify_access_token_signature(
+    signer: &dyn Signer,
+    token: &str,
+    issuer: &str,
+    now: i64,
+) -> Option<AccessClaims> {
     // The periodic reload also drops retired keys (a forced retirement after a compromise).
     signer.refresh(now, None).await;
     let keys = signer.keys();
-    if let Some(claims) = keys.verify_access_token(token, issuer, now) {
+    if let Some(claims) = keys.verify_access_token_signature(token, issuer) {
         return Some(claims);
     }
     if token.len() > jwks::MAX_TOKEN_LEN {
@@ -156,7 +168,7 @@ pub async fn verify_access_token(signer: &dyn Signer, token: &str, issuer: &str,
         return None;
     }
     signer.refresh(now, Some(&kid)).await;
-    signer.keys().verify_access_token(token, issuer, now)
+    signer.keys().verify_access_token_signature(token, issuer)
 }
 
 /// An ES256 key held in memory (local and sealed signers).

@@ -3,12 +3,14 @@ mod authorization;
 mod group;
 mod scope;
 mod secret;
+mod trust;
 mod user;
 
 pub use authorization::{AuthorizationCode, PendingAuthorization};
 pub use group::Group;
 pub use scope::Scope;
 pub use secret::ClientSecret;
+pub use trust::{JwkSet, TrustedIssuer};
 pub use user::{Consent, FailureCounter, User};
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,8 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// A public client: no secret (RFC 6749 §2.1).
     None,
+    /// A JWT signed with one of the client's registered keys (RFC 7523 §2.2, OIDC Core §9).
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -33,12 +37,13 @@ impl AuthMethod {
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
             Self::None => "none",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
 
-/// Grant types Gatehouse knows (RFC 6749 §4, RFC 7523 §2.1). Only some are served today;
-/// see [`GrantType::is_served`].
+/// Grant types Gatehouse knows (RFC 6749 §4, RFC 7523 §2.1), all served; a grant added before
+/// it is served would be left out of [`GrantType::is_served`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 pub enum GrantType {
     #[serde(rename = "authorization_code")]
@@ -76,7 +81,7 @@ impl GrantType {
 
     /// Whether the token endpoint serves this grant in this release (metadata lists only these).
     pub fn is_served(self) -> bool {
-        !matches!(self, Self::JwtBearer)
+        Self::ALL.contains(&self)
     }
 }
 
@@ -112,6 +117,16 @@ pub struct Client {
     /// Optimistic concurrency: 0 at creation, +1 per update (`ClientStore::update_client`).
     #[serde(default)]
     pub version: u64,
+    /// RFC 7591 §2 `jwks`: the public keys of a `private_key_jwt` client (RFC 7523 §2.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<JwkSet>,
+    /// The issuers whose JWT bearer assertions this client may exchange (RFC 7523 §2.1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt_bearer_issuers: Vec<TrustedIssuer>,
+    /// RFC 9449 §5.2 `dpop_bound_access_tokens`: every token request of this client must carry
+    /// a DPoP proof (default `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl Client {
@@ -206,6 +221,10 @@ pub struct TokenRecord {
     /// while the store alone reveals nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub successor_response: Option<String>,
+    /// RFC 9449 §6: the RFC 7638 thumbprint of the key the token is bound to (`cnf.jkt`): a
+    /// DPoP-bound access token, or a refresh token of a public client issued with a proof (§5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 impl TokenRecord {

@@ -21,7 +21,7 @@ use crate::store::StoreError;
 use crate::{AppState, OAuthError, Result};
 
 /// The metadata a patch may change (the members `POST /admin/clients` accepts).
-const PATCHABLE: [&str; 8] = [
+const PATCHABLE: [&str; 11] = [
     "client_name",
     "redirect_uris",
     "grant_types",
@@ -30,6 +30,9 @@ const PATCHABLE: [&str; 8] = [
     "pre_approved_scopes",
     "access_token_lifetime",
     "refresh_token_lifetime",
+    "jwks",
+    "jwt_bearer_issuers",
+    "dpop_bound_access_tokens",
 ];
 
 /// Members of the client's JSON that are not metadata and never change by a patch.
@@ -164,6 +167,11 @@ pub(super) async fn rotate_secret(
     let (client, secret, _) = modify_client(&state, &id, |c| {
         if c.is_public() {
             return Err(meta("token_endpoint_auth_method: a public client (none) has no secret"));
+        }
+        if c.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt {
+            return Err(meta(
+                "token_endpoint_auth_method: a private_key_jwt client has no secret (change its keys with PATCH jwks)",
+            ));
         }
         let secret = ClientSecret::generate();
         let next = Client {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{authorize, changed, json_body, ok};
 use crate::endpoints::json_no_store;
-use crate::model::{AuthMethod, Client, ClientSecret, GrantType, Scope};
+use crate::model::{AuthMethod, Client, ClientSecret, GrantType, JwkSet, Scope, TrustedIssuer};
 use crate::{AppState, OAuthError, Result};
 
 /// The RFC 7591 §2 metadata Gatehouse accepts. Unknown members are refused (an admin API, not
@@ -35,6 +35,14 @@ pub struct ClientMetadata {
     pub access_token_lifetime: Option<u64>,
     /// Gatehouse: refresh-token lifetime in seconds (300..=31536000).
     pub refresh_token_lifetime: Option<u64>,
+    /// RFC 7591 §2 `jwks`: the public keys of a `private_key_jwt` client (inline only; no
+    /// `jwks_uri`). Validated by `assertion::registration`.
+    pub jwks: Option<serde_json::Value>,
+    /// Gatehouse: the issuers of JWT bearer assertions (RFC 7523 §2.1) this client may exchange,
+    /// `[{"issuer", "jwks", "enabled"}]`.
+    pub jwt_bearer_issuers: Option<serde_json::Value>,
+    /// RFC 9449 §5.2: every token request must carry a DPoP proof (default `false`).
+    pub dpop_bound_access_tokens: Option<bool>,
 }
 
 fn meta(msg: impl Into<String>) -> OAuthError {
@@ -74,6 +82,37 @@ pub struct ValidMetadata {
     pub pre_approved_scopes: Scope,
     pub access_token_lifetime: Option<u64>,
     pub refresh_token_lifetime: Option<u64>,
+    pub jwks: Option<JwkSet>,
+    pub jwt_bearer_issuers: Vec<TrustedIssuer>,
+    pub dpop_bound_access_tokens: bool,
+}
+
+/// `jwks` and `jwt_bearer_issuers`, validated against the method and the grant types.
+fn assertion_keys(
+    jwks: Option<&serde_json::Value>,
+    issuers: Option<&serde_json::Value>,
+    method: AuthMethod,
+    grant_types: &[GrantType],
+) -> Result<(Option<JwkSet>, Vec<TrustedIssuer>)> {
+    use crate::assertion::registration;
+    let jwks = jwks.map(registration::jwk_set).transpose().map_err(|e| meta(format!("jwks: {e}")))?;
+    match (method, &jwks) {
+        (AuthMethod::PrivateKeyJwt, None) => {
+            return Err(meta("jwks: required for token_endpoint_auth_method private_key_jwt (inline keys only)"));
+        }
+        (m, Some(_)) if m != AuthMethod::PrivateKeyJwt => {
+            return Err(meta("jwks: only used with token_endpoint_auth_method private_key_jwt"));
+        }
+        _ => {}
+    }
+    let issuers = issuers.map(registration::trusted_issuers).transpose().map_err(meta)?.unwrap_or_default();
+    if !issuers.is_empty() && !grant_types.contains(&GrantType::JwtBearer) {
+        return Err(meta(format!(
+            "jwt_bearer_issuers: requires the grant type {} in grant_types",
+            GrantType::JwtBearer.as_str()
+        )));
+    }
+    Ok((jwks, issuers))
 }
 
 impl ClientMetadata {
@@ -83,9 +122,11 @@ impl ClientMetadata {
             "client_secret_basic" => AuthMethod::ClientSecretBasic,
             "client_secret_post" => AuthMethod::ClientSecretPost,
             "none" => AuthMethod::None,
+            "private_key_jwt" => AuthMethod::PrivateKeyJwt,
             _ => {
                 return Err(meta(
-                    "token_endpoint_auth_method: expected client_secret_basic, client_secret_post or none",
+                    "token_endpoint_auth_method: expected client_secret_basic, client_secret_post, private_key_jwt \
+                     or none",
                 ));
             }
         };
@@ -129,6 +170,8 @@ impl ClientMetadata {
         if !pre_approved_scopes.is_subset(&scope) {
             return Err(meta("pre_approved_scopes: must be within scope"));
         }
+        let (jwks, jwt_bearer_issuers) =
+            assertion_keys(self.jwks.as_ref(), self.jwt_bearer_issuers.as_ref(), method, &grant_types)?;
         Ok(ValidMetadata {
             client_name: self.client_name,
             redirect_uris: self.redirect_uris,
@@ -138,13 +181,19 @@ impl ClientMetadata {
             pre_approved_scopes,
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
+            jwks,
+            jwt_bearer_issuers,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens.unwrap_or(false),
         })
     }
 
     /// Validates the metadata and builds the client, generating its id and secret.
     pub fn into_client(self, now: i64) -> Result<(Client, Option<ClientSecret>)> {
         let m = self.validate()?;
-        let secret = (m.token_endpoint_auth_method != AuthMethod::None).then(ClientSecret::generate);
+        // Public and private_key_jwt clients have no secret.
+        let secret =
+            matches!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+                .then(ClientSecret::generate);
         let client = Client {
             client_id: crate::crypto::random_id(),
             client_name: m.client_name,
@@ -160,14 +209,28 @@ impl ClientMetadata {
             previous_secret_digest: None,
             previous_secret_expires_at: None,
             version: 0,
+            jwks: m.jwks,
+            jwt_bearer_issuers: m.jwt_bearer_issuers,
+            dpop_bound_access_tokens: m.dpop_bound_access_tokens,
         };
         Ok((client, secret))
     }
 }
 
 impl ValidMetadata {
-    /// `client` with this metadata (id, secrets and times kept).
+    /// `client` with this metadata (id, secrets and times kept; a client that now authenticates
+    /// with private_key_jwt loses its secrets).
     pub fn apply_to(self, client: &Client) -> Client {
+        let client = if self.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt {
+            Client {
+                secret_digest: None,
+                previous_secret_digest: None,
+                previous_secret_expires_at: None,
+                ..client.clone()
+            }
+        } else {
+            client.clone()
+        };
         Client {
             client_name: self.client_name,
             redirect_uris: self.redirect_uris,
@@ -177,7 +240,10 @@ impl ValidMetadata {
             pre_approved_scopes: self.pre_approved_scopes,
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
-            ..client.clone()
+            jwks: self.jwks,
+            jwt_bearer_issuers: self.jwt_bearer_issuers,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
+            ..client
         }
     }
 }
@@ -203,6 +269,15 @@ pub fn client_json(c: &Client) -> serde_json::Value {
     }
     if !c.pre_approved_scopes.is_empty() {
         v["pre_approved_scopes"] = json!(c.pre_approved_scopes.to_string());
+    }
+    if let Some(jwks) = &c.jwks {
+        v["jwks"] = json!(jwks);
+    }
+    if !c.jwt_bearer_issuers.is_empty() {
+        v["jwt_bearer_issuers"] = json!(c.jwt_bearer_issuers);
+    }
+    if c.dpop_bound_access_tokens {
+        v["dpop_bound_access_tokens"] = json!(true);
     }
     v
 }

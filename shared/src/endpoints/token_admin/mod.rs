@@ -9,6 +9,7 @@ mod client_update;
 mod clients;
 mod groups;
 mod keys;
+mod openapi;
 mod paging;
 mod resource_servers;
 mod settings;
@@ -98,6 +99,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/admin/keys/rotate", post(keys::rotate).fallback(method_not_allowed("POST")))
         .route("/admin/keys/{kid}/retire", post(keys::retire).fallback(method_not_allowed("POST")))
+        .route("/admin/openapi.json", get(openapi::document).fallback(method_not_allowed("GET")))
 }
 
 /// Who made an admin call, for the audit trail.
@@ -166,6 +168,10 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
 /// Parses a JSON body (unknown fields refused by the target type). Errors name the field.
 pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(body: Body, bad: fn(String) -> OAuthError) -> Result<T> {
     let bytes = crate::http::read_body(body).await?;
+    // Every admin body is a JSON object; serde would otherwise read `["x"]` as a struct.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(bad("the body must be a JSON object".into()));
+    }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -34,11 +34,19 @@ pub(super) async fn update(State(state): State<AppState>, req: Request<Body>) ->
         let stored = state.store.get_settings().await?;
         let current = stored.clone().unwrap_or_default();
         let overrides = current.overrides.merge(&patch).map_err(|e| OAuthError::InvalidRequest(e.into()))?;
+        if let Some(r) = overrides.default_resource.as_deref()
+            && overrides.default_resource != current.overrides.default_resource
+            && state.store.get_resource_server(r).await?.is_none()
+        {
+            return Err(OAuthError::InvalidRequest("default_resource: not a registered resource server".into()));
+        }
         let next = StoredSettings {
             overrides,
             version: current.version + 1,
             updated_at: state.clock.now(),
             updated_by: actor.0.clone(),
+            // Made once, kept: the tenant's DPoP nonces stay valid across changes.
+            dpop_nonce_key: current.dpop_nonce_key.clone().or_else(|| Some(crate::dpop::NonceKey::generate())),
         };
         if state.store.put_settings(&next).await? {
             changed(&actor, "settings_updated", format!("version {}", next.version));

@@ -80,6 +80,9 @@ pub fn client(id: &str) -> Client {
         previous_secret_digest: None,
         previous_secret_expires_at: None,
         version: 0,
+        jwks: None,
+        jwt_bearer_issuers: Vec::new(),
+        dpop_bound_access_tokens: false,
     }
 }
 
@@ -100,6 +103,7 @@ pub fn token(id: &str, kind: TokenKind, client: &str, user: Option<&str>, issued
         family: None,
         rotated_at: None,
         successor_response: None,
+        jkt: None,
     }
 }
 

@@ -12,6 +12,7 @@ fn at(version: u64, ttl: Option<u64>) -> StoredSettings {
         version,
         updated_at: NOW + version as i64,
         updated_by: "admin-token".into(),
+        ..Default::default()
     }
 }
 

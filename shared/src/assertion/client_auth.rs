@@ -1,0 +1,132 @@
+//! `private_key_jwt` client authentication (RFC 7523 §2.2, §3; RFC 7521 §4.2; OpenID Connect
+//! Core §9): a confidential client registered with `token_endpoint_auth_method:
+//! private_key_jwt` and an inline `jwks` sends `client_assertion_type=` [`CLIENT_ASSERTION_TYPE`]
+//! and `client_assertion=<JWT>` in the form body, at every endpoint that authenticates clients
+//! (token, introspection, revocation).
+//!
+//! The JWT's `iss` and `sub` are the client id, its `aud` the token endpoint URL or the issuer
+//! identifier, and it carries `exp` and a single-use `jti` (replay key
+//! `clientassertion|<client_id>|<jti>`); see the parent module for the time rules.
+//!
+//! Failures are `invalid_client` (RFC 7521 §4.2.1) answered like other body credentials
+//! (`ClientAuthAttempt::Body`: 400 without a challenge; a 401 would need a `WWW-Authenticate`
+//! scheme, RFC 9110 §15.5.2, and there is none for client assertions). Until the signature has
+//! been verified with one of the client's keys the description is the same for every cause
+//! (unknown client, another registered method, unknown `kid`, wrong signature) and an unknown
+//! client costs a signature check too, so responses do not tell which client ids exist; after
+//! that, the description names the failed check. Sending an assertion together with another
+//! method (a secret, an `Authorization` header) is `invalid_request`, as RFC 6749 §2.3 and
+//! OAuth 2.1 §2.4 have it for any two methods (RFC 7521 §4.2.1 would say `invalid_client`).
+use std::fmt;
+
+use axum::http::{HeaderMap, header};
+
+use super::{Refusal, SKEW};
+use crate::audit::{self, AuditEvent};
+use crate::error::{ClientAuthAttempt, OAuthError};
+use crate::http::{Params, Presented};
+use crate::model::{AuthMethod, Client};
+use crate::{AppState, Result};
+
+/// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How a client assertion is named in descriptions.
+const WHAT: &str = "the client assertion";
+
+/// The description of every failure before the signature is verified.
+const GENERIC: &str = "client authentication failed";
+
+/// A client assertion as presented: `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientAssertion(String);
+
+impl ClientAssertion {
+    /// The JWT.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientAssertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientAssertion([redacted])")
+    }
+}
+
+/// The client assertion a request presents, if any (RFC 7521 §4.2): both parameters, the
+/// registered type, and no other credentials (`invalid_request`). The client is the body's
+/// `client_id` (RFC 7521 §4.2: optional) or else the assertion's `sub`.
+pub fn presented(headers: &HeaderMap, form: &Params) -> Result<Option<Presented>> {
+    let (kind, assertion) = (form.get("client_assertion_type"), form.get("client_assertion"));
+    if kind.is_none() && assertion.is_none() {
+        return Ok(None);
+    }
+    if headers.contains_key(header::AUTHORIZATION) || form.has("client_secret") {
+        return Err(OAuthError::invalid_request(
+            "more than one client authentication method: send the client assertion alone",
+        ));
+    }
+    let kind = kind.ok_or_else(|| OAuthError::invalid_request("missing parameter `client_assertion_type`"))?;
+    let assertion = assertion.ok_or_else(|| OAuthError::invalid_request("missing parameter `client_assertion`"))?;
+    if kind != CLIENT_ASSERTION_TYPE {
+        return Err(OAuthError::invalid_request(format!("client_assertion_type must be {CLIENT_ASSERTION_TYPE}")));
+    }
+    let client_id = match form.get("client_id") {
+        Some(id) => Ok(id.to_owned()),
+        None => super::parse(assertion).and_then(|p| p.claims.sub.ok_or(Refusal::MissingClaim("sub"))),
+    };
+    let client_id = client_id.map_err(|r| {
+        audit::record(AuditEvent::InvalidClient { client_id: None, reason: r.reason() });
+        OAuthError::invalid_client(r.describe(WHAT), ClientAuthAttempt::Body)
+    })?;
+    Ok(Some(Presented::Assertion { client_id, assertion: ClientAssertion(assertion.to_owned()) }))
+}
+
+/// Authenticates `client_id` by its client assertion.
+pub async fn authenticate(state: &AppState, client_id: &str, assertion: &ClientAssertion) -> Result<Client> {
+    let fail = |reason: &'static str, description: String| {
+        audit::record(AuditEvent::InvalidClient { client_id: Some(client_id.to_owned()), reason });
+        OAuthError::invalid_client(description, ClientAuthAttempt::Body)
+    };
+    let parsed = super::parse(assertion.expose()).map_err(|r| fail(r.reason(), r.describe(WHAT)))?;
+    let client = state.store.get_client(client_id).await?;
+    let key = client
+        .as_ref()
+        .filter(|c| c.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt)
+        .and_then(|c| c.jwks.as_ref())
+        .and_then(|jwks| jwks.select(parsed.header.kid.as_deref()));
+    let verified = match key {
+        Some(key) => super::verify_signature(&parsed, key),
+        None => {
+            super::verify_against_nobody(&parsed);
+            Err(Refusal::UnknownKey)
+        }
+    };
+    let Some(client) = client else {
+        return Err(fail("unknown client", GENERIC.into()));
+    };
+    if client.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
+        return Err(fail("authentication method differs from the registered one", GENERIC.into()));
+    }
+    if let Err(r) = verified {
+        return Err(fail(r.reason(), GENERIC.into()));
+    }
+    // RFC 7523 §3 items 1 and 2: both are the client id.
+    let me = Some(client.client_id.as_str());
+    if parsed.claims.iss.as_deref() != me || parsed.claims.sub.as_deref() != me {
+        return Err(fail(
+            "assertion iss or sub is not the client",
+            format!("{WHAT}'s iss and sub must be the client_id"),
+        ));
+    }
+    let now = state.clock.now();
+    let [endpoint, issuer] = super::audiences(&state.config);
+    let valid = super::check_claims(&parsed.claims, &[&endpoint, &issuer], now)
+        .map_err(|r| fail(r.reason(), r.describe(WHAT)))?;
+    let replay_key = format!("clientassertion|{}|{}", client.client_id, valid.jti);
+    if !state.store.first_use(&replay_key, now, valid.exp.saturating_add(SKEW)).await? {
+        return Err(fail(Refusal::Replayed.reason(), Refusal::Replayed.describe(WHAT)));
+    }
+    Ok(client)
+}
