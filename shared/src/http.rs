@@ -2,6 +2,7 @@
 //! forms (RFC 6749 §3.1/§3.2), HTTP Basic client credentials (RFC 6749 §2.3.1) and client
 //! authentication.
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::request::Parts;
@@ -23,8 +24,13 @@ pub struct Params(HashMap<String, String>);
 impl Params {
     /// Parses `application/x-www-form-urlencoded` pairs. A repeated parameter is
     /// `invalid_request` (RFC 6749 §3.1: "MUST NOT be included more than once"); a parameter
-    /// sent without a value is treated as omitted.
+    /// sent without a value is treated as omitted. Names and values must be UTF-8 once
+    /// percent-decoded (RFC 6749 Appendix B), else `invalid_request`: a lossy decoding would
+    /// read different octets as the same value.
     pub fn parse(raw: &[u8]) -> Result<Self> {
+        if raw.split(|b| *b == b'&').any(|pair| percent_encoding::percent_decode(pair).decode_utf8().is_err()) {
+            return Err(OAuthError::invalid_request("the parameters are not UTF-8 (RFC 6749 Appendix B)"));
+        }
         let mut map = HashMap::new();
         for (k, v) in form_urlencoded::parse(raw) {
             if v.is_empty() {
@@ -54,8 +60,16 @@ impl Params {
     }
 }
 
-/// Reads a body of at most [`MAX_BODY`] bytes.
+/// Longest query string any endpoint accepts (bytes), as for bodies.
+pub const MAX_QUERY: usize = MAX_BODY;
+
+/// Reads a body of at most [`MAX_BODY`] bytes (413 `invalid_request` beyond). A body whose
+/// declared length (`Content-Length`) is over the limit is refused before any of it is read;
+/// any other (chunked, or lying about its length) is cut off as soon as it passes the limit.
 pub async fn read_body(body: Body) -> Result<axum::body::Bytes> {
+    if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY as u64 {
+        return Err(OAuthError::PayloadTooLarge);
+    }
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| OAuthError::PayloadTooLarge)
 }
 
@@ -76,9 +90,14 @@ pub async fn read_form(req: Request<Body>) -> Result<(Parts, Params)> {
     Ok((parts, Params::parse(&bytes)?))
 }
 
-/// The query string's parameters (same rules as a form).
+/// The query string's parameters (same rules as a form); one over [`MAX_QUERY`] bytes is
+/// `invalid_request`.
 pub fn query(parts: &Parts) -> Result<Params> {
-    Params::parse(parts.uri.query().unwrap_or("").as_bytes())
+    let query = parts.uri.query().unwrap_or("");
+    if query.len() > MAX_QUERY {
+        return Err(OAuthError::invalid_request("the query string is longer than 16384 bytes"));
+    }
+    Params::parse(query.as_bytes())
 }
 
 /// The client credentials a request presents.
@@ -176,7 +195,13 @@ const DUMMY_DIGEST: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 /// current secret and the previous one (until its overlap after a rotation ends): always both
 /// comparisons, so that an unknown client, a wrong secret and a right one take the same time.
 /// A client assertion (private_key_jwt) is checked by `assertion::client_auth`.
-pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &Params) -> Result<Client> {
+///
+/// The client's record comes from the warm instance's cache (`AppState::client`,
+/// `cache::CLIENT_TTL`): it carries both digests and the overlap's end, so a rotation's overlap
+/// ends exactly on time. A refusal on the cached copy reads the client again first
+/// (`AppState::recheck_client`), so a secret or method changed on another instance works here
+/// at once.
+pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &Params) -> Result<Arc<Client>> {
     let presented = presented_credentials(headers, form)?;
     let attempt = presented.attempt();
     let fail = |client_id: Option<&str>, why: &'static str| {
@@ -192,16 +217,32 @@ pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &P
     if let Presented::Assertion { assertion, .. } = &presented {
         return crate::assertion::client_auth::authenticate(state, client_id, assertion).await;
     }
-    let client = state.store.get_client(client_id).await?;
-    let (secret, method) = match &presented {
+    let mut client = state.client(client_id).await?;
+    let now = state.clock.now();
+    let mut checked = check_secret(&presented, client.as_deref(), now);
+    if checked.is_err()
+        && let Some(fresh) = state.recheck_client(client_id).await?
+    {
+        checked = check_secret(&presented, fresh.as_deref(), now);
+        client = fresh;
+    }
+    match (checked, client) {
+        (Ok(()), Some(client)) => Ok(client),
+        (Err(why), _) => Err(fail(Some(client_id), why)),
+        (Ok(()), None) => Err(fail(Some(client_id), "unknown client")),
+    }
+}
+
+/// Whether the presented secret (or its absence, for a public client) authenticates `client`:
+/// the reason of the refusal if not.
+fn check_secret(presented: &Presented, client: Option<&Client>, now: i64) -> Result<(), &'static str> {
+    let (secret, method) = match presented {
         Presented::Basic { secret, .. } => (Some(secret), AuthMethod::ClientSecretBasic),
         Presented::Post { secret, .. } => (Some(secret), AuthMethod::ClientSecretPost),
         _ => (None, AuthMethod::None),
     };
-    let expected = client.as_ref().and_then(|c| c.secret_digest.as_deref()).unwrap_or(DUMMY_DIGEST);
-    let now = state.clock.now();
+    let expected = client.and_then(|c| c.secret_digest.as_deref()).unwrap_or(DUMMY_DIGEST);
     let previous = client
-        .as_ref()
         .filter(|c| c.previous_secret_expires_at.is_some_and(|at| now < at))
         .and_then(|c| c.previous_secret_digest.as_deref())
         .unwrap_or(DUMMY_DIGEST);
@@ -210,15 +251,15 @@ pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &P
         crate::crypto::ct_eq(&d, expected) | crate::crypto::ct_eq(&d, previous) // both, always
     });
     let Some(client) = client else {
-        return Err(fail(Some(client_id), "unknown client"));
+        return Err("unknown client");
     };
     if client.token_endpoint_auth_method != method {
-        return Err(fail(Some(client_id), "authentication method differs from the registered one"));
+        return Err("authentication method differs from the registered one");
     }
     if method != AuthMethod::None && !secret_ok {
-        return Err(fail(Some(client_id), "wrong client secret"));
+        return Err("wrong client secret");
     }
-    Ok(client)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! Lambda functions (`functions/*`), the local all-in-one server and the tests.
 pub mod assertion;
 pub mod audit;
+pub mod cache;
 pub mod claims;
 pub mod clock;
 pub mod config;
@@ -11,6 +12,8 @@ pub mod crypto;
 pub mod dpop;
 pub mod endpoints;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grants;
 pub mod http;
 pub mod keys;

@@ -8,7 +8,7 @@
 //! | `Errors` | Count | Tenant, Code | an OAuth/admin error response (RFC error code) |
 //! | `DependencyLatency` | Milliseconds | Tenant, Service, Operation | every DynamoDB and KMS call (SDK interceptor, retries included) |
 //! | `DependencyFailures` | Count | Tenant, Service, Operation | a DynamoDB or KMS call that failed |
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -120,6 +120,43 @@ impl Intercept for LatencyInterceptor {
         emit("DependencyLatency", "Milliseconds", (ms * 1000.0).round() / 1000.0, &dims);
         if context.output_or_error().is_none_or(|r| r.is_err()) {
             emit("DependencyFailures", "Count", 1.0, &dims);
+        }
+        Ok(())
+    }
+}
+
+/// Tests and measurements: an AWS SDK interceptor that records every call (service and
+/// operation, e.g. `("DynamoDB", "PutItem")`) made through the clients it is added to
+/// (`state::AwsClients::new`), so round trips per request can be counted exactly.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<Mutex<Vec<(String, String)>>>);
+
+impl CallCounter {
+    /// The calls recorded since the last `take`, in order.
+    pub fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// This counter as an interceptor to add to SDK clients.
+    pub fn interceptor(&self) -> aws_smithy_runtime_api::client::interceptors::SharedInterceptor {
+        aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(self.clone())
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "GatehouseCallCounter"
+    }
+
+    fn read_after_execution(
+        &self,
+        _: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(meta) = cfg.load::<Metadata>() {
+            let call = (meta.service().to_owned(), meta.name().to_owned());
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(call);
         }
         Ok(())
     }

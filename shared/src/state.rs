@@ -3,8 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::config::SharedInterceptor;
+
+use crate::cache::TtlCache;
 use crate::config::{Config, SignerKind, StoreKind};
 use crate::keys::{KeyRing, KeyUse, LocalSigner, Signer};
+use crate::model::{Client, ResourceServer};
 use crate::store::{DynamoStore, EmbeddedStore, Store};
 
 /// Everything a request handler needs. Cheap to clone.
@@ -16,6 +20,35 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// The identity-domain settings, kept for `settings::SETTINGS_TTL`.
     pub settings_cache: Arc<crate::settings::SettingsCache>,
+    /// Clients by id (and unknown ids), kept for `cache::CLIENT_TTL`.
+    pub client_cache: Arc<TtlCache<Client>>,
+    /// Resource servers by identifier (and unknown ones), kept for `cache::RESOURCE_SERVER_TTL`.
+    pub resource_server_cache: Arc<TtlCache<ResourceServer>>,
+}
+
+/// The AWS SDK clients a state is built on. `AppState::from_env` builds them from the standard
+/// chain; tests build them on the emulators, with extra interceptors (e.g. one counting calls).
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub kms: aws_sdk_kms::Client,
+}
+
+impl AwsClients {
+    /// Clients on `aws` whose calls emit latency metrics (`metrics::LatencyInterceptor`), then
+    /// pass through `extra`.
+    pub fn new(aws: &aws_config::SdkConfig, extra: &[SharedInterceptor]) -> Self {
+        let mut ddb = aws_sdk_dynamodb::config::Builder::from(aws).interceptor(crate::metrics::LatencyInterceptor);
+        let mut kms = aws_sdk_kms::config::Builder::from(aws).interceptor(crate::metrics::LatencyInterceptor);
+        for i in extra {
+            ddb.push_interceptor(i.clone());
+            kms.push_interceptor(i.clone());
+        }
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(ddb.build()),
+            kms: aws_sdk_kms::Client::from_conf(kms.build()),
+        }
+    }
 }
 
 /// A start-up failure: bad configuration, unreachable store or KMS, unusable key.
@@ -26,7 +59,44 @@ impl AppState {
     pub fn new(config: Config, store: Arc<dyn Store>, signer: Arc<dyn Signer>, clock: crate::clock::Clock) -> Self {
         crate::audit::set_tenant(&config.tenant);
         let settings_cache = Arc::new(crate::settings::SettingsCache::new(&config));
-        Self { config: Arc::new(config), store, signer, clock, settings_cache }
+        let client_cache = Arc::new(TtlCache::new(crate::cache::CLIENT_TTL, crate::cache::MAX_ENTRIES));
+        let resource_server_cache =
+            Arc::new(TtlCache::new(crate::cache::RESOURCE_SERVER_TTL, crate::cache::MAX_ENTRIES));
+        Self { config: Arc::new(config), store, signer, clock, settings_cache, client_cache, resource_server_cache }
+    }
+
+    /// A registered client (RFC 7591 metadata and secret digests), read from the store at most
+    /// every `cache::CLIENT_TTL` seconds per id, unknown ids included. Admin handlers that
+    /// change a client read the store directly and call [`AppState::invalidate_client`].
+    pub async fn client(&self, client_id: &str) -> crate::Result<Option<Arc<Client>>> {
+        let store = &self.store;
+        Ok(self.client_cache.get_or_load(client_id, self.clock.now(), || store.get_client(client_id)).await?)
+    }
+
+    /// A failed client authentication on a cached copy: the client read again (`Some`), unless
+    /// this instance read it less than `cache::CLIENT_RECHECK_INTERVAL` seconds ago (`None`).
+    pub async fn recheck_client(&self, client_id: &str) -> crate::Result<Option<Option<Arc<Client>>>> {
+        let (store, now) = (&self.store, self.clock.now());
+        let min_age = crate::cache::CLIENT_RECHECK_INTERVAL;
+        Ok(self.client_cache.reload(client_id, now, min_age, || store.get_client(client_id)).await?)
+    }
+
+    /// Forgets this instance's copy of a client (after creating, changing or deleting it).
+    pub fn invalidate_client(&self, client_id: &str) {
+        self.client_cache.invalidate(client_id);
+    }
+
+    /// A registered resource server (RFC 8707 `resource`, token audience), read from the store
+    /// at most every `cache::RESOURCE_SERVER_TTL` seconds per identifier, unknown ones included.
+    pub async fn resource_server(&self, identifier: &str) -> crate::Result<Option<Arc<ResourceServer>>> {
+        let store = &self.store;
+        let now = self.clock.now();
+        Ok(self.resource_server_cache.get_or_load(identifier, now, || store.get_resource_server(identifier)).await?)
+    }
+
+    /// Forgets this instance's copy of a resource server (after creating, changing or deleting it).
+    pub fn invalidate_resource_server(&self, identifier: &str) {
+        self.resource_server_cache.invalidate(identifier);
     }
 
     /// The identity-domain settings in force (read from the table at most every
@@ -50,46 +120,49 @@ impl AppState {
     /// Builds the store and signer the configuration names. One-time costs (random-number
     /// generator, TLS, key loading or unsealing) are paid here, in the init phase.
     pub async fn build_for(config: Config, key_use: KeyUse) -> Result<Self, StartupError> {
-        crate::crypto::warm_up();
         let kms_needed = config.signer != SignerKind::Local;
-        let aws = if config.store == StoreKind::Dynamodb || kms_needed { Some(aws_sdk_config().await) } else { None };
+        let aws = if config.store == StoreKind::Dynamodb || kms_needed {
+            Some(AwsClients::new(&aws_sdk_config().await, &[]))
+        } else {
+            None
+        };
+        Self::build_on(config, key_use, aws, crate::clock::Clock::system()).await
+    }
+
+    /// [`AppState::build_for`] on given SDK clients and clock: the Lambda functions' own
+    /// assembly, which tests run on the emulators (counting the calls it makes).
+    pub async fn build_on(
+        config: Config,
+        key_use: KeyUse,
+        aws: Option<AwsClients>,
+        clock: crate::clock::Clock,
+    ) -> Result<Self, StartupError> {
+        crate::crypto::warm_up();
+        let aws = || aws.clone().ok_or("the DynamoDB store and the kms and sealed signers need AWS clients");
         let store: Arc<dyn Store> = match config.store {
             StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir)?),
             StoreKind::Dynamodb => {
-                let conf = aws_sdk_dynamodb::config::Builder::from(aws.as_ref().expect("aws config loaded"))
-                    .interceptor(crate::metrics::LatencyInterceptor)
-                    .build();
-                let ddb = aws_sdk_dynamodb::Client::from_conf(conf);
-                Arc::new(DynamoStore::new(ddb, config.table_name.clone().expect("validated")))
+                Arc::new(DynamoStore::new(aws()?.dynamodb, config.table_name.clone().expect("validated")))
             }
         };
-        let now = crate::clock::Clock::system().now();
+        let now = clock.now();
         let signer: Arc<dyn Signer> = match config.signer {
             SignerKind::Local => Arc::new(LocalSigner::load_or_create(&config.data_dir)?),
             SignerKind::Kms => {
-                let kms = kms_client(aws.as_ref().expect("aws config loaded"));
                 let alias = config.kms_key_id.clone().expect("validated");
-                Arc::new(KeyRing::kms(kms, alias, store.clone(), key_use, now).await?)
+                Arc::new(KeyRing::kms(aws()?.kms, alias, store.clone(), key_use, now).await?)
             }
             SignerKind::Sealed => {
-                let kms = kms_client(aws.as_ref().expect("aws config loaded"));
                 let key_id = config.kms_key_id.clone().expect("validated");
                 let tenant = config.tenant.clone();
-                Arc::new(KeyRing::sealed(kms, key_id, tenant, store.clone(), key_use, now).await?)
+                Arc::new(KeyRing::sealed(aws()?.kms, key_id, tenant, store.clone(), key_use, now).await?)
             }
         };
-        let state = Self::new(config, store, signer, crate::clock::Clock::system());
+        let state = Self::new(config, store, signer, clock);
         // Init phase: the first request finds the settings loaded.
         state.settings().await.map_err(|e| format!("reading the tenant settings: {e}"))?;
         Ok(state)
     }
-}
-
-/// A KMS client whose calls emit latency metrics.
-fn kms_client(aws: &aws_config::SdkConfig) -> aws_sdk_kms::Client {
-    aws_sdk_kms::Client::from_conf(
-        aws_sdk_kms::config::Builder::from(aws).interceptor(crate::metrics::LatencyInterceptor).build(),
-    )
 }
 
 /// The AWS SDK configuration from the standard chain (`AWS_REGION`, credentials,

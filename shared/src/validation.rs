@@ -2,8 +2,8 @@
 //! interceptor"), shared by `POST /introspect` (RFC 7662 plus check parameters) and
 //! `GET /validate` (the STS-style GET of 000_661aebbf905003eb.txt):
 //!
-//! 1. the token is one of ours and active: not `expired`, not `revoked` (or rotated), else
-//!    `invalid`;
+//! 1. the token is one of ours and active: not `expired`, not `revoked` (or rotated, or its
+//!    client deleted), else `invalid`;
 //! 2. `expected_end_user`: the token's resource owner is that user (exact match), or, with the
 //!    tenant's `group_uri_enabled` setting on, the token was issued to a group's owner and the
 //!    user is a member of that group now (`user_mismatch` / `not_a_member`);
@@ -211,6 +211,14 @@ impl Validation {
 /// Finds `token` and applies `checks` to it.
 pub async fn validate(state: &AppState, token: &str, accept: Accept, checks: &Checks) -> Result<Validation> {
     let mut v = lookup(state, token, accept).await?;
+    // Deleting a client revokes its tokens, but another warm instance may issue one more from
+    // its cached copy of the client (`cache::CLIENT_TTL`): a token of a client that no longer
+    // exists is never active. A cached read: no round trip on a warm instance.
+    if let Some(r) = &v.record
+        && state.client(&r.client_id).await?.is_none()
+    {
+        v = v.refuse(Reason::Revoked);
+    }
     let asked = checks.asked();
     let Some(record) = v.record.clone() else {
         v.checks = asked.into_iter().map(|c| c.outcome("skipped")).collect();

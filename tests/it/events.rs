@@ -156,6 +156,7 @@ fn events_client() -> Client {
         jwks: None,
         jwt_bearer_issuers: Vec::new(),
         dpop_bound_access_tokens: false,
+        custom_claims: vec![],
     }
 }
 

@@ -18,6 +18,7 @@
 //! method (a secret, an `Authorization` header) is `invalid_request`, as RFC 6749 §2.3 and
 //! OAuth 2.1 §2.4 have it for any two methods (RFC 7521 §4.2.1 would say `invalid_client`).
 use std::fmt;
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
 
@@ -83,26 +84,39 @@ pub fn presented(headers: &HeaderMap, form: &Params) -> Result<Option<Presented>
     Ok(Some(Presented::Assertion { client_id, assertion: ClientAssertion(assertion.to_owned()) }))
 }
 
+/// The assertion's signature checked with the key of `client` it names (its registered key set,
+/// for a `private_key_jwt` client); `UnknownKey`, after as much work, when there is none.
+fn verify_for(parsed: &super::Parsed<'_>, client: Option<&Client>) -> Result<(), Refusal> {
+    let key = client
+        .filter(|c| c.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt)
+        .and_then(|c| c.jwks.as_ref())
+        .and_then(|jwks| jwks.select(parsed.header.kid.as_deref()));
+    match key {
+        Some(key) => super::verify_signature(parsed, key),
+        None => {
+            super::verify_against_nobody(parsed);
+            Err(Refusal::UnknownKey)
+        }
+    }
+}
+
 /// Authenticates `client_id` by its client assertion.
-pub async fn authenticate(state: &AppState, client_id: &str, assertion: &ClientAssertion) -> Result<Client> {
+pub async fn authenticate(state: &AppState, client_id: &str, assertion: &ClientAssertion) -> Result<Arc<Client>> {
     let fail = |reason: &'static str, description: String| {
         audit::record(AuditEvent::InvalidClient { client_id: Some(client_id.to_owned()), reason });
         OAuthError::invalid_client(description, ClientAuthAttempt::Body)
     };
     let parsed = super::parse(assertion.expose()).map_err(|r| fail(r.reason(), r.describe(WHAT)))?;
-    let client = state.store.get_client(client_id).await?;
-    let key = client
-        .as_ref()
-        .filter(|c| c.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt)
-        .and_then(|c| c.jwks.as_ref())
-        .and_then(|jwks| jwks.select(parsed.header.kid.as_deref()));
-    let verified = match key {
-        Some(key) => super::verify_signature(&parsed, key),
-        None => {
-            super::verify_against_nobody(&parsed);
-            Err(Refusal::UnknownKey)
-        }
-    };
+    let mut client = state.client(client_id).await?;
+    let mut verified = verify_for(&parsed, client.as_deref());
+    // A refusal on the cached copy reads the client again first: a key added (or a method
+    // changed) on another instance works here at once (`cache::CLIENT_RECHECK_INTERVAL`).
+    if verified.is_err()
+        && let Some(fresh) = state.recheck_client(client_id).await?
+    {
+        verified = verify_for(&parsed, fresh.as_deref());
+        client = fresh;
+    }
     let Some(client) = client else {
         return Err(fail("unknown client", GENERIC.into()));
     };

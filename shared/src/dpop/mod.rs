@@ -12,7 +12,7 @@
 //! (`ReplayStore::first_use` of `dpop|<jkt>|<jti>`, kept until the proof's `iat` leaves the
 //! window, so a replay is refused by one check or the other on every instance).
 mod nonce;
-mod proof;
+pub(crate) mod proof;
 
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};

@@ -123,20 +123,20 @@ pub async fn decide_grant(
     requested: Option<&Scope>,
     resource: Option<&str>,
 ) -> Result<Grant> {
-    let rs: Option<ResourceServer> =
-        match resource {
-            // RFC 8707 §2: without `resource`, the tenant's default resource server if one is
-            // set (identity-domain settings) and still registered.
-            None => match state.settings().await?.default_resource.as_deref() {
-                Some(d) => state.store.get_resource_server(d).await?,
-                None => None,
-            },
-            Some(r) => {
-                Some(state.store.get_resource_server(r).await?.ok_or_else(|| {
-                    OAuthError::InvalidTarget("the resource is not a registered resource server".into())
-                })?)
-            }
-        };
+    let rs: Option<std::sync::Arc<ResourceServer>> = match resource {
+        // RFC 8707 §2: without `resource`, the tenant's default resource server if one is
+        // set (identity-domain settings) and still registered.
+        None => match state.settings().await?.default_resource.as_deref() {
+            Some(d) => state.resource_server(d).await?,
+            None => None,
+        },
+        Some(r) => Some(
+            state
+                .resource_server(r)
+                .await?
+                .ok_or_else(|| OAuthError::InvalidTarget("the resource is not a registered resource server".into()))?,
+        ),
+    };
     let within_rs = |t: &str| rs.as_ref().is_none_or(|rs| rs.scope_names().any(|n| n == t));
     let scope = match requested {
         Some(req) => {
@@ -150,7 +150,7 @@ pub async fn decide_grant(
         }
         None => client.scope.filter(within_rs),
     };
-    let audience = rs.map(|r| r.identifier).unwrap_or_else(|| state.config.default_audience.clone());
+    let audience = rs.map(|r| r.identifier.clone()).unwrap_or_else(|| state.config.default_audience.clone());
     Ok(Grant { audience, scope, jkt: None })
 }
 
@@ -222,10 +222,46 @@ pub async fn sign_access_token(
     if let Some(jkt) = &record.jkt {
         claims["cnf"] = json!({ "jkt": jkt });
     }
+    if let Some(obj) = claims.as_object_mut() {
+        for (name, value) in custom_claims(state, client, &record).await? {
+            // Configured names never collide with these (`claims::validate`); never overwrite.
+            obj.entry(name).or_insert(value);
+        }
+    }
     // A warm instance picks up key rotations here (one store query per `RELOAD_INTERVAL`).
     state.signer.refresh(state.clock.now(), None).await;
     let token = state.signer.sign("at+jwt", &claims).await?;
     Ok(IssuedAccessToken { token, record })
+}
+
+/// The custom claims of a token (OAM seed 38.4.1, `crate::claims`): the client's, then those of
+/// the resource server the token is for, then those of each granted scope it defines; dynamic
+/// claims from the user's profile (read only when a dynamic claim applies and the token has a
+/// user).
+async fn custom_claims(
+    state: &AppState,
+    client: &Client,
+    record: &TokenRecord,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let rs = state.resource_server(&record.audience).await?; // cached: `cache::RESOURCE_SERVER_TTL`
+    let mut levels: Vec<&[crate::claims::ClaimRule]> = vec![&client.custom_claims];
+    if let Some(rs) = &rs {
+        levels.push(&rs.custom_claims);
+        for granted in record.scope.iter() {
+            if let Some(d) = rs.scopes.iter().find(|d| d.name == granted) {
+                levels.push(&d.claims);
+            }
+        }
+    }
+    if levels.iter().all(|l| l.is_empty()) {
+        return Ok(serde_json::Map::new());
+    }
+    let dynamic = levels.iter().any(|l| l.iter().any(|r| r.attribute.is_some()));
+    let user = match (&record.end_user, dynamic) {
+        (Some(u), true) => state.store.get_user(u).await?,
+        _ => None,
+    };
+    Ok(crate::claims::resolve(levels, user.as_ref().map(|u| &u.attributes)))
 }
 
 /// Audits an issued access token (EDR 20004).

@@ -127,6 +127,9 @@ pub struct Client {
     /// a DPoP proof (default `false`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// Custom claims added to this client's access tokens (OAM seed 38.4.1, `crate::claims`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_claims: Vec<crate::claims::ClaimRule>,
 }
 
 impl Client {
@@ -142,6 +145,10 @@ pub struct ScopeDescription {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// Custom claims added to tokens granted this scope; they win over the resource server's and
+    /// the client's (`crate::claims`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<crate::claims::ClaimRule>,
 }
 
 /// A resource server (API): its identifier is the audience of the tokens issued for it
@@ -152,6 +159,9 @@ pub struct ResourceServer {
     pub name: Option<String>,
     pub scopes: Vec<ScopeDescription>,
     pub created_at: i64,
+    /// Custom claims added to the tokens issued for this resource server (`crate::claims`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_claims: Vec<crate::claims::ClaimRule>,
 }
 
 impl ResourceServer {

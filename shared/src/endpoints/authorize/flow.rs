@@ -1,5 +1,7 @@
 //! `POST /authorize/login` and `POST /authorize/consent`: sign-in with lockout, consent with
 //! persistence (OAM seed: consent management), and the authorization code (RFC 6749 §4.1.2).
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::request::Parts;
@@ -79,12 +81,8 @@ async fn load(state: &AppState, parts: &Parts, form: &Params) -> Result<PendingA
     Ok(pending)
 }
 
-async fn client_of(state: &AppState, pending: &PendingAuthorization) -> Result<Client> {
-    state
-        .store
-        .get_client(&pending.client_id)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_request("the client no longer exists"))
+async fn client_of(state: &AppState, pending: &PendingAuthorization) -> Result<Arc<Client>> {
+    state.client(&pending.client_id).await?.ok_or_else(|| OAuthError::invalid_request("the client no longer exists"))
 }
 
 fn target(pending: &PendingAuthorization) -> ClientTarget {

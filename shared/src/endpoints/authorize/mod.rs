@@ -34,10 +34,11 @@ pub fn routes() -> Router<AppState> {
         .route("/authorize/consent", post(flow::consent).fallback(method_not_allowed("POST")))
 }
 
-/// An error that cannot be redirected: the page, with 503/500 kept for outages.
+/// An error that cannot be redirected: the page, with 503/500 kept for outages and 413 for a
+/// body over the limit (as at every other endpoint).
 fn page_for(e: OAuthError) -> Response {
     let status = match &e {
-        OAuthError::TemporarilyUnavailable(_) | OAuthError::Server(_) => e.status(),
+        OAuthError::TemporarilyUnavailable(_) | OAuthError::Server(_) | OAuthError::PayloadTooLarge => e.status(),
         _ => StatusCode::BAD_REQUEST,
     };
     if let OAuthError::Server(detail) = &e {

@@ -1,5 +1,7 @@
 //! `GET /authorize`: validates the authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3),
 //! stores it as a pending request and shows the sign-in page.
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -64,11 +66,10 @@ pub(super) async fn handle(State(state): State<AppState>, parts: Parts) -> Respo
 
 /// Steps that must pass before anything may redirect: a known client and one of its
 /// registered redirect URIs, matched exactly (RFC 6749 §3.1.2.3; RFC 9700 §4.1.3).
-async fn validate_client(state: &AppState, parts: &Parts) -> Result<(Params, Client, ClientTarget)> {
+async fn validate_client(state: &AppState, parts: &Parts) -> Result<(Params, Arc<Client>, ClientTarget)> {
     let q = http::query(parts)?;
     let client_id = q.require("client_id")?;
-    let client =
-        state.store.get_client(client_id).await?.ok_or_else(|| OAuthError::invalid_request("unknown client_id"))?;
+    let client = state.client(client_id).await?.ok_or_else(|| OAuthError::invalid_request("unknown client_id"))?;
     let redirect_uri = match (q.get("redirect_uri"), client.redirect_uris.as_slice()) {
         (Some(r), uris) if uris.iter().any(|u| u == r) => r.to_owned(),
         (None, [only]) => only.clone(),

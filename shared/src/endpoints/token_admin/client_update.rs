@@ -21,7 +21,7 @@ use crate::store::StoreError;
 use crate::{AppState, OAuthError, Result};
 
 /// The metadata a patch may change (the members `POST /admin/clients` accepts).
-const PATCHABLE: [&str; 11] = [
+const PATCHABLE: [&str; 12] = [
     "client_name",
     "redirect_uris",
     "grant_types",
@@ -33,6 +33,7 @@ const PATCHABLE: [&str; 11] = [
     "jwks",
     "jwt_bearer_issuers",
     "dpop_bound_access_tokens",
+    "custom_claims",
 ];
 
 /// Members of the client's JSON that are not metadata and never change by a patch.
@@ -102,7 +103,10 @@ async fn modify_client<T>(
         }
         next.version = current.version + 1;
         match state.store.update_client(&next, current.version).await {
-            Ok(true) => return Ok((next, extra, true)),
+            Ok(true) => {
+                state.invalidate_client(id);
+                return Ok((next, extra, true));
+            }
             Ok(false) => return Err(gone()),
             Err(StoreError::Conflict) => {
                 let jitter = u64::from(crate::crypto::random_bytes::<1>()[0] % 8);

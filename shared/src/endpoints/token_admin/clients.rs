@@ -43,6 +43,8 @@ pub struct ClientMetadata {
     pub jwt_bearer_issuers: Option<serde_json::Value>,
     /// RFC 9449 §5.2: every token request must carry a DPoP proof (default `false`).
     pub dpop_bound_access_tokens: Option<bool>,
+    /// Gatehouse: custom claims of this client's access tokens (OAM seed 38.4.1).
+    pub custom_claims: Option<Vec<crate::claims::ClaimRule>>,
 }
 
 fn meta(msg: impl Into<String>) -> OAuthError {
@@ -85,6 +87,7 @@ pub struct ValidMetadata {
     pub jwks: Option<JwkSet>,
     pub jwt_bearer_issuers: Vec<TrustedIssuer>,
     pub dpop_bound_access_tokens: bool,
+    pub custom_claims: Vec<crate::claims::ClaimRule>,
 }
 
 /// `jwks` and `jwt_bearer_issuers`, validated against the method and the grant types.
@@ -172,6 +175,8 @@ impl ClientMetadata {
         }
         let (jwks, jwt_bearer_issuers) =
             assertion_keys(self.jwks.as_ref(), self.jwt_bearer_issuers.as_ref(), method, &grant_types)?;
+        let custom_claims = self.custom_claims.unwrap_or_default();
+        crate::claims::validate("custom_claims", &custom_claims).map_err(meta)?;
         Ok(ValidMetadata {
             client_name: self.client_name,
             redirect_uris: self.redirect_uris,
@@ -184,6 +189,7 @@ impl ClientMetadata {
             jwks,
             jwt_bearer_issuers,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens.unwrap_or(false),
+            custom_claims,
         })
     }
 
@@ -212,6 +218,7 @@ impl ClientMetadata {
             jwks: m.jwks,
             jwt_bearer_issuers: m.jwt_bearer_issuers,
             dpop_bound_access_tokens: m.dpop_bound_access_tokens,
+            custom_claims: m.custom_claims,
         };
         Ok((client, secret))
     }
@@ -243,6 +250,7 @@ impl ValidMetadata {
             jwks: self.jwks,
             jwt_bearer_issuers: self.jwt_bearer_issuers,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
+            custom_claims: self.custom_claims,
             ..client
         }
     }
@@ -279,6 +287,9 @@ pub fn client_json(c: &Client) -> serde_json::Value {
     if c.dpop_bound_access_tokens {
         v["dpop_bound_access_tokens"] = json!(true);
     }
+    if !c.custom_claims.is_empty() {
+        v["custom_claims"] = json!(c.custom_claims);
+    }
     v
 }
 
@@ -288,6 +299,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
     let metadata: ClientMetadata = json_body(body, |e| OAuthError::InvalidClientMetadata(e.into())).await?;
     let (client, secret) = metadata.into_client(state.clock.now())?;
     state.store.create_client(&client).await?;
+    state.invalidate_client(&client.client_id);
     changed(&actor, "client_created", &client.client_id);
     let mut body = client_json(&client);
     if let Some(s) = secret {
@@ -320,6 +332,7 @@ pub(super) async fn delete(State(state): State<AppState>, Path(id): Path<String>
     if !state.store.delete_client(&id).await? {
         return Err(OAuthError::NotFound("no such client".into()));
     }
+    state.invalidate_client(&id);
     changed(&actor, "client_deleted", &id);
     let revoked = super::revoke_all(&state, &actor, Some(&id), None).await?;
     tracing::info!(client_id = %id, revoked, "client deleted");

@@ -6,7 +6,7 @@
 //! `GATEHOUSE_ADMIN_IAM=true` (the deployment lets API Gateway authorize `/admin` routes with AWS
 //! IAM), the IAM identity API Gateway put in `requestContext.authorizer.iam`.
 mod client_update;
-mod clients;
+pub(crate) mod clients;
 mod groups;
 mod keys;
 mod openapi;

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::paging::{next_cursor, page_query};
 use super::{authorize, changed, json_body, ok};
+use crate::claims::ClaimRule;
 use crate::endpoints::json_no_store;
 use crate::model::{ResourceServer, Scope, ScopeDescription};
 use crate::store::StoreError;
@@ -27,6 +28,9 @@ enum ScopeInput {
         name: String,
         #[serde(default)]
         description: Option<String>,
+        /// Custom claims of tokens granted this scope.
+        #[serde(default)]
+        claims: Vec<ClaimRule>,
     },
 }
 
@@ -37,6 +41,8 @@ struct NewResourceServer {
     name: Option<String>,
     #[serde(default)]
     scopes: Vec<ScopeInput>,
+    #[serde(default)]
+    custom_claims: Vec<ClaimRule>,
 }
 
 /// `PATCH`: each field given replaces the stored one; `"name": null` removes the name.
@@ -47,6 +53,9 @@ struct ResourceServerPatch {
     name: Option<Option<String>>,
     #[serde(default)]
     scopes: Option<Vec<ScopeInput>>,
+    /// Replaces the list (`[]` removes every custom claim).
+    #[serde(default)]
+    custom_claims: Option<Vec<ClaimRule>>,
 }
 
 /// A field that is present, possibly `null`.
@@ -65,9 +74,9 @@ fn invalid(msg: impl Into<String>) -> OAuthError {
 fn validate_scopes(input: Vec<ScopeInput>) -> Result<Vec<ScopeDescription>> {
     let mut scopes: Vec<ScopeDescription> = Vec::new();
     for s in input {
-        let (name, description) = match s {
-            ScopeInput::Name(n) => (n, None),
-            ScopeInput::Described { name, description } => (name, description),
+        let (name, description, claims) = match s {
+            ScopeInput::Name(n) => (n, None, Vec::new()),
+            ScopeInput::Described { name, description, claims } => (name, description, claims),
         };
         let valid = Scope::parse(&name).is_some_and(|p| p.iter().count() == 1);
         if !valid {
@@ -79,7 +88,8 @@ fn validate_scopes(input: Vec<ScopeInput>) -> Result<Vec<ScopeDescription>> {
         if scopes.iter().any(|x| x.name == name) {
             return Err(invalid("scopes: a scope is listed twice"));
         }
-        scopes.push(ScopeDescription { name, description });
+        crate::claims::validate(&format!("scopes[{}].claims", scopes.len()), &claims).map_err(invalid)?;
+        scopes.push(ScopeDescription { name, description, claims });
     }
     Ok(scopes)
 }
@@ -99,7 +109,14 @@ impl NewResourceServer {
         }
         let scopes = validate_scopes(self.scopes)?;
         validate_name(self.name.as_deref())?;
-        Ok(ResourceServer { identifier: self.identifier, name: self.name, scopes, created_at: now })
+        crate::claims::validate("custom_claims", &self.custom_claims).map_err(invalid)?;
+        Ok(ResourceServer {
+            identifier: self.identifier,
+            name: self.name,
+            scopes,
+            created_at: now,
+            custom_claims: self.custom_claims,
+        })
     }
 }
 
@@ -118,6 +135,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
         }
         r => r?,
     }
+    state.invalidate_resource_server(&rs.identifier);
     changed(&actor, "resource_server_created", &rs.identifier);
     Ok(json_no_store(StatusCode::CREATED, json!(rs)))
 }
@@ -156,9 +174,14 @@ pub(super) async fn update(
     if let Some(scopes) = p.scopes {
         rs.scopes = validate_scopes(scopes)?;
     }
+    if let Some(claims) = p.custom_claims {
+        crate::claims::validate("custom_claims", &claims).map_err(invalid)?;
+        rs.custom_claims = claims;
+    }
     if !state.store.update_resource_server(&rs).await? {
         return Err(no_such_resource_server());
     }
+    state.invalidate_resource_server(&identifier);
     changed(&actor, "resource_server_updated", &identifier);
     Ok(ok(json!(rs)))
 }
@@ -172,6 +195,7 @@ pub(super) async fn delete(
     if !state.store.delete_resource_server(&identifier).await? {
         return Err(no_such_resource_server());
     }
+    state.invalidate_resource_server(&identifier);
     changed(&actor, "resource_server_deleted", &identifier);
     let mut r = StatusCode::NO_CONTENT.into_response();
     crate::error::no_store(&mut r);

@@ -262,8 +262,9 @@ pub async fn resource_servers_update_delete(s: &dyn Store) {
     let rs = |id: &str, name: &str| ResourceServer {
         identifier: id.into(),
         name: Some(name.into()),
-        scopes: vec![ScopeDescription { name: "read".into(), description: Some("Read things".into()) }],
+        scopes: vec![ScopeDescription { name: "read".into(), description: Some("Read things".into()), claims: vec![] }],
         created_at: NOW,
+        custom_claims: vec![],
     };
     let ids = ["https://a.example", "https://b.example/api", "https://b.example/api/v2", "urn:c", "urn:d"];
     assert_eq!(s.list_resource_servers_after(None, 10).await.unwrap(), (vec![], None));
@@ -286,7 +287,7 @@ pub async fn resource_servers_update_delete(s: &dyn Store) {
     }
 
     let mut changed = rs(ids[1], "Renamed");
-    changed.scopes = vec![ScopeDescription { name: "write".into(), description: None }];
+    changed.scopes = vec![ScopeDescription { name: "write".into(), description: None, claims: vec![] }];
     assert!(s.update_resource_server(&changed).await.unwrap());
     assert_eq!(s.get_resource_server(ids[1]).await.unwrap(), Some(changed.clone()));
     assert!(!s.update_resource_server(&rs("https://nope.example", "x")).await.unwrap());

@@ -83,6 +83,7 @@ pub fn client(id: &str) -> Client {
         jwks: None,
         jwt_bearer_issuers: Vec::new(),
         dpop_bound_access_tokens: false,
+        custom_claims: vec![],
     }
 }
 
@@ -181,8 +182,9 @@ pub async fn resource_servers(s: &dyn Store) {
     let rs = |id: &str| ResourceServer {
         identifier: id.into(),
         name: Some("API".into()),
-        scopes: vec![ScopeDescription { name: "read".into(), description: Some("Read things".into()) }],
+        scopes: vec![ScopeDescription { name: "read".into(), description: Some("Read things".into()), claims: vec![] }],
         created_at: NOW,
+        custom_claims: vec![],
     };
     s.create_resource_server(&rs("https://b.example")).await.unwrap();
     s.create_resource_server(&rs("https://a.example/api")).await.unwrap();

@@ -1,0 +1,416 @@
+//! Hostile input (issue 7 item 6): oversized bodies, headers, query strings and parameters are
+//! refused early with exact answers and bounded memory, on the in-process routers and over TCP
+//! through the same HTTP server the local all-in-one server runs (`axum::serve`). The fuzz
+//! targets in `fuzz/` (`scripts/fuzz.sh`) cover the parsers themselves.
+//!
+//! The rules (README "Hostile input"): a body over 16 KiB is 413 `invalid_request` at every
+//! endpoint that reads one (an HTML error page at the sign-in and consent forms), refused before
+//! it is read when its declared length is over, cut off at the limit otherwise (chunked, endless);
+//! a query string over 16 KiB is 400 `invalid_request`; form parameters that are not UTF-8, or
+//! repeated (RFC 6749 §3.1), are 400 `invalid_request`; JSON that is not UTF-8 or nested deeper
+//! than serde_json's limit (128) is a 400 naming the admin call's error code; oversized tokens,
+//! assertions and proofs are refused by their own length checks before any parsing.
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{self, Resp, TestClient, assert_error, cc_client, cc_token, form, send};
+
+const LIMIT: usize = 16 * 1024;
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The form endpoints, each with a body that is valid apart from its size.
+const FORM_ENDPOINTS: [&str; 5] = ["/token", "/introspect", "/revoke", "/authorize/login", "/authorize/consent"];
+
+/// The admin calls that read a JSON body (`{client}`: a registered client's id).
+const ADMIN_JSON: [(&str, &str); 14] = [
+    ("POST", "/admin/clients"),
+    ("PATCH", "/admin/clients/{client}"),
+    ("POST", "/admin/clients/{client}/secret"),
+    ("POST", "/admin/resource-servers"),
+    ("PATCH", "/admin/resource-servers/https%3A%2F%2Fapi.example.com"),
+    ("POST", "/admin/users"),
+    ("PATCH", "/admin/users/alice"),
+    ("POST", "/admin/groups"),
+    ("PATCH", "/admin/groups/staff"),
+    ("POST", "/admin/tokens/revoke"),
+    ("POST", "/admin/tokens/revoke-all"),
+    ("POST", "/admin/keys/rotate"),
+    ("POST", "/admin/keys/k/retire"),
+    ("PATCH", "/admin/settings"),
+];
+
+/// A state with a client-credentials client, a resource server, a user and a group.
+async fn fixture() -> (gatehouse::AppState, tempfile::TempDir, axum::Router, TestClient) {
+    let (state, dir) = common::embedded_state();
+    let app = common::app(&state);
+    for (path, body) in [
+        ("/admin/resource-servers", json!({"identifier": "https://api.example.com", "scopes": ["read"]})),
+        ("/admin/users", json!({"username": "alice", "password": "correct horse battery"})),
+        ("/admin/groups", json!({"name": "staff"})),
+    ] {
+        let r = send(&app, common::admin("POST", path, Some(body))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}: {}", r.text);
+    }
+    let c = cc_client(&app).await;
+    (state, dir, app, c)
+}
+
+fn raw_request(method: &str, path: &str, content_type: &str, auth: Option<&str>, body: Body) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, content_type);
+    if let Some(a) = auth {
+        b = b.header(header::AUTHORIZATION, a);
+    }
+    b.body(body).unwrap()
+}
+
+fn admin_raw(method: &str, path: &str, body: impl Into<Body>) -> Request<Body> {
+    raw_request(method, path, "application/json", Some(&format!("Bearer {}", common::ADMIN)), body.into())
+}
+
+/// The HTML error page of the authorization endpoint with this status.
+fn assert_error_page(r: &Resp, status: StatusCode, needle: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{:?}", r.headers);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(r.text.contains(needle), "{needle:?} in {}", r.text);
+}
+
+/// An endless chunked body: 1 KiB chunks, forever.
+fn endless() -> Body {
+    Body::from_stream(futures::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from(vec![b'a'; 1024]))))
+}
+
+#[tokio::test]
+async fn bodies_over_16_kib_are_413_at_every_endpoint() {
+    let (_state, _dir, app, c) = fixture().await;
+    let big = format!("grant_type=client_credentials&pad={}", "x".repeat(LIMIT));
+    for path in FORM_ENDPOINTS {
+        let r = send(&app, form(path, Some(&c.basic()), &big)).await;
+        if path.starts_with("/authorize") {
+            assert_error_page(&r, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
+        } else {
+            assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
+        }
+    }
+    let big_json = format!(r#"{{"client_name": "{}"}}"#, "x".repeat(LIMIT));
+    for (method, path) in ADMIN_JSON {
+        let path = path.replace("{client}", &c.id);
+        let r = send(&app, admin_raw(method, &path, big_json.clone())).await;
+        assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
+    }
+    // GET /validate never reads a body: a large one changes nothing (401, no bearer token).
+    let r = send(&app, raw_request("GET", "/validate", FORM, None, Body::from(vec![b'a'; 1 << 20]))).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // Exactly 16 KiB is read (the unknown parameter ignored, RFC 6749 §3.2).
+    let base = "grant_type=client_credentials&pad=";
+    let exact = format!("{base}{}", "x".repeat(LIMIT - base.len()));
+    let r = send(&app, form("/token", Some(&c.basic()), &exact)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test]
+async fn an_endless_chunked_body_is_cut_off_at_the_limit() {
+    let (_state, _dir, app, c) = fixture().await;
+    let within = |req| tokio::time::timeout(Duration::from_secs(10), send(&app, req));
+    for path in FORM_ENDPOINTS {
+        let r = within(raw_request("POST", path, FORM, Some(&c.basic()), endless())).await.expect(path);
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {}", r.text);
+    }
+    for (method, path) in ADMIN_JSON {
+        let path = path.replace("{client}", &c.id);
+        let r = within(admin_raw(method, &path, endless())).await.expect(method);
+        assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
+    }
+}
+
+#[tokio::test]
+async fn huge_authorization_headers_are_refused_by_their_length() {
+    let (_state, _dir, app, c) = fixture().await;
+    let huge = "A".repeat(64 * 1024);
+    // Basic credentials are at most 4096 base64 characters.
+    let r = send(&app, form("/token", Some(&format!("Basic {huge}")), "grant_type=client_credentials")).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
+    // An access token of 64 KiB (or of 1 MB) is longer than any of ours: invalid_token.
+    for len in [64 * 1024, 1 << 20] {
+        let jwt = format!("eyJhbGciOiJFUzI1NiJ9.{}.sig", "A".repeat(len));
+        let req = Request::get("/validate").header(header::AUTHORIZATION, format!("Bearer {jwt}"));
+        let r = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_token");
+        let req = Request::get("/admin/clients").header(header::AUTHORIZATION, format!("Bearer {jwt}"));
+        let r = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // A client still authenticates normally next to that.
+    cc_token(&app, &c, "").await;
+}
+
+#[tokio::test]
+async fn a_one_megabyte_jwt_is_refused_everywhere() {
+    let (_state, _dir, app, c) = fixture().await;
+    let jwt = format!("eyJhbGciOiJFUzI1NiJ9.{}.sig", "A".repeat(1 << 20));
+    // In a form it is over the body limit.
+    for (path, body) in [
+        ("/introspect", format!("token={jwt}")),
+        ("/revoke", format!("token={jwt}")),
+        ("/token", format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={jwt}")),
+    ] {
+        let r = send(&app, form(path, Some(&c.basic()), &body)).await;
+        assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
+    }
+    // Within the body limit, a 15 KiB token is simply not one of ours.
+    let jwt = format!("eyJhbGciOiJFUzI1NiJ9.{}.sig", "A".repeat(15 * 1024));
+    let r = send(&app, form("/introspect", Some(&c.basic()), &format!("token={jwt}"))).await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"active": false})), "{}", r.text);
+    let r = send(&app, common::admin("POST", "/admin/tokens/revoke", Some(json!({"token": jwt})))).await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"revoked": false})), "{}", r.text);
+    // A client assertion over 8 KiB is refused by its length, before any key is looked up.
+    let body = format!(
+        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_id={}&client_assertion={jwt}",
+        c.id
+    );
+    let r = send(&app, form("/token", None, &body)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_client");
+    assert_eq!(r.body["error_description"], "the client assertion is not a well-formed signed JWT");
+}
+
+#[tokio::test]
+async fn a_dpop_header_over_4_kib_is_refused() {
+    let (_state, _dir, app, c) = fixture().await;
+    let proof = format!("eyJ0eXAiOiJkcG9wK2p3dCJ9.{}.sig", "A".repeat(4096));
+    let req = Request::post("/token")
+        .header(header::CONTENT_TYPE, FORM)
+        .header(header::AUTHORIZATION, c.basic())
+        .header("dpop", &proof)
+        .body(Body::from("grant_type=client_credentials"))
+        .unwrap();
+    let r = send(&app, req).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_dpop_proof");
+    assert_eq!(r.body["error_description"], "the DPoP proof is longer than 4096 bytes");
+}
+
+#[tokio::test]
+async fn query_strings_over_16_kib_are_400() {
+    let (_state, _dir, app, c) = fixture().await;
+    let long = "x".repeat(LIMIT);
+    let r = send(&app, Request::get(format!("/validate?pad={long}")).body(Body::empty()).unwrap()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(r.body["error_description"], "the query string is longer than 16384 bytes");
+    let uri = format!("/authorize?response_type=code&client_id={}&state={long}", c.id);
+    let r = send(&app, Request::get(uri).body(Body::empty()).unwrap()).await;
+    assert_error_page(&r, StatusCode::BAD_REQUEST, "the query string is longer than 16384 bytes");
+    let r = send(&app, common::admin("GET", &format!("/admin/clients?cursor={long}"), None)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+
+    // Exactly 16 KiB is read: the answer is the usual one (no bearer token: 401).
+    let exact = format!("/validate?pad={}", "x".repeat(LIMIT - "pad=".len()));
+    let r = send(&app, Request::get(exact).body(Body::empty()).unwrap()).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn thousands_of_parameters_are_read_in_bounded_time() {
+    let (_state, _dir, app, c) = fixture().await;
+    // 2,000 distinct unknown parameters (RFC 6749 §3.2: ignored) within 16 KiB.
+    let many: String = (0..2000).map(|i| format!("{i:x}=1&")).collect();
+    assert!(many.len() < LIMIT - 64);
+    let started = std::time::Instant::now();
+    let r = send(&app, form("/token", Some(&c.basic()), &format!("{many}grant_type=client_credentials"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let token = r.body["access_token"].as_str().unwrap().to_owned();
+    let r = send(&app, form("/introspect", Some(&c.basic()), &format!("{many}token={token}"))).await;
+    assert_eq!(r.body["active"], true, "{}", r.text);
+    // 5,000 empty pairs and empty values: nothing, as if omitted (RFC 6749 §3.1).
+    let empty = format!("{}{}grant_type=client_credentials", "&".repeat(5000), "scope=&".repeat(1000));
+    let r = send(&app, form("/token", Some(&c.basic()), &empty)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // 2,000 query parameters at /validate.
+    let uri = format!("/validate?{}", many.trim_end_matches('&'));
+    let req = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let r = send(&app, req.body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn repeated_parameters_are_invalid_request() {
+    let (_state, _dir, app, c) = fixture().await;
+    let token = cc_token(&app, &c, "").await;
+    for (path, body) in [
+        ("/token", "grant_type=client_credentials&grant_type=client_credentials".to_owned()),
+        ("/token", "grant_type=client_credentials&scope=read&scope=write".to_owned()),
+        ("/introspect", format!("token={token}&token={token}")),
+        ("/revoke", format!("token={token}&token=other")),
+    ] {
+        let r = send(&app, form(path, Some(&c.basic()), &body)).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(r.body["error_description"].as_str().unwrap().contains("is repeated"), "{}", r.text);
+    }
+    // Body credentials given twice.
+    let body = format!("grant_type=client_credentials&client_id={0}&client_id={0}", c.id);
+    assert_error(&send(&app, form("/token", None, &body)).await, StatusCode::BAD_REQUEST, "invalid_request");
+    // In a query string.
+    let req = Request::get("/validate?required_scope=read&required_scope=write")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    assert_error(&send(&app, req.body(Body::empty()).unwrap()).await, StatusCode::BAD_REQUEST, "invalid_request");
+    let uri = format!("/authorize?response_type=code&client_id={0}&client_id={0}", c.id);
+    let r = send(&app, Request::get(uri).body(Body::empty()).unwrap()).await;
+    assert_error_page(&r, StatusCode::BAD_REQUEST, "is repeated");
+    let r = send(&app, form("/authorize/login", None, "csrf=a&csrf=b&username=alice")).await;
+    assert_error_page(&r, StatusCode::BAD_REQUEST, "is repeated");
+    // A parameter sent without a value counts as omitted, so it is not a repetition.
+    let r = send(&app, form("/token", Some(&c.basic()), "grant_type=client_credentials&scope=&scope=read")).await;
+    assert_eq!((r.status, &r.body["scope"]), (StatusCode::OK, &json!("read")), "{}", r.text);
+    // The revoked... nothing: the token above is still active.
+    let r = send(&app, form("/introspect", Some(&c.basic()), &format!("token={token}"))).await;
+    assert_eq!(r.body["active"], true);
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_refused_in_forms_queries_and_json() {
+    let (_state, _dir, app, c) = fixture().await;
+    for body in [&b"grant_type=client_credentials&scope=%FF"[..], b"grant_type=client_credentials&scope=\xff", b"%C3=1"]
+    {
+        let req = raw_request("POST", "/token", FORM, Some(&c.basic()), Body::from(body.to_vec()));
+        let r = send(&app, req).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(r.body["error_description"], "the parameters are not UTF-8 (RFC 6749 Appendix B)");
+    }
+    let r = send(&app, Request::get("/validate?expected_end_user=%FF").body(Body::empty()).unwrap()).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    let r = send(&app, Request::get(format!("/authorize?client_id={}%FF", c.id)).body(Body::empty()).unwrap()).await;
+    assert_error_page(&r, StatusCode::BAD_REQUEST, "not UTF-8");
+    // Basic credentials whose form-decoded id is not UTF-8.
+    let basic = format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "a%FF:b"));
+    let r = send(&app, form("/token", Some(&basic), "grant_type=client_credentials")).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
+    // JSON bodies: the admin call's own error code.
+    let r = send(&app, admin_raw("POST", "/admin/clients", &b"{\"client_name\": \"\xff\"}"[..])).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_client_metadata");
+    let r = send(&app, admin_raw("PATCH", "/admin/settings", &b"{\"x\xff\": 1}"[..])).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    let r = send(&app, admin_raw("POST", "/admin/users", &b"{\"username\": \"\xc3\"}"[..])).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+/// `{"member": [[[[…]]]]}` (or `[[[…` with no member) nested `depth` deep; `closed`: with
+/// the closing brackets (else it ends inside the nesting).
+fn nested(member: Option<&str>, depth: usize, closed: bool) -> String {
+    let close = if closed { "]".repeat(depth) + "}" } else { String::new() };
+    let inner = format!("{}{close}", "[".repeat(depth));
+    match member {
+        Some(m) => format!(r#"{{"{m}": {inner}"#),
+        None => inner.trim_end_matches('}').to_owned(),
+    }
+}
+
+#[test]
+fn deeply_nested_json_is_400_without_exhausting_the_stack() {
+    // On a thread with a quarter of tokio's default worker stack: the depth is bounded by the
+    // parser (serde_json stops at 128 levels), not by the stack.
+    let run = std::thread::Builder::new().stack_size(512 * 1024).spawn(|| {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+            let (_state, _dir, app, c) = fixture().await;
+            for (method, path) in ADMIN_JSON {
+                let path = path.replace("{client}", &c.id);
+                let members = [None, Some("jwks"), Some("attributes"), Some("scopes"), Some("access_token_ttl")];
+                for (member, depth, closed) in members.into_iter().flat_map(|m| [(m, 10_000, false), (m, 5_000, true)]) {
+                    let r = send(&app, admin_raw(method, &path, nested(member, depth, closed))).await;
+                    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {path} {member:?} {depth}: {}", r.text);
+                    assert!(r.body["error"].is_string(), "{}", r.text);
+                }
+            }
+            // Within the limit the body is parsed and refused for what it says.
+            let body = format!(
+                r#"{{"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": {}}}"#,
+                nested(None, 100, true)
+            );
+            let r = send(&app, admin_raw("POST", "/admin/clients", body)).await;
+            assert_error(&r, StatusCode::BAD_REQUEST, "invalid_client_metadata");
+            assert!(r.body["error_description"].as_str().unwrap().starts_with("jwks:"), "{}", r.text);
+        })
+    });
+    run.unwrap().join().expect("no stack overflow");
+}
+
+// ---- Over TCP, through the local server's HTTP stack (hyper via axum::serve) ----
+
+/// Serves every endpoint on a loopback port, as `src/main.rs` does.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// Writes `head` (and whatever `body` chunks), then reads the response until the server closes:
+/// status and body.
+async fn exchange(addr: &str, head: &str, body: &[&[u8]]) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body {
+        if s.write_all(chunk).await.is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the server answered")
+        .expect("read the answer");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("a status line: {text:?}"));
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+fn post_head(path: &str, extra: &str) -> String {
+    format!("POST {path} HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\nContent-Type: {FORM}\r\n{extra}\r\n")
+}
+
+#[tokio::test]
+async fn over_tcp_oversized_requests_are_refused_early() {
+    let (_state, _dir, app, c) = fixture().await;
+    let addr = serve(app).await;
+    let auth = format!("Authorization: {}\r\n", c.basic());
+
+    // A declared 100 MB body: answered at once, without sending any of it.
+    let (status, body) =
+        exchange(&addr, &post_head("/token", &format!("{auth}Content-Length: 100000000\r\n")), &[]).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_request");
+
+    // A chunked body that never ends (17 KiB sent, no last chunk): answered at the limit.
+    let chunk = format!("400\r\n{}\r\n", "a".repeat(1024));
+    let chunks = vec![chunk.as_bytes(); 17];
+    let (status, body) =
+        exchange(&addr, &post_head("/token", &format!("{auth}Transfer-Encoding: chunked\r\n")), &chunks).await;
+    assert_eq!(status, 413, "{body}");
+
+    // A 64 KiB Authorization header reaches Gatehouse, which refuses it by its length.
+    let head = format!(
+        "GET /validate HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n",
+        "A".repeat(64 * 1024)
+    );
+    let (status, body) = exchange(&addr, &head, &[]).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_token");
+
+    // A 20 KiB query string: Gatehouse's 400. Beyond 64 KiB, the HTTP layer answers 414 itself,
+    // and a request head over ~400 KiB (one huge header) 431, before any Gatehouse code runs.
+    for (len, expected) in [(20 * 1024, 400), (100 * 1024, 414)] {
+        let head =
+            format!("GET /validate?pad={} HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n\r\n", "x".repeat(len));
+        let (status, body) = exchange(&addr, &head, &[]).await;
+        assert_eq!(status, expected, "{len}: {body}");
+    }
+    let head = format!(
+        "GET /validate HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let (status, _) = exchange(&addr, &head, &[]).await;
+    assert_eq!(status, 431);
+}

@@ -1,0 +1,386 @@
+//! Round trips per request on a warm function (issue 7, item 2): the state is assembled exactly
+//! as the Lambda functions assemble it (`AppState::build_on`, the body of `AppState::from_env`)
+//! on DynamoDB Local and moto's KMS, with a `CallCounter` interceptor on its own SDK clients,
+//! and every DynamoDB and KMS call of one request is asserted by operation, in order.
+//!
+//! "Warm" means the caches hold what the request needs: the client (`cache::CLIENT_TTL`), the
+//! resource server (`cache::RESOURCE_SERVER_TTL`), the settings (`settings::SETTINGS_TTL`) and
+//! the key ring (`keys::RELOAD_INTERVAL`). Each expiry costs one read (the ring: one Query, and
+//! in kms mode one `GetPublicKey` of the alias), asserted too.
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use gatehouse::cache::{CLIENT_TTL, RESOURCE_SERVER_TTL};
+use gatehouse::clock::Clock;
+use gatehouse::keys::{KeyUse, RELOAD_INTERVAL};
+use gatehouse::metrics::CallCounter;
+use gatehouse::settings::SETTINGS_TTL;
+use gatehouse::state::AwsClients;
+use gatehouse::{AppState, Config};
+use serde_json::json;
+
+use crate::code_flow::{
+    PASSWORD, REDIRECT, code_from, create_user, decide, enc, open, pkce_query, public_client, resource_server, sign_in,
+};
+use crate::common::{self, ADMIN, Resp, T0, TestClient, form, send};
+
+const API: &str = "https://api.example.com";
+
+// The calls, as `Service:Operation`.
+const GET: &str = "DynamoDB:GetItem";
+const PUT: &str = "DynamoDB:PutItem";
+const UPDATE: &str = "DynamoDB:UpdateItem";
+const QUERY: &str = "DynamoDB:Query";
+const DELETE: &str = "DynamoDB:DeleteItem";
+const TRANSACT: &str = "DynamoDB:TransactWriteItems";
+const SIGN: &str = "KMS:Sign";
+const GET_PUBLIC_KEY: &str = "KMS:GetPublicKey";
+
+/// One function instance of a tenant stack on the emulators, every SDK call counted.
+struct Instance {
+    app: Router,
+    calls: CallCounter,
+}
+
+/// The signer mode and its KMS key (created in moto).
+#[derive(Clone)]
+struct Stack {
+    signer: &'static str,
+    table: String,
+    kms_key: String,
+}
+
+impl Stack {
+    async fn new(signer: &'static str) -> Option<Self> {
+        let (Some((_, _, table)), Some(kms)) = (common::dynamo().await, common::kms().await) else { return None };
+        let (spec, usage) = match signer {
+            "sealed" => (KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt),
+            _ => (KeySpec::EccNistP256, KeyUsageType::SignVerify),
+        };
+        let kms_key = common::kms_key(&kms, spec, usage).await;
+        Some(Self { signer, table, kms_key })
+    }
+
+    /// A cold start of a function that signs (`Sign`: token) or only verifies (`Verify`:
+    /// introspect, revoke, authorize, token-admin), sharing `clock` with the others.
+    async fn start(&self, key_use: KeyUse, clock: &Clock) -> Instance {
+        let calls = CallCounter::default();
+        let env = |v: &str| std::env::var(v).expect("checked by common::dynamo and common::kms");
+        let ddb = common::sdk_config(&env("GATEHOUSE_TEST_DYNAMODB_URL")).await;
+        let kms = common::sdk_config(&env("GATEHOUSE_TEST_KMS_URL")).await;
+        let aws = AwsClients {
+            dynamodb: AwsClients::new(&ddb, &[calls.interceptor()]).dynamodb,
+            kms: AwsClients::new(&kms, &[calls.interceptor()]).kms,
+        };
+        let config = Config::from_lookup(|k| match k {
+            "GATEHOUSE_ISSUER" => Some("https://auth.test.example".into()),
+            "GATEHOUSE_ADMIN_TOKEN" => Some(ADMIN.into()),
+            "GATEHOUSE_TENANT" => Some("test".into()),
+            "GATEHOUSE_STORE" => Some("dynamodb".into()),
+            "GATEHOUSE_TABLE_NAME" => Some(self.table.clone()),
+            "GATEHOUSE_SIGNER" => Some(self.signer.into()),
+            "GATEHOUSE_KMS_KEY_ID" => Some(self.kms_key.clone()),
+            _ => None,
+        })
+        .unwrap();
+        let state = AppState::build_on(config, key_use, Some(aws), clock.clone()).await.unwrap();
+        let app = common::app(&state);
+        Instance { app, calls }
+    }
+}
+
+impl Instance {
+    /// The calls made since the last look.
+    fn calls(&self) -> Vec<String> {
+        self.calls.take().into_iter().map(|(service, op)| format!("{service}:{op}")).collect()
+    }
+
+    /// Sends `req`: the response and the calls it made.
+    async fn send(&self, req: Request<Body>) -> (Resp, Vec<String>) {
+        self.calls();
+        let r = send(&self.app, req).await;
+        (r, self.calls())
+    }
+
+    async fn cc_token(&self, c: &TestClient, extra: &str) -> (String, Vec<String>) {
+        let (r, calls) = self.send(cc(c, extra)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        (r.body["access_token"].as_str().unwrap().to_owned(), calls)
+    }
+}
+
+fn cc(c: &TestClient, extra: &str) -> Request<Body> {
+    form("/token", Some(&c.basic()), &format!("grant_type=client_credentials{extra}"))
+}
+
+fn introspect(caller: &TestClient, token: &str) -> Request<Body> {
+    form("/introspect", Some(&caller.basic()), &format!("token={}", enc(token)))
+}
+
+fn validate(token: &str) -> Request<Body> {
+    Request::get("/validate").header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty()).unwrap()
+}
+
+fn revoke(c: &TestClient, token: &str) -> Request<Body> {
+    form("/revoke", Some(&c.basic()), &format!("token={}", enc(token)))
+}
+
+fn refresh(c: &TestClient, token: &str) -> Request<Body> {
+    form("/token", None, &format!("grant_type=refresh_token&refresh_token={}&client_id={}", enc(token), enc(&c.id)))
+}
+
+/// A confidential client-credentials client with scopes `read write` (it also introspects).
+async fn setup(i: &Instance) -> (TestClient, TestClient) {
+    resource_server(&i.app).await;
+    create_user(&i.app, "alice", PASSWORD).await;
+    let m2m = common::cc_client(&i.app).await;
+    let public = public_client(&i.app).await;
+    (m2m, public)
+}
+
+/// `a` then `b`.
+fn then(a: &[&'static str], b: &[&'static str]) -> Vec<&'static str> {
+    [a, b].concat()
+}
+
+/// Every endpoint's calls on a warm instance of `signer`'s mode; `sign` is what signing one
+/// access token costs in KMS calls.
+async fn endpoint_counts(signer: &'static str, sign: &[&'static str]) {
+    let Some(stack) = Stack::new(signer).await else { return };
+    let clock = Clock::manual(T0);
+    let i = stack.start(KeyUse::Sign, &clock).await;
+    let cold = i.calls();
+    let (m2m, public) = setup(&i).await;
+    let issue = then(sign, &[PUT]);
+
+    // Client credentials: the first request after the client was registered reads it, and the
+    // resource server of the token's audience (custom claims; here none, which is cached too);
+    // warm: one write, and no KMS call in sealed mode (kms mode: one Sign).
+    let (_, calls) = i.cc_token(&m2m, "").await;
+    assert_eq!(calls, then(&[GET, GET], &issue), "client credentials, first use of the client");
+    let (at, calls) = i.cc_token(&m2m, "").await;
+    assert_eq!(calls, issue, "client credentials, warm");
+    // With a resource (RFC 8707): the resource server is read once, then cached.
+    let resource = format!("&resource={}", enc(API));
+    let (_, calls) = i.cc_token(&m2m, &resource).await;
+    assert_eq!(calls, then(&[GET], &issue), "client credentials, first use of the resource");
+    let (_, calls) = i.cc_token(&m2m, &resource).await;
+    assert_eq!(calls, issue, "client credentials with a resource, warm");
+
+    // Introspection of a JWT and GET /validate: the token's record, nothing else.
+    let (r, calls) = i.send(introspect(&m2m, &at)).await;
+    assert_eq!((&r.body["active"], calls), (&json!(true), vec![GET.to_owned()]), "introspection (JWT)");
+    let (r, calls) = i.send(validate(&at)).await;
+    assert_eq!((r.status, calls), (StatusCode::OK, vec![GET.to_owned()]), "GET /validate");
+    // Revocation of an access token: its record, then the conditional update.
+    let (r, calls) = i.send(revoke(&m2m, &at)).await;
+    assert_eq!((r.status, calls), (StatusCode::OK, vec![GET.to_owned(), UPDATE.to_owned()]), "revocation (JWT)");
+    let (r, calls) = i.send(introspect(&m2m, &at)).await;
+    assert_eq!((&r.body, calls), (&json!({"active": false}), vec![GET.to_owned()]), "introspection (revoked)");
+
+    // The authorization-code flow through the authorize function's pages.
+    i.calls();
+    let page = open(&i.app, &pkce_query(&public.id, &format!("&scope=read&resource={}", enc(API)))).await;
+    let authorize = i.calls();
+    let r = sign_in(&i.app, &page, "alice", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::OK, "the consent page: {}", r.text);
+    let login = i.calls();
+    let code = code_from(&decide(&i.app, &page, "approve").await);
+    let consent = i.calls();
+    eprintln!("{signer}: cold start {cold:?}");
+    assert_eq!(authorize, [GET, PUT], "GET /authorize: the client (first use), the pending request");
+    // Sign-in: the pending request, the lockout counter, the user, the counter cleared, a prior
+    // consent, the pending request updated, the resource servers (scope descriptions).
+    assert_eq!(login, [GET, GET, GET, DELETE, GET, PUT, QUERY], "POST /authorize/login");
+    // Consent: the pending request, the prior consent, the pending request consumed, the
+    // consent stored, the code stored.
+    assert_eq!(consent, [GET, GET, DELETE, PUT, PUT], "POST /authorize/consent");
+    // Code exchange: the code, the resource owner (still enabled?), then one transaction that
+    // consumes the code and stores both tokens.
+    let (r, calls) = i.send(exchange_code(&public, &code)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let exchange = then(&[GET, GET], &then(sign, &[TRANSACT]));
+    assert_eq!(calls, exchange, "code exchange");
+    // Refresh: the refresh token's record, the resource owner, one transaction (rotation).
+    let rt = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let (r, calls) = i.send(refresh(&public, &rt)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(calls, exchange, "refresh");
+    let rt = r.body["refresh_token"].as_str().unwrap().to_owned();
+    // Introspection of a refresh token: its record.
+    let (r, calls) = i.send(introspect(&m2m, &rt)).await;
+    assert_eq!((&r.body["active"], calls), (&json!(true), vec![GET.to_owned()]), "introspection (refresh)");
+    // Revocation of a refresh token: its record, its family's active tokens (one Query), and
+    // one conditional update per active token of the family (here three: the refresh token and
+    // the access tokens of the exchange and of the refresh).
+    let (r, calls) = i.send(public_revoke(&public, &rt)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(calls, [GET, QUERY, UPDATE, UPDATE, UPDATE], "revocation (refresh token)");
+
+    // The caches expire. At T0 + CLIENT_TTL: the client is read again, once.
+    clock.advance(CLIENT_TTL);
+    let (at, calls) = i.cc_token(&m2m, "").await;
+    assert_eq!(calls, then(&[GET], &issue), "the client, once per CLIENT_TTL");
+    let (_, calls) = i.cc_token(&m2m, "").await;
+    assert_eq!(calls, issue);
+    // At T0 + SETTINGS_TTL (= RESOURCE_SERVER_TTL): the client (read at T0 + CLIENT_TTL), the
+    // settings and the resource server are read again.
+    assert_eq!((SETTINGS_TTL, RESOURCE_SERVER_TTL, CLIENT_TTL), (30, 30, 10));
+    clock.advance(SETTINGS_TTL - CLIENT_TTL);
+    let (_, calls) = i.cc_token(&m2m, &resource).await;
+    assert_eq!(calls, then(&[GET, GET, GET], &issue), "client, settings, resource server");
+    let (_, calls) = i.cc_token(&m2m, &resource).await;
+    assert_eq!(calls, issue);
+    // At T0 + RELOAD_INTERVAL: the client, the settings, the (absent) resource server of the
+    // default audience (last read at T0), and the key ring (one Query; kms mode: plus
+    // `GetPublicKey` of the alias, which may have moved to a new key).
+    clock.advance(RELOAD_INTERVAL - SETTINGS_TTL);
+    let (_, calls) = i.cc_token(&m2m, "").await;
+    let reload: &[&str] = if signer == "kms" { &[QUERY, GET_PUBLIC_KEY] } else { &[QUERY] };
+    assert_eq!(calls, then(&then(&[GET, GET, GET], reload), &issue), "client, settings, audience, key ring");
+    let (_, calls) = i.cc_token(&m2m, "").await;
+    assert_eq!(calls, issue);
+    let (r, calls) = i.send(introspect(&m2m, &at)).await;
+    assert_eq!((&r.body["active"], calls), (&json!(true), vec![GET.to_owned()]));
+}
+
+fn exchange_code(c: &TestClient, code: &str) -> Request<Body> {
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&client_id={}&code_verifier={}",
+        enc(code),
+        enc(REDIRECT),
+        enc(&c.id),
+        crate::code_flow::VERIFIER
+    );
+    form("/token", None, &body)
+}
+
+fn public_revoke(c: &TestClient, token: &str) -> Request<Body> {
+    form("/revoke", None, &format!("token={}&client_id={}", enc(token), enc(&c.id)))
+}
+
+#[tokio::test]
+async fn sealed_mode_round_trips() {
+    endpoint_counts("sealed", &[]).await;
+}
+
+#[tokio::test]
+async fn kms_mode_round_trips() {
+    endpoint_counts("kms", &[SIGN]).await;
+}
+
+/// A verifying function (introspect, revoke, authorize, token-admin) never calls KMS: its ring
+/// is read from the table at the cold start and once per RELOAD_INTERVAL.
+#[tokio::test]
+async fn verifying_functions_never_call_kms() {
+    for signer in ["sealed", "kms"] {
+        let Some(stack) = Stack::new(signer).await else { return };
+        let clock = Clock::manual(T0);
+        let token_fn = stack.start(KeyUse::Sign, &clock).await;
+        let (m2m, _) = setup(&token_fn).await;
+        let (at, _) = token_fn.cc_token(&m2m, "").await;
+        let introspect_fn = stack.start(KeyUse::Verify, &clock).await;
+        assert_eq!(introspect_fn.calls(), [QUERY, GET], "{signer}: cold start: the ring, the settings");
+        let (r, calls) = introspect_fn.send(introspect(&m2m, &at)).await;
+        assert_eq!(r.body["active"], true, "{}", r.text);
+        assert_eq!(calls, [GET, GET], "{signer}: the caller (first use), the token");
+        let (_, calls) = introspect_fn.send(introspect(&m2m, &at)).await;
+        assert_eq!(calls, [GET], "{signer}: warm");
+        clock.advance(RELOAD_INTERVAL);
+        let (r, calls) = introspect_fn.send(validate(&at)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(calls, [QUERY, GET, GET], "{signer}: the ring, the token, its client (expired)");
+    }
+}
+
+// ---------------------------------------------------------------- propagation between instances
+
+/// Two warm instances of one tenant (say token-admin and token) on one store and clock: each
+/// has its own caches.
+fn two_instances() -> (Router, Router, AppState, tempfile::TempDir) {
+    let (store, dir) = common::embedded();
+    let admin_state = common::state_on(store.clone());
+    let other = AppState::new(common::config(), store, admin_state.signer.clone(), admin_state.clock.clone());
+    (common::app(&admin_state), common::app(&other), admin_state, dir)
+}
+
+/// `POST /admin/clients/{id}/secret` with an overlap.
+fn rotate(id: &str, overlap: i64) -> Request<Body> {
+    common::admin("POST", &format!("/admin/clients/{id}/secret"), Some(json!({"overlap_seconds": overlap})))
+}
+
+/// A rotated secret works on every instance at once (a refusal re-reads the client); the
+/// previous one works until the overlap ends, exactly; without an overlap, other warm instances
+/// accept the previous secret for at most CLIENT_TTL.
+#[tokio::test]
+async fn secret_rotation_reaches_other_instances() {
+    let (admin_fn, token_fn, state, _dir) = two_instances();
+    let clock = &state.clock;
+    let c = common::cc_client(&admin_fn).await;
+    let with = |secret: &str| TestClient { id: c.id.clone(), secret: Some(secret.to_owned()) };
+    let status = |r: Resp| r.status;
+    let s1 = with(c.secret.as_deref().unwrap());
+    assert_eq!(status(send(&token_fn, cc(&s1, "")).await), StatusCode::OK, "the token function caches the client");
+
+    let r = send(&admin_fn, rotate(&c.id, 60)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let s2 = with(r.body["client_secret"].as_str().unwrap());
+    let overlap_end = r.body["previous_secret_expires_at"].as_i64().unwrap();
+    clock.advance(1);
+    assert_eq!(status(send(&token_fn, cc(&s2, "")).await), StatusCode::OK, "the new secret works at once");
+    assert_eq!(status(send(&token_fn, cc(&s1, "")).await), StatusCode::OK, "the previous one during the overlap");
+    clock.advance(overlap_end - 5 - clock.now());
+    assert_eq!(status(send(&token_fn, cc(&s1, "")).await), StatusCode::OK, "read again 5 s before the end");
+    clock.advance(5);
+    let r = send(&token_fn, cc(&s1, "")).await;
+    common::assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(status(send(&token_fn, cc(&s2, "")).await), StatusCode::OK);
+
+    // Without an overlap: the admin instance refuses the previous secret at once; another warm
+    // instance's copy (read just now) accepts it until CLIENT_TTL after that read.
+    let r = send(&admin_fn, rotate(&c.id, 0)).await;
+    let s3 = with(r.body["client_secret"].as_str().unwrap());
+    let r = send(&admin_fn, cc(&s2, "")).await;
+    common::assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(status(send(&token_fn, cc(&s2, "")).await), StatusCode::OK, "a stale copy, for at most CLIENT_TTL");
+    clock.advance(CLIENT_TTL);
+    let r = send(&token_fn, cc(&s2, "")).await;
+    common::assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(status(send(&token_fn, cc(&s3, "")).await), StatusCode::OK);
+}
+
+/// A deleted client: refused at once by the admin instance, within CLIENT_TTL by the others;
+/// a token another instance issued from its stale copy is never active once that instance
+/// knows (its client no longer exists, though the deletion's revocation could not see it).
+#[tokio::test]
+async fn a_deleted_client_is_refused_within_the_ttl() {
+    let (admin_fn, token_fn, state, _dir) = two_instances();
+    let c = common::cc_client(&admin_fn).await;
+    common::cc_token(&token_fn, &c, "").await;
+    let r = send(&admin_fn, common::admin("DELETE", &format!("/admin/clients/{}", c.id), None)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    common::assert_error(&send(&admin_fn, cc(&c, "")).await, StatusCode::UNAUTHORIZED, "invalid_client");
+    let late = common::cc_token(&token_fn, &c, "").await;
+    assert_eq!(send(&token_fn, validate(&late)).await.status, StatusCode::OK, "the stale instance's view");
+    let r = send(&admin_fn, validate(&late)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "not active where the deletion is known: {}", r.text);
+    state.clock.advance(CLIENT_TTL);
+    common::assert_error(&send(&token_fn, cc(&c, "")).await, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(send(&token_fn, validate(&late)).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A resource server registered after an instance cached its absence: the admin instance knows
+/// it at once, the others within RESOURCE_SERVER_TTL.
+#[tokio::test]
+async fn a_new_resource_server_reaches_other_instances_within_the_ttl() {
+    let (admin_fn, token_fn, state, _dir) = two_instances();
+    let c = common::cc_client(&admin_fn).await;
+    let resource = format!("&resource={}", enc(API));
+    common::assert_error(&send(&token_fn, cc(&c, &resource)).await, StatusCode::BAD_REQUEST, "invalid_target");
+    resource_server(&admin_fn).await;
+    assert_eq!(send(&admin_fn, cc(&c, &resource)).await.status, StatusCode::OK, "at once where it was made");
+    common::assert_error(&send(&token_fn, cc(&c, &resource)).await, StatusCode::BAD_REQUEST, "invalid_target");
+    state.clock.advance(RESOURCE_SERVER_TTL);
+    assert_eq!(send(&token_fn, cc(&c, &resource)).await.status, StatusCode::OK, "within RESOURCE_SERVER_TTL");
+}
