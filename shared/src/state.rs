@@ -1,5 +1,6 @@
-//! `AppState`: configuration, store, signer and clock, built once per host (a Lambda cold
-//! start, the local server, a test).
+//! `AppState`: configuration, store, signer, clock and the warm instance's caches (settings,
+//! clients, resource servers: `crate::cache`), built once per host (a Lambda cold start, the
+//! local server, a test).
 use std::sync::Arc;
 use std::time::Duration;
 

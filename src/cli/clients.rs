@@ -43,17 +43,25 @@ pub enum Cmd {
     /// List clients
     List(Page),
     /// Show a client's metadata (never its secret)
-    Get { client_id: String },
+    Get {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// Change a client's metadata (a JSON merge patch of the given options)
     Update {
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         #[command(flatten)]
         metadata: Metadata,
     },
     /// Delete a client and revoke its tokens
-    Delete { client_id: String },
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
     /// Generate a new client secret (printed once)
     RotateSecret {
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// Seconds during which the previous secret keeps working
         #[arg(long, value_name = "SECONDS")]

@@ -30,6 +30,7 @@ pub enum Cmd {
     },
     /// Retire a key: stop publishing it
     Retire {
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Retire even if tokens it signed may still be valid
         #[arg(long)]

@@ -385,6 +385,22 @@ mod tests {
         assert!(key_value("a").is_err());
     }
 
+    /// Client ids, jtis and kids are base64url and may start with `-`.
+    #[test]
+    fn ids_may_start_with_a_hyphen() {
+        for args in [
+            &["gatehouse", "clients", "get", "-Cx1"][..],
+            &["gatehouse", "clients", "delete", "-Cx1"],
+            &["gatehouse", "clients", "rotate-secret", "-Cx1"],
+            &["gatehouse", "tokens", "count", "--client-id", "-Cx1"],
+            &["gatehouse", "tokens", "revoke", "--jti", "-J1"],
+            &["gatehouse", "keys", "retire", "-K1"],
+            &["gatehouse", "users", "revoke-consent", "alice", "-Cx1"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+    }
+
     #[test]
     fn no_arguments_means_the_server() {
         let cli = Cli::try_parse_from(["gatehouse"]).unwrap();

@@ -43,7 +43,12 @@ pub enum Cmd {
     /// family)
     Revoke {
         /// The token's id, as listed
-        #[arg(long, required_unless_present = "token_stdin", conflicts_with = "token_stdin")]
+        #[arg(
+            long,
+            required_unless_present = "token_stdin",
+            conflicts_with = "token_stdin",
+            allow_hyphen_values = true
+        )]
         jti: Option<String>,
         /// Read the token itself (access or refresh) from standard input
         #[arg(long)]
@@ -71,10 +76,10 @@ pub struct Filter {
 #[group(required = true, multiple = true)]
 pub struct Who {
     /// Tokens issued to this client
-    #[arg(long, value_name = "CLIENT_ID")]
+    #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
     client_id: Option<String>,
     /// Tokens of this end user (resource owner)
-    #[arg(long, value_name = "USERNAME")]
+    #[arg(long, value_name = "USERNAME", allow_hyphen_values = true)]
     end_user: Option<String>,
 }
 

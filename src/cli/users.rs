@@ -21,7 +21,7 @@ pub enum Cmd {
         /// An attribute, KEY=VALUE (VALUE as JSON when it parses, else text); repeat for several
         #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = super::key_value)]
         attributes: Vec<(String, Value)>,
-        /// A group the user belongs to (repeat or separate with commas)
+        /// Make the user a member of this existing group (repeat or separate with commas)
         #[arg(long = "group", value_name = "GROUP", value_delimiter = ',')]
         groups: Vec<String>,
         /// Create the user disabled (cannot sign in)
@@ -32,7 +32,7 @@ pub enum Cmd {
     List(Page),
     /// Show a user (never the password hash)
     Get { username: String },
-    /// Change a user's password, attributes, groups or enabled flag
+    /// Change a user's password, attributes, group memberships or enabled flag
     Update {
         username: String,
         #[command(flatten)]
@@ -40,10 +40,10 @@ pub enum Cmd {
         /// Replace the attributes with these, KEY=VALUE (repeat for several)
         #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = super::key_value)]
         attributes: Vec<(String, Value)>,
-        /// Replace the groups with these (repeat or separate with commas)
+        /// Replace the user's group memberships with these existing groups (repeat or separate with commas)
         #[arg(long = "group", value_name = "GROUP", value_delimiter = ',', conflicts_with = "no_groups")]
         groups: Vec<String>,
-        /// Remove the user from every group
+        /// End every group membership of the user
         #[arg(long)]
         no_groups: bool,
         /// Allow the user to sign in
@@ -60,7 +60,11 @@ pub enum Cmd {
     /// List the user's persisted consents
     Consents { username: String },
     /// Revoke the user's consent to one client
-    RevokeConsent { username: String, client_id: String },
+    RevokeConsent {
+        username: String,
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
 }
 
 /// A password, given on the command line or (better: not in the process list) on stdin.

@@ -67,8 +67,8 @@ async fn user(state: &AppState, name: &str) -> User {
     u
 }
 
-fn user_json(u: &User) -> Value {
-    json!({"username": u.username, "attributes": u.attributes, "groups": u.groups, "enabled": u.enabled,
+fn user_json(u: &User, groups: &[&str]) -> Value {
+    json!({"username": u.username, "attributes": u.attributes, "groups": groups, "enabled": u.enabled,
            "created_at": u.created_at, "updated_at": u.updated_at})
 }
 
@@ -463,12 +463,17 @@ async fn user_pages(state: &AppState) {
     assert_eq!(ok_json(&call(&app, "GET", "/admin/users", None).await), json!({"users": [], "next": null}));
     let r = call(&app, "POST", "/admin/users", Some(json!({"username": "bob", "password": "a fine passphrase"}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let bob = r.body.clone();
-    let carol = user_json(&user(state, "carol").await);
-    let alice = user_json(&user(state, "alice").await);
-    // Group items in users' partitions are not users.
+    let mut bob = r.body.clone();
+    assert_eq!(bob["groups"], json!([]));
+    let carol = user_json(&user(state, "carol").await, &[]);
+    let alice = user_json(&user(state, "alice").await, &["ops", "staff"]);
+    // Group items in users' partitions are not users; each user is listed with its groups.
     create_group(&app, "staff").await;
-    assert_no_content(&call(&app, "PUT", "/admin/groups/staff/members/bob", None).await);
+    create_group(&app, "ops").await;
+    for (g, u) in [("staff", "bob"), ("staff", "alice"), ("ops", "alice")] {
+        assert_no_content(&call(&app, "PUT", &format!("/admin/groups/{g}/members/{u}"), None).await);
+    }
+    bob["groups"] = json!(["staff"]);
 
     let r = call(&app, "GET", "/admin/users", None).await;
     assert_eq!(ok_json(&r), json!({"users": [alice, bob, carol], "next": null}));

@@ -283,6 +283,13 @@ fn clients_create_get_list_update_rotate_delete() {
 #[test]
 fn users_and_resource_servers() {
     let s = start_server();
+    // `--group` names an existing group: the user becomes a member.
+    let out =
+        s.run(&["users", "create", "alice", "--password-stdin", "--group", "staff"], Some("correct horse battery\n"));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stderr, "error: invalid_request: groups: no such group: staff (HTTP 400)\n");
+    s.ok(&["groups", "create", "staff"]);
+    s.ok(&["groups", "create", "ops"]);
     let out = s.run(
         &["users", "create", "alice", "--password-stdin", "--attribute", "email=alice@example.com", "--group", "staff"],
         Some("correct horse battery\n"),
@@ -308,8 +315,13 @@ fn users_and_resource_servers() {
     ]);
     assert_eq!(out.stdout, expected, "create shows the user, never the password");
     assert_eq!(s.ok(&["users", "get", "alice"]), expected);
+    assert_eq!(s.ok(&["users", "groups", "alice"]), "GROUP\nstaff\n");
+    let both = s.json(&["users", "update", "alice", "--group", "staff,ops"]);
+    assert_eq!(both["groups"], json!(["ops", "staff"]));
+    assert_eq!(s.ok(&["groups", "members", "ops"]), "USERNAME\nalice\n");
     let disabled = s.ok(&["users", "update", "alice", "--disable", "--no-groups"]);
     assert!(disabled.starts_with("username    alice\nenabled     false\ngroups      -\n"), "{disabled}");
+    assert_eq!(s.ok(&["users", "groups", "alice"]), "GROUP\n");
 
     let out = s.run(&["users", "create", "bob"], None);
     assert_eq!((out.code, out.stderr.as_str()), (2, "error: a new user needs --password or --password-stdin\n"));

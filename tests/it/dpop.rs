@@ -587,6 +587,32 @@ async fn resource_case(store: Arc<dyn Store>) {
     assert_eq!((&r.body["token_type"], &r.body["cnf"]), (&json!("DPoP"), &json!({"jkt": key.jkt})));
     assert_eq!(r.header("www-authenticate"), None);
 
+    // The same checks at POST /introspect, for a resource server that forwards the proof.
+    let rs = crate::code_flow::introspector(&app).await;
+    let with_proof = |proof: String, htu: &str| {
+        format!("token={}&include_reason=true&dpop_proof={}&htm=GET&htu={}", enc(&at), enc(&proof), enc(htu))
+    };
+    let r = send(&app, common::form("/introspect", Some(&rs.basic()), &with_proof(rs_proof(&key, json!({})), RS_URL)))
+        .await;
+    assert_eq!((&r.body["active"], &r.body["cnf"]), (&json!(true), &json!({"jkt": key.jkt})), "{}", r.text);
+    let r =
+        send(&app, common::form("/introspect", Some(&rs.basic()), &with_proof(rs_proof(&other, json!({})), RS_URL)))
+            .await;
+    assert_eq!(r.body, json!({"active": false, "reason": "invalid_token"}), "another key");
+    let r = send(
+        &app,
+        common::form(
+            "/introspect",
+            Some(&rs.basic()),
+            &with_proof(rs_proof(&key, json!({})), "https://evil.example/x"),
+        ),
+    )
+    .await;
+    assert_eq!(r.body, json!({"active": false, "reason": "invalid_dpop_proof"}), "wrong htu");
+    let partial = format!("token={}&dpop_proof=x", enc(&at));
+    let r = send(&app, common::form("/introspect", Some(&rs.basic()), &partial)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+
     // A bound token presented as a Bearer token is refused, proof or not (RFC 9449 §7.1-7.2).
     let bound_as_bearer =
         "the access token is DPoP-bound: present it with the DPoP scheme and a DPoP proof (RFC 9449 §7.1)";

@@ -7,6 +7,10 @@
 //! resource server (`cache::RESOURCE_SERVER_TTL`), the settings (`settings::SETTINGS_TTL`) and
 //! the key ring (`keys::RELOAD_INTERVAL`). Each expiry costs one read (the ring: one Query, and
 //! in kms mode one `GetPublicKey` of the alias), asserted too.
+//!
+//! The second half: what the caches mean when an admin changes a client or a resource server on
+//! one instance (token-admin) while another (token) holds a copy: new credentials work at once
+//! everywhere, old ones stop within `CLIENT_TTL`, resource servers within their TTL.
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use axum::Router;
 use axum::body::Body;
@@ -130,7 +134,8 @@ fn refresh(c: &TestClient, token: &str) -> Request<Body> {
     form("/token", None, &format!("grant_type=refresh_token&refresh_token={}&client_id={}", enc(token), enc(&c.id)))
 }
 
-/// A confidential client-credentials client with scopes `read write` (it also introspects).
+/// The resource server `API`, the user alice, a confidential client-credentials client (it also
+/// introspects) and a public code-flow client, through the admin API.
 async fn setup(i: &Instance) -> (TestClient, TestClient) {
     resource_server(&i.app).await;
     create_user(&i.app, "alice", PASSWORD).await;
@@ -150,7 +155,14 @@ async fn endpoint_counts(signer: &'static str, sign: &[&'static str]) {
     let Some(stack) = Stack::new(signer).await else { return };
     let clock = Clock::manual(T0);
     let i = stack.start(KeyUse::Sign, &clock).await;
-    let cold = i.calls();
+    // A new tenant's first cold start: the (empty) ring, its first key joined (sealed: generated
+    // and sealed by `Encrypt`; kms: the alias's public key), the ring again, the signing key
+    // loaded (sealed: `Decrypt`), the settings.
+    let first_key: &[&str] = match signer {
+        "kms" => &[QUERY, GET_PUBLIC_KEY, PUT, QUERY],
+        _ => &[QUERY, "KMS:Encrypt", PUT, QUERY, "KMS:Decrypt"],
+    };
+    assert_eq!(i.calls(), then(first_key, &[GET]), "cold start");
     let (m2m, public) = setup(&i).await;
     let issue = then(sign, &[PUT]);
 
@@ -188,7 +200,6 @@ async fn endpoint_counts(signer: &'static str, sign: &[&'static str]) {
     let login = i.calls();
     let code = code_from(&decide(&i.app, &page, "approve").await);
     let consent = i.calls();
-    eprintln!("{signer}: cold start {cold:?}");
     assert_eq!(authorize, [GET, PUT], "GET /authorize: the client (first use), the pending request");
     // Sign-in: the pending request, the lockout counter, the user, the counter cleared, a prior
     // consent, the pending request updated, the resource servers (scope descriptions).
@@ -383,4 +394,41 @@ async fn a_new_resource_server_reaches_other_instances_within_the_ttl() {
     common::assert_error(&send(&token_fn, cc(&c, &resource)).await, StatusCode::BAD_REQUEST, "invalid_target");
     state.clock.advance(RESOURCE_SERVER_TTL);
     assert_eq!(send(&token_fn, cc(&c, &resource)).await.status, StatusCode::OK, "within RESOURCE_SERVER_TTL");
+}
+
+/// A `private_key_jwt` key added on the admin instance is accepted by the others at once; a key
+/// removed stops working on them within CLIENT_TTL.
+#[tokio::test]
+async fn a_new_client_key_works_on_other_instances_at_once() {
+    use crate::jwt_bearer::{TOKEN_URL, TestKey, jti};
+    let (admin_fn, token_fn, state, _dir) = two_instances();
+    let (k1, k2) = (TestKey::ec("k1"), TestKey::ec("k2"));
+    let metadata = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+                          "jwks": {"keys": [k1.jwk]}});
+    let r = send(&admin_fn, common::admin("POST", "/admin/clients", Some(metadata))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["client_id"].as_str().unwrap().to_owned();
+    let token = |key: &TestKey| {
+        let now = state.clock.now();
+        let claims = json!({"iss": id, "sub": id, "aud": TOKEN_URL, "exp": now + 60, "jti": jti()});
+        let body = format!(
+            "grant_type=client_credentials&client_assertion_type={}&client_assertion={}",
+            enc("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            enc(&key.sign(&claims))
+        );
+        form("/token", None, &body)
+    };
+    assert_eq!(send(&token_fn, token(&k1)).await.status, StatusCode::OK, "the token function caches the client");
+    let path = format!("/admin/clients/{id}");
+    let r = send(&admin_fn, common::admin("PATCH", &path, Some(json!({"jwks": {"keys": [k1.jwk, k2.jwk]}})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    state.clock.advance(1);
+    assert_eq!(send(&token_fn, token(&k2)).await.status, StatusCode::OK, "the new key works at once");
+    let r = send(&admin_fn, common::admin("PATCH", &path, Some(json!({"jwks": {"keys": [k2.jwk]}})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    common::assert_error(&send(&admin_fn, token(&k1)).await, StatusCode::BAD_REQUEST, "invalid_client");
+    assert_eq!(send(&token_fn, token(&k1)).await.status, StatusCode::OK, "a stale copy, for at most CLIENT_TTL");
+    state.clock.advance(CLIENT_TTL);
+    common::assert_error(&send(&token_fn, token(&k1)).await, StatusCode::BAD_REQUEST, "invalid_client");
+    assert_eq!(send(&token_fn, token(&k2)).await.status, StatusCode::OK);
 }

@@ -29,6 +29,19 @@ async fn refresh(app: &Router, c: &TestClient, token: &str) -> common::Resp {
     send(app, form("/token", None, &body)).await
 }
 
+async fn create_groups(app: &Router, names: &[&str]) {
+    for name in names {
+        let r = send(app, admin("POST", "/admin/groups", Some(json!({"name": name})))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+}
+
+async fn groups_of(app: &Router, username: &str) -> Value {
+    let r = send(app, admin("GET", &format!("/admin/users/{username}/groups"), None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body["groups"].clone()
+}
+
 fn assert_invalid_request(r: &common::Resp, description: &str) {
     assert_error(r, StatusCode::BAD_REQUEST, "invalid_request");
     assert_eq!(r.body["error_description"], description, "{}", r.text);
@@ -38,14 +51,16 @@ fn assert_invalid_request(r: &common::Resp, description: &str) {
 async fn create_read_and_validation() {
     let (state, _dir) = common::embedded_state();
     let app = common::app(&state);
+    create_groups(&app, &["staff", "admins"]).await;
+    // The groups given are memberships: shown sorted, repeats once.
     let new = json!({"username": "alice", "password": PASSWORD, "attributes": {"dept": "eng", "level": 3},
-                     "groups": ["staff", "admins"]});
+                     "groups": ["staff", "admins", "staff"]});
     let r = send(&app, admin("POST", "/admin/users", Some(new.clone()))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("content-type"), Some("application/json"));
     let expected = json!({"username": "alice", "attributes": {"dept": "eng", "level": 3},
-                          "groups": ["staff", "admins"], "enabled": true, "created_at": T0, "updated_at": T0});
+                          "groups": ["admins", "staff"], "enabled": true, "created_at": T0, "updated_at": T0});
     assert_eq!(r.body, expected);
     assert!(!r.text.contains("argon2") && !r.text.contains(PASSWORD), "no hash or password: {}", r.text);
     let stored = state.store.get_user("alice").await.unwrap().unwrap();
@@ -57,6 +72,9 @@ async fn create_read_and_validation() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.body, expected);
     assert!(!r.text.contains("argon2"));
+    assert_eq!(groups_of(&app, "alice").await, json!(["admins", "staff"]));
+    let r = send(&app, admin("GET", "/admin/groups/staff/members", None)).await;
+    assert_eq!(r.body["members"], json!(["alice"]), "{}", r.text);
 
     // Defaults, and the shortest password allowed (8).
     let r = send(&app, admin("POST", "/admin/users", Some(json!({"username": "bob", "password": "12345678"})))).await;
@@ -93,13 +111,31 @@ async fn create_read_and_validation() {
         let r = send(&app, admin("POST", "/admin/users", Some(json!({"username": bad, "password": PASSWORD})))).await;
         assert_invalid_request(&r, "username: 1 to 128 characters, no control characters");
     }
+    let bad_names = "groups: at most 100 group names (1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-')";
+    let too_many: Vec<String> = (0..101).map(|i| format!("g{i}")).collect();
+    for groups in [json!([""]), json!(["a b"]), json!(["x".repeat(65)]), json!(too_many)] {
+        let r = send(
+            &app,
+            admin("POST", "/admin/users", Some(json!({"username": "dave", "password": PASSWORD, "groups": groups}))),
+        )
+        .await;
+        assert_invalid_request(&r, bad_names);
+    }
+    // Every group named must exist: checked before the user is created.
     let r = send(
         &app,
-        admin("POST", "/admin/users", Some(json!({"username": "dave", "password": PASSWORD, "groups": [""]}))),
+        admin(
+            "POST",
+            "/admin/users",
+            Some(json!({"username": "dave", "password": PASSWORD, "groups": ["staff", "nope", "zzz"]})),
+        ),
     )
     .await;
-    assert_invalid_request(&r, "groups: at most 100 names of 1 to 128 characters");
+    assert_invalid_request(&r, "groups: no such group: nope");
     assert_eq!(state.store.get_user("dave").await.unwrap(), None, "nothing refused was stored");
+    assert!(state.store.groups_of("dave").await.unwrap().is_empty());
+    let r = send(&app, admin("GET", "/admin/groups/staff/members", None)).await;
+    assert_eq!(r.body["members"], json!(["alice"]), "{}", r.text);
 
     let r = send(&app, admin("GET", "/admin/users/nobody", None)).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
@@ -116,6 +152,7 @@ async fn patch_changes_the_password_and_profile() {
     let (state, _dir) = common::embedded_state();
     let app = common::app(&state);
     let c = password_client(&app).await;
+    create_groups(&app, &["g1", "g2", "g3"]).await;
     create_user(&app, "alice", PASSWORD).await;
     state.clock.advance(30);
     let new_password = "a much better passphrase";
@@ -136,6 +173,7 @@ async fn patch_changes_the_password_and_profile() {
                "created_at": T0, "updated_at": T0 + 30})
     );
     assert!(!r.text.contains("argon2"));
+    assert_eq!(groups_of(&app, "alice").await, json!(["g1"]));
     let r = password_grant(&app, &c, "alice", PASSWORD).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(password_grant(&app, &c, "alice", new_password).await.status, StatusCode::OK);
@@ -150,8 +188,41 @@ async fn patch_changes_the_password_and_profile() {
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
     assert!(s(&r.body, "error_description").starts_with("enabled: "), "{}", r.text);
     assert_eq!(password_grant(&app, &c, "alice", new_password).await.status, StatusCode::OK);
+    // An unknown group: refused before anything changes (neither memberships nor the rest).
+    let r = send(
+        &app,
+        admin("PATCH", "/admin/users/alice", Some(json!({"groups": ["g2", "nope"], "attributes": {"dept": "x"}}))),
+    )
+    .await;
+    assert_invalid_request(&r, "groups: no such group: nope");
+    let r = send(&app, admin("PATCH", "/admin/users/alice", Some(json!({"groups": [""], "enabled": false})))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(password_grant(&app, &c, "alice", new_password).await.status, StatusCode::OK);
     let r = send(&app, admin("GET", "/admin/users/alice", None)).await;
     assert_eq!(r.body["updated_at"], T0 + 30);
+    assert_eq!(r.body["attributes"], json!({"dept": "ops"}));
+    assert_eq!(r.body["groups"], json!(["g1"]));
+    assert_eq!(groups_of(&app, "alice").await, json!(["g1"]));
+
+    // Memberships made elsewhere show in the user; a patch replaces them all.
+    let r = send(&app, admin("PUT", "/admin/groups/g2/members/alice", None)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = send(&app, admin("GET", "/admin/users/alice", None)).await;
+    assert_eq!(r.body["groups"], json!(["g1", "g2"]));
+    let r = send(&app, admin("PATCH", "/admin/users/alice", Some(json!({"groups": ["g3", "g2"]})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["groups"], json!(["g2", "g3"]));
+    assert_eq!(groups_of(&app, "alice").await, json!(["g2", "g3"]));
+    let r = send(&app, admin("GET", "/admin/groups/g1/members", None)).await;
+    assert_eq!(r.body["members"], json!([]), "{}", r.text);
+    // Without `groups` the memberships stay; an empty list ends them all.
+    let r = send(&app, admin("PATCH", "/admin/users/alice", Some(json!({"enabled": true})))).await;
+    assert_eq!(r.body["groups"], json!(["g2", "g3"]), "{}", r.text);
+    let r = send(&app, admin("PATCH", "/admin/users/alice", Some(json!({"groups": []})))).await;
+    assert_eq!(r.body["groups"], json!([]), "{}", r.text);
+    assert_eq!(groups_of(&app, "alice").await, json!([]));
+    let r = send(&app, admin("GET", "/admin/users", None)).await;
+    assert_eq!(r.body["users"][0]["groups"], json!([]), "{}", r.text);
 
     let r = send(&app, admin("PATCH", "/admin/users/nobody", Some(json!({"enabled": false})))).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
@@ -346,7 +417,23 @@ async fn users_and_consents_on_dynamodb() {
         admin("POST", "/admin/users", Some(json!({"username": "alice", "password": PASSWORD, "groups": ["g"]}))),
     )
     .await;
+    assert_invalid_request(&r, "groups: no such group: g");
+    assert_eq!(state.store.get_user("alice").await.unwrap(), None);
+    create_groups(&app, &["g", "h"]).await;
+    let r = send(
+        &app,
+        admin("POST", "/admin/users", Some(json!({"username": "alice", "password": PASSWORD, "groups": ["g"]}))),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["groups"], json!(["g"]));
+    let r = send(&app, admin("PATCH", "/admin/users/alice", Some(json!({"groups": ["h"]})))).await;
+    assert_eq!(r.body["groups"], json!(["h"]), "{}", r.text);
+    let r = send(&app, admin("GET", "/admin/users/alice", None)).await;
+    assert_eq!(r.body["groups"], json!(["h"]), "{}", r.text);
+    assert_eq!(groups_of(&app, "alice").await, json!(["h"]));
+    let r = send(&app, admin("GET", "/admin/users", None)).await;
+    assert_eq!(r.body["users"][0]["groups"], json!(["h"]), "{}", r.text);
     let r = send(&app, admin("POST", "/admin/users", Some(json!({"username": "alice", "password": PASSWORD})))).await;
     assert_error(&r, StatusCode::CONFLICT, "conflict");
     let t = tokens_for(&app, &web, "alice", "").await;

@@ -82,16 +82,61 @@ async fn introspect(state: &AppState, req: Request<Body>) -> Result<Response> {
         Some("true") => true,
         Some(_) => return Err(OAuthError::invalid_request("`include_reason` must be true or false")),
     };
-    let v = validation::validate(state, token, Accept::AnyToken, &checks).await?;
+    let proof = ProofParams::parse(&form)?;
+    let mut v = validation::validate(state, token, Accept::AnyToken, &checks).await?;
+    // RFC 9449 §6.2 leaves the proof to the resource server; one that forwards the client's
+    // `DPoP` header (`dpop_proof`, with `htm` and `htu`) has Gatehouse check it here as at
+    // `GET /validate`: the proof must be valid for the request, carry the token's `ath`, and be
+    // made with the key the token is bound to. A failure is `active: false`.
+    let mut dpop_failure = None;
+    if let (Some(p), Some(r)) = (&proof, v.valid()) {
+        let outcome = match p.verify(state, token, r).await {
+            Ok(()) => "pass",
+            Err(e) => e.code(),
+        };
+        v.checks.push(validation::CheckOutcome { check: "dpop", value: "RFC 9449".into(), outcome });
+        dpop_failure = (outcome != "pass").then_some(outcome);
+    }
     record_validation("introspect", Some(caller.client_id.clone()), &v);
-    let Some(r) = v.valid() else {
+    let valid = v.valid().filter(|_| dpop_failure.is_none());
+    let Some(r) = valid else {
         let mut body = json!({ "active": false });
-        if include_reason && let Some(reason) = v.reason {
-            body["reason"] = json!(reason.as_str());
+        let reason = dpop_failure.or(v.reason.map(validation::Reason::as_str));
+        if include_reason && let Some(reason) = reason {
+            body["reason"] = json!(reason);
         }
         return Ok(json_no_store(StatusCode::OK, body));
     };
     Ok(json_no_store(StatusCode::OK, active_body(state, r)))
+}
+
+/// `dpop_proof`, `htm`, `htu`: the client's DPoP proof and the request it was made for, as a
+/// resource server received them (all three or none).
+struct ProofParams {
+    proof: String,
+    htm: String,
+    htu: String,
+}
+
+impl ProofParams {
+    fn parse(form: &http::Params) -> Result<Option<Self>> {
+        match (form.get("dpop_proof"), form.get("htm"), form.get("htu")) {
+            (None, None, None) => Ok(None),
+            (Some(proof), Some(htm), Some(htu)) => {
+                Ok(Some(Self { proof: proof.to_owned(), htm: htm.to_owned(), htu: htu.to_owned() }))
+            }
+            _ => Err(OAuthError::invalid_request("give `dpop_proof`, `htm` and `htu` together, or none of them")),
+        }
+    }
+
+    /// The proof as `GET /validate` checks it, for a token presented with the DPoP scheme.
+    async fn verify(&self, state: &AppState, token: &str, r: &TokenRecord) -> Result<()> {
+        let mut headers = axum::http::HeaderMap::new();
+        let bad = |_| OAuthError::invalid_request("`dpop_proof` is not a valid header value");
+        headers.insert("dpop", self.proof.parse().map_err(bad)?);
+        headers.insert(axum::http::header::AUTHORIZATION, format!("DPoP {token}").parse().map_err(bad)?);
+        crate::dpop::verify_for_resource(state, &self.htm, &self.htu, &headers, token, r.jkt.as_deref()).await.map(drop)
+    }
 }
 
 /// The audit line of one validation (EDR 20006), at `endpoint`, by `caller` when known.

@@ -171,9 +171,11 @@ pub async fn verify_access_token_signature(
     signer.keys().verify_access_token_signature(token, issuer)
 }
 
-/// An ES256 key held in memory (local and sealed signers).
+/// An ES256 key held in memory (local and sealed signers). Signing uses aws-lc (about 10x
+/// faster than the pure-Rust `p256` crate, which keeps the key for export and its JWK).
 pub(crate) struct EcKey {
     key: p256::ecdsa::SigningKey,
+    fast: Option<aws_lc_rs::signature::EcdsaKeyPair>,
     pub(crate) jwk: PublicJwk,
 }
 
@@ -189,8 +191,13 @@ impl EcKey {
     }
 
     pub(crate) fn from_key(key: p256::ecdsa::SigningKey) -> Self {
+        use p256::pkcs8::EncodePrivateKey;
         let jwk = PublicJwk::from_p256(key.verifying_key(), Alg::ES256);
-        Self { key, jwk }
+        let fast = key.to_pkcs8_der().ok().and_then(|der| {
+            let alg = &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+            aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(alg, der.as_bytes()).ok()
+        });
+        Self { key, fast, jwk }
     }
 
     /// From a PKCS#8 DER private key.
@@ -207,7 +214,13 @@ impl EcKey {
         self.key.to_pkcs8_der().map_err(|e| KeyError::Invalid(e.to_string()))
     }
 
+    /// The JOSE ES256 signature (64 bytes `r||s`, RFC 7518 §3.4).
     pub(crate) fn sign(&self, input: &[u8]) -> Vec<u8> {
+        if let Some(pair) = &self.fast
+            && let Ok(sig) = pair.sign(&aws_lc_rs::rand::SystemRandom::new(), input)
+        {
+            return sig.as_ref().to_vec();
+        }
         use p256::ecdsa::signature::Signer as _;
         let sig: p256::ecdsa::Signature = self.key.sign(input);
         sig.to_bytes().to_vec()
@@ -226,5 +239,25 @@ impl SigningKey for EcKey {
 
     async fn sign_input(&self, input: &[u8]) -> Result<Vec<u8>, KeyError> {
         Ok(self.sign(input))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// aws-lc signs (the fast path is taken) and the signature verifies with the p256 public key.
+    #[test]
+    fn ec_keys_sign_with_aws_lc_in_jose_form() {
+        use p256::ecdsa::signature::Verifier as _;
+        let key = EcKey::generate();
+        assert!(key.fast.is_some(), "aws-lc accepts the PKCS#8 key");
+        let sig = key.sign(b"header.payload");
+        assert_eq!(sig.len(), 64);
+        let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+        key.key.verifying_key().verify(b"header.payload", &sig).unwrap();
+        let again = EcKey::from_pkcs8_der(key.to_pkcs8_der().unwrap().as_bytes()).unwrap();
+        assert!(again.fast.is_some());
+        assert_eq!(again.jwk, key.jwk);
     }
 }

@@ -3,7 +3,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Scope;
 
-/// An end user who can sign in (OAM seed: resource owner).
+/// An end user who can sign in (OAM seed: resource owner). Its groups are memberships
+/// ([`crate::store::GroupStore`]), not part of the record: a `groups` member left in an item
+/// written by an older version is ignored when read and dropped at the next update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
     pub username: String,
@@ -12,9 +14,6 @@ pub struct User {
     /// Profile attributes (used for dynamic claims).
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
-    /// Group memberships.
-    #[serde(default)]
-    pub groups: Vec<String>,
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,

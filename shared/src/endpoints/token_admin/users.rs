@@ -2,6 +2,13 @@
 //! `GET`, `PATCH`, `DELETE /admin/users/{username}`, `GET /admin/users/{username}/consents`,
 //! `DELETE /admin/users/{username}/consents/{client_id}`. Password hashes never leave the
 //! server. Deleting a user revokes their tokens and consents and ends their group memberships.
+//!
+//! A user's `groups` are its memberships (the same as `GET /admin/users/{username}/groups`):
+//! shown sorted by name; given on create or patch, every named group must exist (checked before
+//! anything is written) and the memberships are made exactly those.
+use std::future::Future;
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
@@ -13,8 +20,8 @@ use serde_json::{Map, Value, json};
 use super::{authorize, changed, json_body, ok};
 use crate::audit::{self, AuditEvent};
 use crate::endpoints::json_no_store;
-use crate::model::User;
-use crate::store::StoreError;
+use crate::model::{Group, User};
+use crate::store::{Store, StoreError};
 use crate::users::{hash_password, validate_password, validate_username};
 use crate::{AppState, OAuthError, Result};
 
@@ -44,9 +51,89 @@ struct UserPatch {
     enabled: Option<bool>,
 }
 
-fn validate_groups(groups: &[String]) -> Result<()> {
-    if groups.len() > 100 || groups.iter().any(|g| g.is_empty() || g.chars().count() > 128) {
-        return Err(invalid("groups: at most 100 names of 1 to 128 characters"));
+/// Most groups named in one request.
+const MAX_GROUPS: usize = 100;
+/// Most store calls in flight for one request (group checks, membership changes, list pages).
+const CONCURRENCY: usize = 16;
+
+/// Runs `f` on every item, at most [`CONCURRENCY`] at a time; the results in the items' order,
+/// or the first error (the calls still running are then aborted).
+async fn bounded<T, R, F, Fut>(items: Vec<T>, f: F) -> Result<Vec<R>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<R>> + Send + 'static,
+{
+    let n = items.len();
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(n).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut items = items.into_iter().enumerate();
+    loop {
+        while tasks.len() < CONCURRENCY {
+            let Some((i, item)) = items.next() else { break };
+            let fut = f(item);
+            tasks.spawn(async move { (i, fut.await) });
+        }
+        let Some(done) = tasks.join_next().await else { break };
+        let (i, r) = done.map_err(OAuthError::server)?;
+        out[i] = Some(r?);
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// The named groups, sorted and without repeats, once each is a valid group name that exists:
+/// else 400 naming the first missing one. Nothing is written.
+async fn existing_groups(store: &Arc<dyn Store>, groups: Vec<String>) -> Result<Vec<String>> {
+    if groups.len() > MAX_GROUPS || !groups.iter().all(|g| Group::valid_name(g)) {
+        return Err(invalid(format!(
+            "groups: at most {MAX_GROUPS} group names (1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-')"
+        )));
+    }
+    let mut groups = groups;
+    groups.sort_unstable();
+    groups.dedup();
+    let found = bounded(groups.clone(), |g| {
+        let store = store.clone();
+        async move { Ok(store.get_group(&g).await?.is_some()) }
+    })
+    .await?;
+    if let Some((g, _)) = groups.iter().zip(&found).find(|(_, found)| !**found) {
+        return Err(no_such_group(g));
+    }
+    Ok(groups)
+}
+
+fn no_such_group(name: &str) -> OAuthError {
+    invalid(format!("groups: no such group: {name}"))
+}
+
+/// Makes `username`'s memberships exactly `wanted` (sorted, existing groups): adds the missing,
+/// ends the extra. A group deleted since it was checked is a 400 naming it.
+async fn set_memberships(state: &AppState, actor: &super::Actor, username: &str, wanted: &[String]) -> Result<()> {
+    let current = state.store.groups_of(username).await?;
+    let add: Vec<String> = wanted.iter().filter(|g| !current.contains(g)).cloned().collect();
+    let remove: Vec<String> = current.into_iter().filter(|g| wanted.binary_search(g).is_err()).collect();
+    let added = bounded(add, |g| {
+        let (store, u) = (state.store.clone(), username.to_owned());
+        async move { Ok((store.add_member(&g, &u).await?, g)) }
+    })
+    .await?;
+    for (ok, g) in &added {
+        if *ok {
+            changed(actor, "group_member_added", format!("{g}/{username}"));
+        }
+    }
+    if let Some((_, g)) = added.iter().find(|(ok, _)| !ok) {
+        return Err(no_such_group(g));
+    }
+    let removed = bounded(remove, |g| {
+        let (store, u) = (state.store.clone(), username.to_owned());
+        async move { Ok((store.remove_member(&g, &u).await?, g)) }
+    })
+    .await?;
+    for (_, g) in removed.iter().filter(|(ok, _)| *ok) {
+        changed(actor, "group_member_removed", format!("{g}/{username}"));
     }
     Ok(())
 }
@@ -58,12 +145,13 @@ fn validate_attributes(a: &Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
-/// A user as the admin API shows it (never the password hash).
-pub fn user_json(u: &User) -> Value {
+/// A user as the admin API shows it (never the password hash), with its groups (the names of
+/// the groups it is a member of, sorted).
+pub fn user_json(u: &User, groups: &[String]) -> Value {
     json!({
         "username": u.username,
         "attributes": u.attributes,
-        "groups": u.groups,
+        "groups": groups,
         "enabled": u.enabled,
         "created_at": u.created_at,
         "updated_at": u.updated_at,
@@ -76,8 +164,8 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
     let n: NewUser = json_body(body, invalid).await?;
     validate_username(&n.username)?;
     validate_password(&n.password)?;
-    validate_groups(&n.groups)?;
     validate_attributes(&n.attributes)?;
+    let groups = existing_groups(&state.store, n.groups).await?;
     let now = state.clock.now();
     let password_hash =
         tokio::task::spawn_blocking(move || hash_password(&n.password)).await.map_err(OAuthError::server)??;
@@ -85,7 +173,6 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
         username: n.username,
         password_hash,
         attributes: n.attributes,
-        groups: n.groups,
         enabled: n.enabled.unwrap_or(true),
         created_at: now,
         updated_at: now,
@@ -95,7 +182,20 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
         r => r?,
     }
     changed(&actor, "user_created", &user.username);
-    Ok(json_no_store(StatusCode::CREATED, user_json(&user)))
+    // Also ends any membership left behind by a deletion of an earlier user of this name that
+    // was cut short. On failure the new user goes again: a refused create creates nothing.
+    if let Err(e) = set_memberships(&state, &actor, &user.username, &groups).await {
+        let undone = async {
+            state.store.delete_user(&user.username).await?;
+            state.store.remove_user_from_groups(&user.username).await
+        };
+        match undone.await {
+            Ok(_) => changed(&actor, "user_deleted", &user.username),
+            Err(u) => tracing::error!(error = %u, username = %user.username, "undoing a refused user creation failed"),
+        }
+        return Err(e);
+    }
+    Ok(json_no_store(StatusCode::CREATED, user_json(&user, &groups)))
 }
 
 /// `GET /admin/users?limit=&cursor=`: users by username, a page at a time.
@@ -104,7 +204,12 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<
     // A username is at most 128 characters of up to 4 bytes.
     let q = super::paging::page_query(&parts, 512)?;
     let (users, next) = state.store.list_users(q.after.as_deref(), q.limit).await?;
-    let users: Vec<Value> = users.iter().map(user_json).collect();
+    // One `groups_of` per user on the page (a page is at most 1000), a few at a time.
+    let users = bounded(users, |u| {
+        let store = state.store.clone();
+        async move { Ok(user_json(&u, &store.groups_of(&u.username).await?)) }
+    })
+    .await?;
     Ok(ok(json!({"users": users, "next": super::paging::next_cursor(next)})))
 }
 
@@ -118,7 +223,8 @@ pub(super) async fn read(
     parts: Parts,
 ) -> Result<Response> {
     authorize(&state, &parts).await?;
-    Ok(ok(user_json(&existing(&state, &username).await?)))
+    let user = existing(&state, &username).await?;
+    Ok(ok(user_json(&user, &state.store.groups_of(&username).await?)))
 }
 
 pub(super) async fn update(
@@ -130,18 +236,23 @@ pub(super) async fn update(
     let actor = authorize(&state, &parts).await?;
     let p: UserPatch = json_body(body, invalid).await?;
     let mut user = existing(&state, &username).await?;
+    // Everything is checked before anything is written.
+    if let Some(pw) = &p.password {
+        validate_password(pw)?;
+    }
+    if let Some(a) = &p.attributes {
+        validate_attributes(a)?;
+    }
+    let groups = match p.groups {
+        Some(g) => Some(existing_groups(&state.store, g).await?),
+        None => None,
+    };
     if let Some(pw) = p.password {
-        validate_password(&pw)?;
         user.password_hash =
             tokio::task::spawn_blocking(move || hash_password(&pw)).await.map_err(OAuthError::server)??;
     }
     if let Some(a) = p.attributes {
-        validate_attributes(&a)?;
         user.attributes = a;
-    }
-    if let Some(g) = p.groups {
-        validate_groups(&g)?;
-        user.groups = g;
     }
     if let Some(e) = p.enabled {
         user.enabled = e;
@@ -151,7 +262,14 @@ pub(super) async fn update(
         return Err(OAuthError::NotFound("no such user".into()));
     }
     changed(&actor, "user_updated", &username);
-    Ok(ok(user_json(&user)))
+    let groups = match groups {
+        Some(g) => {
+            set_memberships(&state, &actor, &username, &g).await?;
+            g
+        }
+        None => state.store.groups_of(&username).await?,
+    };
+    Ok(ok(user_json(&user, &groups)))
 }
 
 pub(super) async fn delete(

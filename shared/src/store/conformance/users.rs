@@ -15,7 +15,6 @@ pub fn user(name: &str) -> User {
         username: name.into(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
         attributes: attributes.as_object().unwrap().clone(),
-        groups: vec!["staff".into()],
         enabled: true,
         created_at: NOW,
         updated_at: NOW,
@@ -38,8 +37,7 @@ pub async fn users(s: &dyn Store) {
     assert_eq!(s.get_user("alice").await.unwrap(), Some(alice.clone()), "a conflicting create must not overwrite");
 
     let mut changed = alice.clone();
-    (changed.enabled, changed.groups, changed.attributes, changed.updated_at) =
-        (false, Vec::new(), serde_json::Map::new(), NOW + 10);
+    (changed.enabled, changed.attributes, changed.updated_at) = (false, serde_json::Map::new(), NOW + 10);
     assert!(s.update_user(&changed).await.unwrap());
     assert_eq!(s.get_user("alice").await.unwrap(), Some(changed));
     assert!(!s.update_user(&user("bob")).await.unwrap(), "updating a missing user reports false");
