@@ -3,7 +3,8 @@
 
 Valid examples (signed with the fixed key of fuzz/src/lib.rs: the P-256 scalar 0x11 * 32, the
 issuer https://auth.fuzz.example, the clock 4102444800) and a few near misses, so the fuzzers
-start from inputs that reach the deep checks. Needs Python 3 with `cryptography`. Run from
+start from inputs that reach the deep checks. Signatures are deterministic (RFC 6979), so
+running it again changes nothing. Needs Python 3 with `cryptography` (44 or later). Run from
 anywhere: python3 fuzz/make_corpus.py
 """
 import base64
@@ -36,11 +37,17 @@ NUMBERS = KEY.public_key().public_numbers()
 X, Y = b64url(NUMBERS.x.to_bytes(32, "big")), b64url(NUMBERS.y.to_bytes(32, "big"))
 THUMBPRINT = b64url(hashlib.sha256(f'{{"crv":"P-256","kty":"EC","x":"{X}","y":"{Y}"}}'.encode()).digest())
 JWK = {"kty": "EC", "crv": "P-256", "x": X, "y": Y}
+# RFC 7638 §3.1's example RSA-2048 public key (seeds only: no target verifies with it).
+RSA_JWK = {"kty": "RSA", "e": "AQAB", "n": (
+    "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-"
+    "5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08"
+    "qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw")}
 
 
 def es256(header, claims) -> str:
     signing_input = f"{segment(header)}.{segment(claims)}"
-    r, s = decode_dss_signature(KEY.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    der = KEY.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    r, s = decode_dss_signature(der)
     return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
@@ -99,10 +106,13 @@ write("dpop_proof", {
     "with-ath-and-nonce": es256(proof_header, {**proof, "jti": "p-2", "ath": b64url(hashlib.sha256(b"t").digest()),
                                                 "nonce": "n"}),
     "old": es256(proof_header, {**proof, "jti": "p-3", "iat": NOW - 120}),
+    "rs256-unsigned": unsigned({"typ": "dpop+jwt", "alg": "RS256", "jwk": RSA_JWK}, proof, "c2ln"),
     "alg-none": unsigned({**proof_header, "alg": "none"}, proof),
     "hs256": unsigned({**proof_header, "alg": "HS256"}, proof, b64url(b"x" * 32)),
     "private-jwk": unsigned({**proof_header, "jwk": {**JWK, "d": b64url(bytes([0x11] * 32))}}, proof, "c2ln"),
     "htu": "HTTPS://Auth.Fuzz.Example:443/a/../%74oken?x=1#frag",
+    # Regression: a stray `%` made htu normalisation non-idempotent (fixed in dpop/proof.rs).
+    "htu-stray-percent": "HTTPS://auth.fuzz.example/%%666",
 })
 write("jwt_assertion", {
     "valid": es256({"alg": "ES256", "kid": ADMIN_KID}, assertion),
@@ -129,12 +139,16 @@ clients = {
                     "scope": "read write", "pre_approved_scopes": "read", "refresh_token_lifetime": 3600},
     "private-key-jwt": {"token_endpoint_auth_method": "private_key_jwt", "grant_types": ["client_credentials"],
                         "jwks": {"keys": [{**JWK, "kid": ADMIN_KID}]}, "dpop_bound_access_tokens": True},
+    "private-key-jwt-rsa": {"token_endpoint_auth_method": "private_key_jwt", "grant_types": ["client_credentials"],
+                            "jwks": {"keys": [{**RSA_JWK, "kid": "rsa-1", "alg": "RS256", "use": "sig"}]}},
     "jwt-bearer": {"grant_types": ["urn:ietf:params:oauth:grant-type:jwt-bearer"], "scope": "read",
                    "jwt_bearer_issuers": [{"issuer": "https://idp.example", "enabled": True,
                                            "jwks": {"keys": [{**JWK, "kid": "idp-1"}]}}]},
     "custom-claims": {"grant_types": ["client_credentials"], "scope": "read",
                       "custom_claims": [{"name": "tier", "value": "gold"}, {"name": "dept", "attribute": "dept"}]},
 }
+# Regression: an empty RSA modulus overflowed the bit count (fixed in assertion/registration.rs).
+clients["rsa-empty-n"] = {**clients["private-key-jwt-rsa"], "jwks": {"keys": [{**RSA_JWK, "n": "", "kid": "r"}]}}
 write("client_metadata", {**{k: json.dumps(v) for k, v in clients.items()},
                            "nested": '{"jwks":' + "[" * 300 + "]" * 300 + "}"})
 write("settings_merge", {

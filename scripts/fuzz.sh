@@ -47,6 +47,13 @@ max_len() {
   esac
 }
 
+# The JSON targets get a dictionary of JSON syntax and the admin API's member names.
+dict() {
+  case "$1" in
+    client_metadata | settings_merge | admin_api) echo "-dict=fuzz/dict/json.dict" ;;
+  esac
+}
+
 targets=${FUZZ_TARGETS:-$(fuzz list)}
 echo "==> building the fuzz targets (cargo +$toolchain fuzz build, sanitizer $sanitizer)"
 fuzz build --sanitizer "$sanitizer"
@@ -62,11 +69,13 @@ for t in $targets; do
   mkdir -p "fuzz/target/corpus/$t" "fuzz/corpus/$t"
   log="fuzz/target/logs/$t.log"
   status=0
+  extra=()
+  if [ -n "$(dict "$t")" ]; then extra+=("$(dict "$t")"); fi
   fuzz run --sanitizer "$sanitizer" "$t" "fuzz/target/corpus/$t" "fuzz/corpus/$t" -- \
     -max_total_time="$seconds" -max_len="$(max_len "$t")" -rss_limit_mb="$rss_mb" -timeout=20 \
-    -close_fd_mask=1 -print_final_stats=1 >"$log" 2>&1 || status=$?
-  final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+    -close_fd_mask=1 -print_final_stats=1 "${extra[@]}" >"$log" 2>&1 || status=$?
+  final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1 || true; }
+  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2 || true)
   corpus=$(find "fuzz/target/corpus/$t" -type f | wc -l)
   result=ok
   if [ "$status" -ne 0 ]; then
@@ -77,8 +86,8 @@ for t in $targets; do
     "$(final_stat average_exec_per_sec)" "${cov:--}" "$corpus" "$(final_stat peak_rss_mb)" "$result"
   if [ "$status" -ne 0 ]; then
     grep -E 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|SUMMARY|deadly signal|out-of-memory|timeout' "$log" \
-      | head -8 | sed 's/^/    /'
-    saved=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
+      | head -8 | sed 's/^/    /' || true
+    saved=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1 || true)
     echo "    input saved to: ${saved:-(none; see $log)}"
     echo "    reproduce: cargo +$toolchain fuzz run $t ${saved:-<input>}   full log: $log"
   fi

@@ -20,13 +20,15 @@ use serde_json::Value;
 fn base() -> &'static Client {
     static BASE: OnceLock<Client> = OnceLock::new();
     BASE.get_or_init(|| {
-        let m: ClientMetadata = serde_json::from_value(serde_json::json!({"grant_types": ["client_credentials"]})).unwrap();
+        let m: ClientMetadata =
+            serde_json::from_value(serde_json::json!({"grant_types": ["client_credentials"]})).unwrap();
         m.into_client(NOW).unwrap().0
     })
 }
 
 fn parse(data: &[u8]) -> Result<ClientMetadata, OAuthError> {
-    runtime().block_on(admin_json_body::<ClientMetadata>(data.to_vec(), |e| OAuthError::InvalidClientMetadata(e.into())))
+    runtime()
+        .block_on(admin_json_body::<ClientMetadata>(data.to_vec(), |e| OAuthError::InvalidClientMetadata(e.into())))
 }
 
 fuzz_target!(|data: &[u8]| {

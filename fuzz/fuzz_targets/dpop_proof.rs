@@ -19,7 +19,8 @@ use libfuzzer_sys::fuzz_target;
 fn client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        let m: ClientMetadata = serde_json::from_value(serde_json::json!({"grant_types": ["client_credentials"]})).unwrap();
+        let m: ClientMetadata =
+            serde_json::from_value(serde_json::json!({"grant_types": ["client_credentials"]})).unwrap();
         m.into_client(NOW).unwrap().0
     })
 }

@@ -11,7 +11,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let parsed = Params::parse(data);
-    assert_eq!(gatehouse_fuzz::outcome(&parsed), gatehouse_fuzz::outcome(&Params::parse(data)), "deterministic");
+    let again = Params::parse(data);
+    assert_eq!(parsed.as_ref().err().map(|e| e.description()), again.as_ref().err().map(|e| e.description()));
 
     let utf8 = data.split(|b| *b == b'&').all(|p| percent_encoding::percent_decode(p).decode_utf8().is_ok());
     let mut expected = BTreeMap::new();

@@ -99,6 +99,7 @@ pub fn validate(field: &str, rules: &[ClaimRule]) -> Result<(), String> {
                 if v.is_null() || v.to_string().len() > 1024 {
                     return Err(format!("{field}: claim `{n}`: a static value is non-null JSON of at most 1 KiB"));
                 }
+                crate::store::storable_json(v).map_err(|why| format!("{field}: claim `{n}`: {why}"))?;
             }
             (None, Some(a)) => {
                 if a.is_empty() || a.len() > 128 {

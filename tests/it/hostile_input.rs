@@ -169,10 +169,9 @@ async fn a_one_megabyte_jwt_is_refused_everywhere() {
     let r = send(&app, common::admin("POST", "/admin/tokens/revoke", Some(json!({"token": jwt})))).await;
     assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"revoked": false})), "{}", r.text);
     // A client assertion over 8 KiB is refused by its length, before any key is looked up.
-    let body = format!(
-        "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_id={}&client_assertion={jwt}",
-        c.id
-    );
+    let kind = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+    let body =
+        format!("grant_type=client_credentials&client_assertion_type={kind}&client_id={}&client_assertion={jwt}", c.id);
     let r = send(&app, form("/token", None, &body)).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_client");
     assert_eq!(r.body["error_description"], "the client assertion is not a well-formed signed JWT");
@@ -318,7 +317,8 @@ fn deeply_nested_json_is_400_without_exhausting_the_stack() {
             for (method, path) in ADMIN_JSON {
                 let path = path.replace("{client}", &c.id);
                 let members = [None, Some("jwks"), Some("attributes"), Some("scopes"), Some("access_token_ttl")];
-                for (member, depth, closed) in members.into_iter().flat_map(|m| [(m, 10_000, false), (m, 5_000, true)]) {
+                let cases = members.into_iter().flat_map(|m| [(m, 10_000, false), (m, 5_000, true)]);
+                for (member, depth, closed) in cases {
                     let r = send(&app, admin_raw(method, &path, nested(member, depth, closed))).await;
                     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {path} {member:?} {depth}: {}", r.text);
                     assert!(r.body["error"].is_string(), "{}", r.text);
@@ -326,7 +326,8 @@ fn deeply_nested_json_is_400_without_exhausting_the_stack() {
             }
             // Within the limit the body is parsed and refused for what it says.
             let body = format!(
-                r#"{{"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": {}}}"#,
+                r#"{{"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+                    "jwks": {}}}"#,
                 nested(None, 100, true)
             );
             let r = send(&app, admin_raw("POST", "/admin/clients", body)).await;
@@ -413,4 +414,75 @@ async fn over_tcp_oversized_requests_are_refused_early() {
     );
     let (status, _) = exchange(&addr, &head, &[]).await;
     assert_eq!(status, 431);
+}
+
+// ---- Free-form JSON the store must hold: user attributes, static claim values. DynamoDB holds
+// at most 32 levels of nesting per item, no empty map keys, numbers of magnitude 1e-130 to
+// below 1e126: beyond that its write fails, which was a 500. ----
+
+/// `{"a": {"a": … "v"}}`: `depth` levels of objects.
+fn deep(depth: usize) -> Value {
+    (0..depth).fold(json!("v"), |v, _| json!({"a": v}))
+}
+
+async fn free_form_json_beyond_what_the_store_holds_is_400(store: std::sync::Arc<dyn gatehouse::store::Store>) {
+    let state = common::state_on(store);
+    let app = common::app(&state);
+    // At the limits (the attributes object is a level: 1 + 15 = 16).
+    let within = [
+        json!({"x": deep(15)}),
+        json!({"x": [1e125, -1e125, 1e-130, 0.0, u64::MAX, i64::MIN]}),
+        json!({"x": {"y": ""}}),
+    ];
+    for (i, attributes) in within.into_iter().enumerate() {
+        let body = json!({"username": format!("ok{i}"), "password": "correct horse battery", "attributes": attributes});
+        let r = send(&app, common::admin("POST", "/admin/users", Some(body))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{i}: {}", r.text);
+    }
+    let beyond = [
+        (json!({"x": deep(16)}), "nested more than 16 levels deep"),
+        (json!({"x": [deep(15)]}), "nested more than 16 levels deep"),
+        (json!({"": 1}), "an object member has an empty name"),
+        (json!({"x": {"": 1}}), "an object member has an empty name"),
+        (json!({"x": 1e126}), "a number is outside 1e-130 to 1e125 in magnitude"),
+        (json!({"x": -1e-131}), "a number is outside 1e-130 to 1e125 in magnitude"),
+        (json!({"x": f64::MAX}), "a number is outside 1e-130 to 1e125 in magnitude"),
+    ];
+    for (attributes, why) in &beyond {
+        let body = json!({"username": "bad", "password": "correct horse battery", "attributes": attributes});
+        let r = send(&app, common::admin("POST", "/admin/users", Some(body))).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(r.body["error_description"], format!("attributes: {why}"));
+        let patch = json!({"attributes": attributes});
+        let r = send(&app, common::admin("PATCH", "/admin/users/ok0", Some(patch))).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    // Static claim values (16 levels of their own), on a client and a resource server and its scopes.
+    for value in [deep(17), json!(1e200), json!({"": true})] {
+        let claims = json!([{"name": "c", "value": value}]);
+        let body = json!({"grant_types": ["client_credentials"], "custom_claims": claims});
+        let r = send(&app, common::admin("POST", "/admin/clients", Some(body))).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_client_metadata");
+        let body = json!({"identifier": "https://api.example.com", "custom_claims": claims});
+        let r = send(&app, common::admin("POST", "/admin/resource-servers", Some(body))).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+        let body = json!({"identifier": "https://api.example.com", "scopes": [{"name": "read", "claims": claims}]});
+        let r = send(&app, common::admin("POST", "/admin/resource-servers", Some(body))).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let body = json!({"grant_types": ["client_credentials"], "custom_claims": [{"name": "c", "value": deep(16)}]});
+    let r = send(&app, common::admin("POST", "/admin/clients", Some(body))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn free_form_json_beyond_what_the_store_holds_is_400_embedded() {
+    let (store, _dir) = common::embedded();
+    free_form_json_beyond_what_the_store_holds_is_400(store).await;
+}
+
+#[tokio::test]
+async fn free_form_json_beyond_what_the_store_holds_is_400_dynamodb() {
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    free_form_json_beyond_what_the_store_holds_is_400(store).await;
 }

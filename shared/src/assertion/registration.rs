@@ -79,7 +79,8 @@ fn rsa_key(m: &Map<String, Value>) -> Result<PublicJwk, String> {
     let (n, e) = (b64(m, "n")?, b64(m, "e")?);
     let n: Vec<u8> = n.into_iter().skip_while(|b| *b == 0).collect();
     let e: Vec<u8> = e.into_iter().skip_while(|b| *b == 0).collect();
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // An empty (or all-zero) modulus has no bits (not `0 - 8`: an overflow, a panic in debug builds).
+    let bits = n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
     if !(2048..=4096).contains(&bits) || n.last().is_none_or(|b| b % 2 == 0) {
         return Err("n must be an odd modulus of 2048 to 4096 bits".into());
     }
@@ -201,7 +202,10 @@ mod tests {
     #[test]
     fn small_rsa_keys_are_refused() {
         let n = URL_SAFE_NO_PAD.encode([0xC3u8; 128]);
-        let v = json!({"keys": [{"kty": "RSA", "n": n, "e": "AQAB", "kid": "r"}]});
-        assert_eq!(jwk_set(&v).unwrap_err(), "keys[0]: n must be an odd modulus of 2048 to 4096 bits");
+        // Also an empty and an all-zero modulus (no bits at all: this once overflowed).
+        for n in [n.as_str(), "", "AAAA"] {
+            let v = json!({"keys": [{"kty": "RSA", "n": n, "e": "AQAB", "kid": "r"}]});
+            assert_eq!(jwk_set(&v).unwrap_err(), "keys[0]: n must be an odd modulus of 2048 to 4096 bits", "{n:?}");
+        }
     }
 }

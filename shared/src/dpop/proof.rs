@@ -187,7 +187,9 @@ pub fn access_token_hash(token: &str) -> String {
 /// scheme-based normalisation (RFC 3986 §6.2.2, §6.2.3): scheme and host in lower case, the
 /// default port dropped, an empty path as `/`, dot segments removed, percent-encodings in upper
 /// case and those of unreserved characters decoded. `None` unless an absolute http(s) URI
-/// without user information.
+/// without user information whose path has no `%` outside a percent-encoding (RFC 3986 §2.1;
+/// such a `%` could pair with a decoded character into a new encoding, found by
+/// `fuzz/dpop_proof`: the normalised form must stay normal).
 pub fn normalize_htu(raw: &str) -> Option<String> {
     let u = url::Url::parse(raw).ok()?;
     if !matches!(u.scheme(), "http" | "https") || !u.username().is_empty() || u.password().is_some() {
@@ -195,11 +197,12 @@ pub fn normalize_htu(raw: &str) -> Option<String> {
     }
     let host = u.host_str()?;
     let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-    Some(format!("{}://{host}{port}{}", u.scheme(), normalize_percent(u.path())))
+    Some(format!("{}://{host}{port}{}", u.scheme(), normalize_percent(u.path())?))
 }
 
-/// Upper-case hex in percent-encodings; unreserved characters (RFC 3986 §2.3) decoded.
-fn normalize_percent(path: &str) -> String {
+/// Upper-case hex in percent-encodings; unreserved characters (RFC 3986 §2.3) decoded; `None`
+/// for a `%` that does not start a percent-encoding.
+fn normalize_percent(path: &str) -> Option<String> {
     let b = path.as_bytes();
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
@@ -215,12 +218,14 @@ fn normalize_percent(path: &str) -> String {
                 out.push_str(&format!("%{c:02X}"));
             }
             i += 3;
+        } else if b[i] == b'%' {
+            return None;
         } else {
             out.push(b[i] as char);
             i += 1;
         }
     }
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -251,6 +256,12 @@ mod tests {
         }
         for refused in ["/token", "ftp://auth.example.com/token", "https://user:pw@auth.example.com/token", ""] {
             assert_eq!(n(refused), None, "{refused}");
+        }
+        // A `%` that starts no percent-encoding (RFC 3986 §2.1): refused, not kept, since
+        // `%%66` would normalise to `%f`+`6`, a new encoding (found by fuzz/dpop_proof).
+        for stray in ["https://auth.example.com/%%666", "https://auth.example.com/a%zz", "https://auth.example.com/a%"]
+        {
+            assert_eq!(n(stray), None, "{stray}");
         }
     }
 

@@ -40,6 +40,41 @@ pub enum StoreError {
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Most levels of arrays and objects in a free-form JSON value Gatehouse stores (user
+/// attributes, static claim values): well inside DynamoDB's 32 levels per item.
+pub const MAX_JSON_DEPTH: usize = 16;
+
+/// Whether every backend can hold a free-form JSON value (user attributes, a static claim
+/// value): at most [`MAX_JSON_DEPTH`] levels, no empty object key, and numbers 0 or of magnitude
+/// 1e-130 to below 1e126 (DynamoDB's limits, the strictest; beyond them its write fails, which
+/// must be the admin's 400 rather than a 500). `Err` names the rule.
+pub fn storable_json(v: &serde_json::Value) -> Result<(), &'static str> {
+    use serde_json::Value;
+    fn walk(v: &Value, depth: usize) -> Result<(), &'static str> {
+        let nested = |depth: usize| {
+            if depth < MAX_JSON_DEPTH { Ok(depth + 1) } else { Err("nested more than 16 levels deep") }
+        };
+        match v {
+            Value::Array(a) => {
+                let d = nested(depth)?;
+                a.iter().try_for_each(|x| walk(x, d))
+            }
+            Value::Object(m) => {
+                let d = nested(depth)?;
+                if m.keys().any(String::is_empty) {
+                    return Err("an object member has an empty name");
+                }
+                m.values().try_for_each(|x| walk(x, d))
+            }
+            Value::Number(n) if !n.as_f64().is_some_and(|f| f == 0.0 || (1e-130..1e126).contains(&f.abs())) => {
+                Err("a number is outside 1e-130 to 1e125 in magnitude")
+            }
+            _ => Ok(()),
+        }
+    }
+    walk(v, 0)
+}
+
 /// Which tokens a listing or count selects. At least one of `client_id` / `end_user` is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenQuery {

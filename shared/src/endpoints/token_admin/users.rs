@@ -142,7 +142,7 @@ fn validate_attributes(a: &Map<String, Value>) -> Result<()> {
     if serde_json::to_vec(a).map(|v| v.len()).unwrap_or(usize::MAX) > 8 * 1024 {
         return Err(invalid("attributes: at most 8 KiB of JSON"));
     }
-    Ok(())
+    crate::store::storable_json(&Value::Object(a.clone())).map_err(|why| invalid(format!("attributes: {why}")))
 }
 
 /// A user as the admin API shows it (never the password hash), with its groups (the names of
