@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target in fuzz/ for a set time (README "Fuzzing"). Not part of
 # scripts/test.sh / CI: it needs the nightly toolchain and its own sanitizer build of the whole
-# crate graph (fuzz/target, ~15 minutes cold on 2 cores).
+# crate graph (fuzz/target: 25 minutes cold on 2 busy cores, 3-4 minutes after a change to shared/).
 #
 #   FUZZ_SECONDS    seconds per target (default 60)
 #   FUZZ_TARGETS    the targets to run, space-separated (default: every target, `cargo fuzz list`)
@@ -85,7 +85,7 @@ for t in $targets; do
   printf '%-16s %12s %10s %8s %8s %8s  %s\n' "$t" "$(final_stat number_of_executed_units)" \
     "$(final_stat average_exec_per_sec)" "${cov:--}" "$corpus" "$(final_stat peak_rss_mb)" "$result"
   if [ "$status" -ne 0 ]; then
-    grep -E 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|SUMMARY|deadly signal|out-of-memory|timeout' "$log" \
+    grep -E 'panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer|ERROR: LeakSanitizer|SUMMARY' "$log" \
       | head -8 | sed 's/^/    /' || true
     saved=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1 || true)
     echo "    input saved to: ${saved:-(none; see $log)}"
