@@ -11,6 +11,16 @@
 //!   (client lookup + secret digest, JWT signing, token record insert, audit line).
 //! - `endpoint/introspect_active`: `POST /introspect` of an active token (client lookup +
 //!   secret digest, JWT verification, token record read, audit line).
+//! - `endpoint/introspect_refresh`: `POST /introspect` of an active refresh token (opaque:
+//!   digest, record read).
+//! - `endpoint/validate`: `GET /validate` with `Authorization: Bearer` (JWT verification, token
+//!   record read; no client authentication).
+//! - `endpoint/token_code_exchange`: `POST /token`, `authorization_code` with PKCE S256, each
+//!   iteration a fresh code (written to the store outside the timed part, as `/authorize`
+//!   writes it): the user's status read, one signature (the refresh token is opaque), code
+//!   redemption and both token records in one transaction.
+//! - `endpoint/token_refresh`: `POST /token`, `refresh_token`, each iteration spending the
+//!   refresh token the previous one earned (rotation in one transaction).
 //! - `crypto/sign_access_token`, `crypto/verify_access_token`: the JWT work alone.
 //! - `store/put_token`, `store/get_token`: the embedded store's part alone.
 //!
@@ -32,11 +42,12 @@ use criterion::{Criterion, SamplingMode, Throughput};
 use gatehouse::clock::Clock;
 use gatehouse::keys::AccessClaims;
 use gatehouse::keys::{LocalSigner, Signer};
-use gatehouse::model::TokenRecord;
+use gatehouse::model::{AuthorizationCode, Client, TokenRecord};
 use gatehouse::store::{EmbeddedStore, Store};
 use gatehouse::{AppState, Config};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -55,8 +66,17 @@ struct Fixture {
     token: String,
     claims: AccessClaims,
     record: TokenRecord,
+    /// A confidential authorization-code client (Basic) with refresh tokens, and its user.
+    code_basic: String,
+    code_client: Client,
+    /// An active refresh token of `code_client` (introspected, never spent).
+    refresh: String,
     _dir: tempfile::TempDir,
 }
+
+const REDIRECT_URI: &str = "https://app.bench.example/cb";
+const USERNAME: &str = "bench-user";
+const VERIFIER: &str = "bench-verifier-0123456789abcdefghijklmnopqrstuvwxyz";
 
 impl Fixture {
     fn new() -> Self {
@@ -97,8 +117,71 @@ impl Fixture {
         let now = state.clock.now();
         let claims = state.signer.keys().verify_access_token(&token, &state.config.issuer, now).expect("valid token");
         let record = rt.block_on(state.store.get_token(&claims.jti, now)).unwrap().expect("stored token record");
-        Self { rt, state, router, basic, token, claims, record, _dir: dir }
+
+        let (code_basic, code_client, refresh) = rt.block_on(async {
+            let metadata = json!({"grant_types": ["authorization_code", "refresh_token"],
+                "redirect_uris": [REDIRECT_URI], "scope": "read write"});
+            let (status, client) = send(&router, admin_post("/admin/clients", &metadata)).await;
+            assert_eq!(status, StatusCode::CREATED, "{client}");
+            let user = json!({"username": USERNAME, "password": "bench passphrase 0123456789"});
+            let (status, body) = send(&router, admin_post("/admin/users", &user)).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            let id = client["client_id"].as_str().unwrap();
+            let code_basic = self::basic(id, client["client_secret"].as_str().unwrap());
+            let code_client = state.store.get_client(id).await.unwrap().unwrap();
+            let code = mint_code(&state, &code_client).await;
+            let (status, body) = send(&router, exchange_request(&code_basic, &code)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+            let req = form("/introspect", &code_basic, format!("token={refresh}&token_type_hint=refresh_token"));
+            let (status, body) = send(&router, req).await;
+            assert_eq!((status, &body["active"]), (StatusCode::OK, &json!(true)), "{body}");
+            (code_basic, code_client, refresh)
+        });
+        Self { rt, state, router, basic, token, claims, record, code_basic, code_client, refresh, _dir: dir }
     }
+}
+
+fn admin_post(path: &str, body: &Value) -> Request<Body> {
+    Request::post(path)
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// Stores a fresh code as `/authorize` does after sign-in and consent (endpoints::authorize):
+/// the grant it decides for a request without `scope`/`resource`, PKCE S256 of [`VERIFIER`].
+async fn mint_code(state: &AppState, client: &Client) -> String {
+    let grant = gatehouse::grants::decide_grant(state, client, None, None).await.unwrap();
+    let code = gatehouse::crypto::random_token();
+    let now = state.clock.now();
+    let record = AuthorizationCode {
+        id: gatehouse::crypto::digest(&code),
+        client_id: client.client_id.clone(),
+        redirect_uri: REDIRECT_URI.to_owned(),
+        redirect_uri_in_request: true,
+        username: USERNAME.to_owned(),
+        scope: grant.scope,
+        audience: grant.audience,
+        code_challenge: Some(gatehouse::crypto::b64url(Sha256::digest(VERIFIER.as_bytes()))),
+        family: gatehouse::crypto::random_id(),
+        issued_at: now,
+        expires_at: now + 600,
+        consumed_at: None,
+    };
+    state.store.put_code(&record).await.unwrap();
+    code
+}
+
+fn exchange_request(basic: &str, code: &str) -> Request<Body> {
+    let body =
+        format!("grant_type=authorization_code&code={code}&redirect_uri={REDIRECT_URI}&code_verifier={VERIFIER}");
+    form("/token", basic, body)
+}
+
+fn refresh_request(basic: &str, refresh: &str) -> Request<Body> {
+    form("/token", basic, format!("grant_type=refresh_token&refresh_token={refresh}"))
 }
 
 /// `Authorization: Basic` (RFC 6749 §2.3.1: both parts form-encoded).
@@ -155,6 +238,60 @@ fn endpoints(c: &mut Criterion) {
             assert_eq!(status, StatusCode::OK);
             debug_assert!(body.starts_with(b"{\"active\":true"));
             body
+        })
+    });
+
+    let refresh_body = format!("token={}&token_type_hint=refresh_token", f.refresh);
+    g.bench_function("introspect_refresh", |b| {
+        b.to_async(&f.rt).iter(|| async {
+            let (status, body) = send_raw(&f.router, form("/introspect", &f.code_basic, refresh_body.clone())).await;
+            assert_eq!(status, StatusCode::OK);
+            debug_assert!(body.starts_with(b"{\"active\":true"));
+            body
+        })
+    });
+
+    let bearer = format!("Bearer {}", f.token);
+    g.bench_function("validate", |b| {
+        b.to_async(&f.rt).iter(|| async {
+            let req = Request::get("/validate").header(header::AUTHORIZATION, &bearer).body(Body::empty()).unwrap();
+            let (status, body) = send_raw(&f.router, req).await;
+            assert_eq!(status, StatusCode::OK);
+            body
+        })
+    });
+
+    g.bench_function("token_code_exchange", |b| {
+        b.to_async(&f.rt).iter_batched(
+            // Criterion calls this inside the runtime's `block_on`: a plain executor waits for it
+            // (the embedded store's work runs on tokio's blocking pool, not on this thread).
+            || futures::executor::block_on(mint_code(&f.state, &f.code_client)),
+            |code| {
+                let (router, req) = (&f.router, exchange_request(&f.code_basic, &code));
+                async move {
+                    let (status, body) = send_raw(router, req).await;
+                    assert_eq!(status, StatusCode::OK);
+                    body
+                }
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+
+    // A chain of rotations: each iteration spends the refresh token the previous one earned.
+    let first = f.rt.block_on(async {
+        let code = mint_code(&f.state, &f.code_client).await;
+        let (status, body) = send(&f.router, exchange_request(&f.code_basic, &code)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["refresh_token"].as_str().unwrap().to_owned()
+    });
+    let current = std::sync::Mutex::new(first);
+    g.bench_function("token_refresh", |b| {
+        b.to_async(&f.rt).iter(|| async {
+            let spend = current.lock().unwrap().clone();
+            let (status, body) = send(&f.router, refresh_request(&f.code_basic, &spend)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            *current.lock().unwrap() = body["refresh_token"].as_str().unwrap().to_owned();
         })
     });
     g.finish();

@@ -13,8 +13,10 @@
 #
 # How it runs: `cargo lambda watch --only-lambda-apis` serves the Lambda runtime API and the
 # invoke API on a free loopback port; the script starts each binary itself (already built, no
-# recompilation) against that runtime API, with an env file that points them all at one embedded
-# store in a temporary data directory, the local signer, the events' issuer and admin token.
+# recompilation) against that runtime API, with an env file that points them all at one fresh
+# DynamoDB table in DynamoDB Local and the sealed signer with a KMS key in moto (the services
+# scripts/test.sh runs; started here when they are not running), the events' issuer and admin
+# token: the configuration a stack gives them (the functions are built without the embedded store).
 # token-admin also gets GATEHOUSE_ADMIN_IAM=true, as the stack sets it.
 #
 # The events authenticate as `events-client`, whose secret exists only in the tests (the admin API
@@ -26,7 +28,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 start=$(date +%s)
-CARGO_LAMBDA_VERSION=1.9.2
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 FUNCTIONS=(authorize introspect revoke token token-admin)
 ISSUER=https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com
 ADMIN_TOKEN=events-admin-token-0123456789abcdef0123456789
@@ -38,15 +41,8 @@ case "${1:-}" in
   *) echo "usage: $0 [--bin-dir DIR]" >&2; exit 2 ;;
 esac
 
-if ! command -v cargo-lambda >/dev/null; then
-  venv=.tools/cargo-lambda
-  if [ ! -x "$venv/bin/cargo-lambda" ]; then
-    echo "==> installing cargo-lambda $CARGO_LAMBDA_VERSION from PyPI into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
-  fi
-  export PATH="$root/$venv/bin:$PATH"
-fi
+ensure_cargo_lambda
+ensure_services
 
 work=$(mktemp -d)
 pids=()
@@ -54,6 +50,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
+  stop_started_services
 }
 trap cleanup EXIT
 
@@ -110,12 +107,12 @@ done
 # ---------------------------------------------------------------------------------------------
 # The emulator and the functions.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$work/functions.env" <<EOF
+# The stack's configuration: DynamoDB (Local) and the sealed signer (moto's KMS), a fresh table
+# made by the host-built gatehouse binary (`create-table`).
+cargo build --bin gatehouse --locked --quiet
+tenant_env target/debug/gatehouse events >"$work/functions.env"
+cat >>"$work/functions.env" <<EOF
 GATEHOUSE_ISSUER=$ISSUER
-GATEHOUSE_TENANT=events
-GATEHOUSE_STORE=embedded
-GATEHOUSE_DATA_DIR=$work/data
-GATEHOUSE_SIGNER=local
 GATEHOUSE_ADMIN_TOKEN=$ADMIN_TOKEN
 GATEHOUSE_LOG=warn
 AWS_LAMBDA_FUNCTION_VERSION=1

@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
 # Load test of the local all-in-one server (`gatehouse`, embedded store, local ES256 key).
 #
-# Builds the release server, starts it on a free loopback port with a fresh temporary data
-# directory, registers a client-credentials client through the admin API, gets one access
-# token, then drives two bounded loads with wrk, one after the other:
-#   1. POST /token       grant_type=client_credentials, HTTP Basic client authentication
-#   2. POST /introspect  of the active token, same client
+# Builds the release server (and the code fixture, examples/load_fixture.rs), starts the server
+# on a free loopback port with a fresh temporary data directory, registers two clients and a user
+# through the admin API, then drives six bounded loads with wrk (scripts/load.lua), one after the
+# other:
+#   1. token               POST /token        client_credentials, HTTP Basic
+#   2. introspect_jwt      POST /introspect   an active access token (JWT)
+#   3. introspect_refresh  POST /introspect   an active refresh token (opaque)
+#   4. validate            GET  /validate     Authorization: Bearer <access token>
+#   5. code_exchange       POST /token        authorization_code + PKCE, each code used once
+#                          (LOAD_CODES codes minted into the store beforehand by the fixture:
+#                          the browser sign-in would measure Argon2id, not the exchange)
+#   6. refresh             POST /token        refresh_token, each response's successor reused
 # and prints for each: requests/second, latency p50/p90/p99, error count, and the server's
 # CPU time per request (utime+stime of the server process from /proc/<pid>/stat).
 #
 # Usage:
 #   scripts/load.sh
 #   LOAD_DURATION=30 LOAD_CONNECTIONS=64 scripts/load.sh
+#   LOAD_SCENARIOS="token refresh" scripts/load.sh
 #
 # Environment (all optional):
 #   LOAD_DURATION     seconds of load per scenario                   (default 10)
 #   LOAD_CONNECTIONS  concurrent keep-alive connections              (default 16)
 #   LOAD_THREADS      wrk threads                    (default min(nproc, connections))
+#   LOAD_CODES        codes minted for code_exchange                 (default 20000)
+#   LOAD_SCENARIOS    which scenarios, in order                      (default all six)
 #   GATEHOUSE_LOG     the server's log filter                        (default info)
 #
 # Traffic goes only to 127.0.0.1. wrk is installed with apt-get when missing (root, or sudo).
@@ -27,12 +37,16 @@
 # status or socket error/timeout); 2 on a usage or set-up error.
 #
 # Note: wrk runs on the same machine and takes CPU from the server; requests/second is for
-# this machine as a whole, CPU per request is the server's alone.
+# this machine as a whole, CPU per request is the server's alone. code_exchange runs until its
+# codes are spent (its requests/second are over that window), so it may end before
+# LOAD_DURATION.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${LOAD_DURATION:-10}
 connections=${LOAD_CONNECTIONS:-16}
+codes=${LOAD_CODES:-20000}
+scenarios=${LOAD_SCENARIOS:-token introspect_jwt introspect_refresh validate code_exchange refresh}
 ncpu=$(nproc)
 threads=${LOAD_THREADS:-$((ncpu < connections ? ncpu : connections))}
 
@@ -40,6 +54,12 @@ die() { echo "load.sh: $*" >&2; exit 2; }
 is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 is_count "$duration" || die "LOAD_DURATION must be a positive number of seconds, got '$duration'"
 is_count "$connections" || die "LOAD_CONNECTIONS must be a positive integer, got '$connections'"
+is_count "$codes" || die "LOAD_CODES must be a positive integer, got '$codes'"
+for sc in $scenarios; do
+  case $sc in token | introspect_jwt | introspect_refresh | validate | code_exchange | refresh) ;;
+    *) die "unknown scenario '$sc' in LOAD_SCENARIOS" ;;
+  esac
+done
 is_count "$threads" || die "LOAD_THREADS must be a positive integer, got '$threads'"
 ((threads <= connections)) || die "LOAD_THREADS ($threads) must not exceed LOAD_CONNECTIONS ($connections)"
 for tool in cargo curl python3 base64 getconf; do
@@ -65,12 +85,14 @@ if ! command -v wrk >/dev/null; then
 fi
 
 # --- build -------------------------------------------------------------------------------
-echo "== building the release server"
-(cd "$root" && cargo build --release --bin gatehouse)
+echo "== building the release server and the code fixture"
+(cd "$root" && cargo build --release --bin gatehouse --example load_fixture)
 target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 bin="$target_dir/release/gatehouse"
+fixture="$target_dir/release/examples/load_fixture"
 [[ -x $bin ]] || die "no server binary at $bin"
+[[ -x $fixture ]] || die "no fixture binary at $fixture"
 
 # --- start the server --------------------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-load.XXXXXX")
@@ -121,27 +143,53 @@ for i in $(seq 1 100); do
 done
 admin_token=$(<"$data_dir/admin-token")
 
-# --- a client and a token ----------------------------------------------------------------
+# --- clients, a user, tokens, codes ----------------------------------------------------
 json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-
-client=$(curl -sS --fail-with-body -X POST "$base/admin/clients" \
-  -H "Authorization: Bearer $admin_token" -H 'Content-Type: application/json' \
-  -d '{"client_name":"load test","grant_types":["client_credentials"],"scope":"read write"}') ||
-  die "client registration failed: $client"
-client_id=$(json_field client_id <<<"$client")
-client_secret=$(json_field client_secret <<<"$client")
+admin() { # method path json
+  curl -sS --fail-with-body -X "$1" "$base$2" -H "Authorization: Bearer $admin_token" \
+    -H 'Content-Type: application/json' -d "$3"
+}
 # RFC 6749 §2.3.1 form-encodes both parts; generated ids and secrets are base64url, unchanged.
-basic="Basic $(printf '%s:%s' "$client_id" "$client_secret" | base64 | tr -d '\n')"
+basic_of() { printf 'Basic %s' "$(printf '%s:%s' "$(json_field client_id <<<"$1")" "$(json_field client_secret <<<"$1")" | base64 | tr -d '\n')"; }
+form_post() { # path authorization body
+  curl -sS --fail-with-body -X POST "$base$1" -H "Authorization: $2" \
+    -H 'Content-Type: application/x-www-form-urlencoded' -d "$3"
+}
 
-resp=$(curl -sS --fail-with-body -X POST "$base/token" -H "Authorization: $basic" \
-  -H 'Content-Type: application/x-www-form-urlencoded' -d 'grant_type=client_credentials') ||
-  die "token request failed: $resp"
+client=$(admin POST /admin/clients \
+  '{"client_name":"load test","grant_types":["client_credentials"],"scope":"read write"}') ||
+  die "client registration failed: $client"
+basic=$(basic_of "$client")
+redirect_uri=http://127.0.0.1/cb
+code_client=$(admin POST /admin/clients "{\"client_name\":\"load test (code flow)\",
+  \"grant_types\":[\"authorization_code\",\"refresh_token\"],\"redirect_uris\":[\"$redirect_uri\"],
+  \"scope\":\"read write\"}") || die "client registration failed: $code_client"
+code_client_id=$(json_field client_id <<<"$code_client")
+code_basic=$(basic_of "$code_client")
+resp=$(admin POST /admin/users '{"username":"load-user","password":"load test passphrase 0123"}') ||
+  die "user creation failed: $resp"
+
+resp=$(form_post /token "$basic" grant_type=client_credentials) || die "token request failed: $resp"
 access_token=$(json_field access_token <<<"$resp")
-
-resp=$(curl -sS --fail-with-body -X POST "$base/introspect" -H "Authorization: $basic" \
-  -H 'Content-Type: application/x-www-form-urlencoded' -d "token=$access_token") ||
-  die "introspection failed: $resp"
+resp=$(form_post /introspect "$basic" "token=$access_token") || die "introspection failed: $resp"
 [[ $(json_field active <<<"$resp") == True ]] || die "the fresh token is not active: $resp"
+
+# PKCE (RFC 7636): one verifier for every minted code; the fixture stores its S256 challenge.
+verifier=load-test-verifier-0123456789abcdefghijklmnopqrstuvwxyz
+mint() { "$fixture" "$data_dir" "$code_client_id" "$redirect_uri" load-user "$1" "$verifier"; }
+exchange_body() { echo "grant_type=authorization_code&redirect_uri=$redirect_uri&code_verifier=$verifier&code=$1"; }
+# Refresh tokens to start the refresh chains with (one per connection, plus one per thread to
+# spare) and one more for introspect_refresh: each from a real code exchange.
+: >"$work/refresh.txt"
+for code in $(mint $((connections + threads + 1))); do
+  resp=$(form_post /token "$code_basic" "$(exchange_body "$code")") || die "code exchange failed: $resp"
+  json_field refresh_token <<<"$resp" >>"$work/refresh.txt"
+done
+refresh_token=$(tail -n 1 "$work/refresh.txt")
+sed -i '$d' "$work/refresh.txt"
+resp=$(form_post /introspect "$code_basic" "token=$refresh_token&token_type_hint=refresh_token") ||
+  die "introspection failed: $resp"
+[[ $(json_field active <<<"$resp") == True ]] || die "the fresh refresh token is not active: $resp"
 
 # --- load --------------------------------------------------------------------------------
 clk_tck=$(getconf CLK_TCK)
@@ -152,44 +200,16 @@ cpu_ticks() { # utime + stime of the server (all threads), in clock ticks
   awk '{ print $12 + $13 }' <<<"$stat"
 }
 
-# wrk script: POST with a form body and Basic auth; counts non-2xx responses per thread and
-# prints one machine-readable RESULT line when done.
-write_lua() { # file path body
-  cat >"$1" <<EOF
-wrk.method = "POST"
-wrk.path = "$2"
-wrk.body = "$3"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Authorization"] = "$basic"
-
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) non2xx = 0 end
-function response(status, headers, body)
-  if status < 200 or status > 299 then non2xx = non2xx + 1 end
-end
-function done(summary, latency, requests)
-  local non2xx_total = 0
-  for _, t in ipairs(threads) do non2xx_total = non2xx_total + t:get("non2xx") end
-  local e = summary.errors
-  io.write(string.format(
-    "RESULT requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d non2xx=%d socket_errors=%d\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), non2xx_total, e.connect + e.read + e.write + e.timeout))
-end
-EOF
-}
-
 failed=0
 summary=()
-run() { # name path body
-  local name=$1 lua="$work/$1.lua" out="$work/$1.out" before after
-  write_lua "$lua" "$2" "$3"
+run() { # name method path authorization mode [mode arguments...]
+  local name=$1 method=$2 path=$3 auth=$4 mode=$5 out="$work/$1.out" before after
+  shift 5
   echo
-  echo "== $name: POST $2, ${duration}s, $connections connections, $threads threads"
+  echo "== $name: $method $path ($mode), ${duration}s, $connections connections, $threads threads"
   before=$(cpu_ticks)
-  wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$lua" "$base" >"$out" 2>&1 ||
-    { cat "$out" >&2; die "wrk failed"; }
+  wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -s "$root/scripts/load.lua" "$base" \
+    -- "$mode" "$method" "$path" "$auth" "$@" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
   after=$(cpu_ticks)
   grep -v '^RESULT ' "$out" | sed 's/^/  /'
   local result
@@ -200,7 +220,7 @@ run() { # name path body
     errors = v["non2xx"] + v["socket_errors"]
     rps = v["duration_us"] > 0 ? v["requests"] / (v["duration_us"] / 1e6) : 0
     cpu = v["requests"] > 0 ? ticks * 1e6 / hz / v["requests"] : 0
-    printf "%-12s %10.0f %9.2f %9.2f %9.2f %9d %10d %12.0f\n", name, rps, v["p50_us"] / 1000,
+    printf "%-19s %9.0f %8.2f %8.2f %8.2f %9d %7d %11.0f\n", name, rps, v["p50_us"] / 1000,
       v["p90_us"] / 1000, v["p99_us"] / 1000, v["requests"], errors, cpu
   }')
   summary+=("$line")
@@ -213,12 +233,30 @@ run() { # name path body
   fi
 }
 
-run token /token "grant_type=client_credentials"
-run introspect /introspect "token=$access_token&token_type_hint=access_token"
+for sc in $scenarios; do
+  case $sc in
+    token) run token POST /token "$basic" static grant_type=client_credentials ;;
+    introspect_jwt)
+      run introspect_jwt POST /introspect "$basic" static "token=$access_token&token_type_hint=access_token" ;;
+    introspect_refresh)
+      run introspect_refresh POST /introspect "$code_basic" static \
+        "token=$refresh_token&token_type_hint=refresh_token" ;;
+    validate) run validate GET /validate "Bearer $access_token" static "" ;;
+    code_exchange)
+      echo
+      echo "== minting $codes codes (examples/load_fixture.rs)"
+      mint "$codes" >"$work/codes.txt"
+      run code_exchange POST /token "$code_basic" codes "$work/codes.txt" "$threads" \
+        "grant_type=authorization_code&redirect_uri=$redirect_uri&code_verifier=$verifier&code=" "" ;;
+    refresh)
+      run refresh POST /token "$code_basic" chain "$work/refresh.txt" "$threads" \
+        "grant_type=refresh_token&refresh_token=" "" ;;
+  esac
+done
 
 echo
 echo "== summary ($(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
-printf "%-12s %10s %9s %9s %9s %9s %10s %12s\n" scenario req/s p50_ms p90_ms p99_ms requests errors cpu_us/req
+printf "%-19s %9s %8s %8s %8s %9s %7s %11s\n" scenario req/s p50_ms p90_ms p99_ms requests errors cpu_us/req
 printf '%s\n' "${summary[@]}"
 if ((failed)); then
   echo "load.sh: some requests failed" >&2

@@ -17,7 +17,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 start=$(date +%s)
-CARGO_LAMBDA_VERSION=1.9.2
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 FUNCTIONS=(authorize introspect revoke token token-admin)
 
 arch=arm64
@@ -27,16 +28,7 @@ case "${1:-}" in
   *) echo "usage: $0 [--arm64|--x86-64]" >&2; exit 2 ;;
 esac
 
-# cargo-lambda: on PATH already, or in our own venv (the venv's bin also holds python-zig).
-if ! command -v cargo-lambda >/dev/null; then
-  venv=.tools/cargo-lambda
-  if [ ! -x "$venv/bin/cargo-lambda" ]; then
-    echo "==> installing cargo-lambda $CARGO_LAMBDA_VERSION from PyPI into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
-  fi
-  export PATH="$root/$venv/bin:$PATH"
-fi
+ensure_cargo_lambda
 echo "==> $(cargo lambda --version)"
 
 libdir=$(rustc --print target-libdir --target aarch64-unknown-linux-gnu 2>/dev/null || true)
@@ -52,8 +44,9 @@ fi
 lambda_dir="target/lambda/$arch"
 packages=()
 for f in "${FUNCTIONS[@]}"; do packages+=(-p "$f"); done
-echo "==> cargo lambda build --release --$arch --output-format zip --lambda-dir $lambda_dir"
-cargo lambda build --release "--$arch" --output-format zip --lambda-dir "$lambda_dir" --locked "${packages[@]}"
+# The `lambda` profile (Cargo.toml): release settings, optimised for size.
+echo "==> cargo lambda build --profile lambda --$arch --output-format zip --lambda-dir $lambda_dir"
+cargo lambda build --profile lambda "--$arch" --output-format zip --lambda-dir "$lambda_dir" --locked "${packages[@]}"
 
 deploy=target/lambda/deploy
 rm -rf "$deploy"

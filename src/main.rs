@@ -21,8 +21,29 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(cli::Command::CreateTable) => match create_table() {
+            Ok(table) => {
+                println!("created table {table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(command) => cli::run(args.conn, command),
     }
+}
+
+/// `gatehouse create-table`: the table `GATEHOUSE_TABLE_NAME` names, with the schema the stack
+/// declares, in the DynamoDB the standard AWS variables point at.
+#[tokio::main(flavor = "current_thread")]
+async fn create_table() -> Result<String, String> {
+    let table = std::env::var("GATEHOUSE_TABLE_NAME").map_err(|_| "GATEHOUSE_TABLE_NAME is not set".to_owned())?;
+    gatehouse::store::dynamo::create_table_from_env(&table)
+        .await
+        .map_err(|e| format!("creating table {table}: {e}"))?;
+    Ok(table)
 }
 
 /// Runs the local server until Ctrl-C.

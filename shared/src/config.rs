@@ -133,6 +133,10 @@ impl Config {
             Some("dynamodb") => StoreKind::Dynamodb,
             Some(_) => return Err(bad("GATEHOUSE_STORE", "expected `dynamodb` or `embedded`")),
         };
+        if store == StoreKind::Embedded && !cfg!(feature = "embedded") {
+            // The Lambda functions are built without SQLite (shared/Cargo.toml, feature `embedded`).
+            return Err(bad("GATEHOUSE_STORE", "this build has only the `dynamodb` store"));
+        }
         let table_name = get("GATEHOUSE_TABLE_NAME");
         if store == StoreKind::Dynamodb && table_name.is_none() {
             return Err(bad("GATEHOUSE_TABLE_NAME", "required when GATEHOUSE_STORE=dynamodb"));

@@ -10,7 +10,9 @@ use crate::cache::TtlCache;
 use crate::config::{Config, SignerKind, StoreKind};
 use crate::keys::{KeyRing, KeyUse, LocalSigner, Signer};
 use crate::model::{Client, ResourceServer};
-use crate::store::{DynamoStore, EmbeddedStore, Store};
+#[cfg(feature = "embedded")]
+use crate::store::EmbeddedStore;
+use crate::store::{DynamoStore, Store};
 
 /// Everything a request handler needs. Cheap to clone.
 #[derive(Clone)]
@@ -141,7 +143,10 @@ impl AppState {
         crate::crypto::warm_up();
         let aws = || aws.clone().ok_or("the DynamoDB store and the kms and sealed signers need AWS clients");
         let store: Arc<dyn Store> = match config.store {
+            #[cfg(feature = "embedded")]
             StoreKind::Embedded => Arc::new(EmbeddedStore::open(&config.data_dir)?),
+            #[cfg(not(feature = "embedded"))]
+            StoreKind::Embedded => return Err("this build has no embedded store (GATEHOUSE_STORE=dynamodb)".into()),
             StoreKind::Dynamodb => {
                 Arc::new(DynamoStore::new(aws()?.dynamodb, config.table_name.clone().expect("validated")))
             }

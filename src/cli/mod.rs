@@ -72,6 +72,9 @@ pub struct Conn {
 pub enum Command {
     /// Run the local all-in-one server (the default): every endpoint on GATEHOUSE_ADDR
     Serve,
+    /// Create the tenant table GATEHOUSE_TABLE_NAME in DynamoDB (for DynamoDB Local, via
+    /// AWS_ENDPOINT_URL_DYNAMODB; in AWS the stack creates it)
+    CreateTable,
     /// OAuth clients (RFC 7591 metadata)
     #[command(subcommand)]
     Clients(clients::Cmd),
@@ -136,18 +139,18 @@ impl Cli {
         let mut command = Self::command();
         let matches = command.get_matches_mut();
         let cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        if matches!(cli.command, None | Some(Command::Serve)) {
+        if matches!(cli.command, None | Some(Command::Serve | Command::CreateTable)) {
             let on_line = |m: &clap::ArgMatches| {
                 ["url", "token", "sigv4", "region", "json", "timeout"]
                     .into_iter()
                     .find(|id| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
             };
-            let given = on_line(&matches).or_else(|| matches.subcommand_matches("serve").and_then(on_line));
+            let given = on_line(&matches).or_else(|| matches.subcommand().and_then(|(_, m)| on_line(m)));
             if let Some(id) = given {
                 command
                     .error(
                         clap::error::ErrorKind::ArgumentConflict,
-                        format!("--{id} is an option of the admin commands (clients, users, ...), not of the server"),
+                        format!("--{id} is an option of the admin commands (clients, users, ...), not of the server or create-table"),
                     )
                     .exit();
             }
@@ -171,7 +174,7 @@ pub fn run(conn: Conn, command: Command) -> ExitCode {
 async fn execute(conn: Conn, command: Command) -> Result<(), Failure> {
     let ctx = Ctx::connect(conn).await?;
     match command {
-        Command::Serve => Err(Failure::Usage("`serve` takes no admin options".into())),
+        Command::Serve | Command::CreateTable => Err(Failure::Usage("this command takes no admin options".into())),
         Command::Clients(c) => clients::run(&ctx, c).await,
         Command::Users(c) => users::run(&ctx, c).await,
         Command::ResourceServers(c) => resource_servers::run(&ctx, c).await,

@@ -508,8 +508,9 @@ fn usage_errors_exit_2() {
         let out = gh(&[("GATEHOUSE_STORE", "redis")], args, None);
         assert_eq!((out.code, out.stdout.as_str()), (2, ""), "{args:?}: {out:?}");
         let option = args.iter().find(|a| a.starts_with("--")).unwrap();
-        let expected =
-            format!("error: {option} is an option of the admin commands (clients, users, ...), not of the server\n");
+        let expected = format!(
+            "error: {option} is an option of the admin commands (clients, users, ...), not of the server or create-table\n"
+        );
         assert!(out.stderr.starts_with(&expected), "{}", out.stderr);
     }
 
@@ -739,4 +740,53 @@ fn sigv4_signs_for_execute_api_with_credentials_from_the_aws_chain() {
     let out = gh(&base, &["--url", &url, "--sigv4", "keys", "list"], None);
     assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (1, "", "error: Forbidden (HTTP 403)\n"));
     requests.recv_timeout(Duration::from_secs(10)).unwrap();
+}
+
+/// `gatehouse create-table`: the tenant table in DynamoDB Local, with the schema the stack
+/// declares (the same `create_table` that infra.rs checks against the template); a second run
+/// fails because the table exists; a missing table name is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_table_makes_the_tenant_table_in_dynamodb_local() {
+    let Some((_, ddb, _)) = common::dynamo().await else { return };
+    let url = std::env::var("GATEHOUSE_TEST_DYNAMODB_URL").unwrap();
+    let table = format!("gatehouse-cli-{}", gatehouse::crypto::random_id().replace(['-', '_'], "x"));
+    let env: Vec<(&'static str, String)> = vec![
+        ("GATEHOUSE_TABLE_NAME", table.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", url),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ];
+    // The CLI blocks: run it off the test's runtime.
+    let run = |env: Vec<(&'static str, String)>| {
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            gh(&env, &["create-table"], None)
+        })
+    };
+    let out = run(env.clone()).await.unwrap();
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, format!("created table {table}\n").as_str(), "")
+    );
+
+    let described = ddb.describe_table().table_name(&table).send().await.unwrap().table.unwrap();
+    let keys: Vec<_> = described.key_schema().iter().map(|k| k.attribute_name().to_owned()).collect();
+    assert_eq!(keys, ["pk", "sk"]);
+    let mut indexes: Vec<_> =
+        described.global_secondary_indexes().iter().map(|i| i.index_name().unwrap().to_owned()).collect();
+    indexes.sort();
+    let mut expected: Vec<_> = gatehouse::store::dynamo::INDEXES.iter().map(|(n, _)| n.to_string()).collect();
+    expected.sort();
+    assert_eq!(indexes, expected);
+
+    let out = run(env).await.unwrap();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.starts_with(&format!("Error: creating table {table}: ")), "{}", out.stderr);
+
+    let out = run(vec![("AWS_REGION", "us-east-1".into())]).await.unwrap();
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (1, "", "Error: GATEHOUSE_TABLE_NAME is not set\n")
+    );
 }

@@ -31,15 +31,33 @@ async fn revoke(state: &AppState, req: Request<Body>) -> Result<Response> {
     let client = http::authenticate_client(state, &parts.headers, &form).await?;
     let token = form.require("token")?;
     // token_type_hint is optional and only a hint (§2.1): every token is looked up the same way.
-    if let Some(record) = super::introspect::active_token(state, token).await? {
+    if let Some(record) = revocable_token(state, token).await? {
         if record.client_id != client.client_id {
-            return Err(OAuthError::UnauthorizedClient("the token was not issued to this client".into()));
+            // Another client's token: refused while active; a revoked one is nothing to revoke.
+            if record.revoked_at.is_none() {
+                return Err(OAuthError::UnauthorizedClient("the token was not issued to this client".into()));
+            }
+        } else {
+            revoke_record(state, &client.client_id, &record).await?;
         }
-        revoke_record(state, &client.client_id, &record).await?;
     }
     let mut resp = StatusCode::OK.into_response();
     no_store(&mut resp);
     Ok(resp)
+}
+
+/// What revoking `token` acts on: the token if it is active, or a refresh token revoked already
+/// (its family may still hold active tokens). A refresh token's family is revoked one token at a
+/// time, so a revocation that failed part-way (503) may have revoked the refresh token but not
+/// yet every access token of its grant; the retry, presenting the same refresh token, finishes
+/// the family (RFC 7009 §2.1). A rotated refresh token is not revocable (its successor is).
+pub async fn revocable_token(state: &AppState, token: &str) -> Result<Option<crate::model::TokenRecord>> {
+    if token.split('.').count() == 3 || token.len() > 256 {
+        return super::introspect::active_token(state, token).await;
+    }
+    let now = state.clock.now();
+    let record = state.store.get_token(&crate::crypto::digest(token), now).await?;
+    Ok(record.filter(|r| r.kind == crate::model::TokenKind::Refresh && (r.is_active(now) || r.revoked_at.is_some())))
 }
 
 /// Revokes a token. A refresh token takes its whole family (every access token of the same

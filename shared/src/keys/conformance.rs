@@ -41,8 +41,15 @@ pub async fn signs_a_verifiable_jws(s: &dyn Signer) {
     }
     let verified = s.keys().verify_access_token(&token, ISSUER, NOW).expect("verifies");
     assert_eq!((verified.jti.as_str(), verified.exp), ("j1", NOW + 600));
+    // Again, from the key set's cache of verified tokens: the same claims, and the same refusals.
+    assert_eq!(s.keys().verify_access_token(&token, ISSUER, NOW), Some(verified));
     assert!(s.keys().verify_access_token(&token, ISSUER, NOW + 600).is_none(), "expired at exp");
     assert!(s.keys().verify_access_token(&token, "https://other.example", NOW).is_none(), "wrong issuer");
+    // One signature character changed (well inside it: the last one carries padding bits).
+    let at = token.len() - 10;
+    let swap = if &token[at..=at] == "A" { "B" } else { "A" };
+    let resigned = format!("{}{swap}{}", &token[..at], &token[at + 1..]);
+    assert!(s.keys().verify_access_token(&resigned, ISSUER, NOW).is_none(), "a changed signature after a cached one");
 }
 
 /// The published JWKS alone verifies the token through an independent JOSE implementation.

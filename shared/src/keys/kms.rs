@@ -19,14 +19,18 @@ pub(crate) struct KmsKey {
     pub(crate) kid: String,
 }
 
-/// Maps a KMS SDK error: throttling, timeouts and 5xx are retryable (`Unavailable`).
-pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
+/// Maps a KMS SDK error: throttling, timeouts and 5xx are retryable (`Unavailable`); a 5xx
+/// whatever its body says (one without a known error code too).
+pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
 ) -> KeyError {
     const RETRYABLE: &[&str] =
         &["ThrottlingException", "KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException"];
     match &e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            KeyError::Unavailable(format!("kms: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))
+        }
+        _ if e.raw_response().is_some_and(|r| r.status().is_server_error()) => {
             KeyError::Unavailable(format!("kms: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))
         }
         _ => match e.code() {

@@ -11,6 +11,8 @@
 //!   redemption, refresh rotation, pending-request consumption.
 pub mod conformance;
 pub mod dynamo;
+/// SQLite: the local server's store. Left out of the Lambda functions (feature `embedded`).
+#[cfg(feature = "embedded")]
 pub mod embedded;
 
 use async_trait::async_trait;
@@ -21,6 +23,7 @@ use crate::model::{
 };
 
 pub use dynamo::DynamoStore;
+#[cfg(feature = "embedded")]
 pub use embedded::EmbeddedStore;
 
 /// Why a store call failed.

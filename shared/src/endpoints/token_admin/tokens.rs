@@ -140,7 +140,7 @@ pub(super) async fn revoke(State(state): State<AppState>, req: Request<Body>) ->
     let r: RevokeRequest = json_body(body, invalid).await?;
     let now = state.clock.now();
     let record = match (r.token, r.jti) {
-        (Some(t), None) => crate::endpoints::introspect::active_token(&state, &t).await?,
+        (Some(t), None) => crate::endpoints::revoke::revocable_token(&state, &t).await?,
         (None, Some(j)) if j.len() <= 128 => state.store.get_token(&j, now).await?.filter(|t| t.is_active(now)),
         _ => return Err(invalid("give exactly one of token or jti")),
     };

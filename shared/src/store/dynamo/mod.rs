@@ -35,12 +35,13 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client as Ddb;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
-pub use schema::create_table;
+pub use schema::{INDEXES, create_table, create_table_from_env};
 
 use super::*;
 
@@ -62,10 +63,9 @@ fn n(v: i64) -> AttributeValue {
 }
 
 /// Maps an SDK error: throttling, timeouts and 5xx are `Unavailable` (retry later), a failed
-/// condition is `Conflict`, everything else `Backend`.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> StoreError {
+/// condition is `Conflict`, everything else `Backend`. A 5xx is `Unavailable` whatever its body
+/// says: one without a known error code (an empty body from a failing front end) too.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E, HttpResponse>) -> StoreError {
     const RETRYABLE: &[&str] = &[
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
@@ -78,6 +78,9 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
     ];
     match &e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(format!("dynamodb: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))
+        }
+        _ if e.raw_response().is_some_and(|r| r.status().is_server_error()) => {
             StoreError::Unavailable(format!("dynamodb: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))
         }
         _ => match e.code() {

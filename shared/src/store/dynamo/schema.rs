@@ -31,6 +31,12 @@ fn attr(name: &str) -> StoreResult<AttributeDefinition> {
         .map_err(|e| StoreError::Backend(e.to_string()))
 }
 
+/// [`create_table`] with a client from the standard AWS chain (`AWS_ENDPOINT_URL_DYNAMODB`
+/// points it at DynamoDB Local): `gatehouse create-table`, for local and benchmark set-ups.
+pub async fn create_table_from_env(table: &str) -> StoreResult<()> {
+    create_table(&Ddb::new(&crate::state::aws_sdk_config().await), table).await
+}
+
 /// Creates the table with its indexes (on-demand) and turns TTL on for `ttl`.
 pub async fn create_table(ddb: &Ddb, table: &str) -> StoreResult<()> {
     let mut req = ddb

@@ -8,13 +8,14 @@ use super::*;
 #[async_trait]
 impl AuthorizationStore for EmbeddedStore {
     async fn put_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
-        let (id, expires_at, created_at, body) = (p.id.clone(), p.expires_at, p.created_at, to_json(p)?);
+        let (id, expires_at, body) = (p.id.clone(), p.expires_at, to_json(p)?);
+        let due = self.purge_due(Purge::Pending, p.created_at);
         self.with(move |c| {
-            c.execute("INSERT INTO pending (id, expires_at, body) VALUES (?1, ?2, ?3)", params![id, expires_at, body])
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+            tx.execute("INSERT INTO pending (id, expires_at, body) VALUES (?1, ?2, ?3)", params![id, expires_at, body])
                 .map_err(err)?;
-            // Housekeeping in the same call: what TTL does for DynamoDB.
-            c.execute("DELETE FROM pending WHERE expires_at < ?1", [created_at - PURGE_AFTER_SECS]).map_err(err)?;
-            Ok(())
+            purge(&tx, due)?;
+            tx.commit().map_err(err)
         })
         .await
     }
@@ -48,29 +49,26 @@ impl AuthorizationStore for EmbeddedStore {
     }
 
     async fn put_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
-        let (id, expires_at, issued_at, body) = (code.id.clone(), code.expires_at, code.issued_at, to_json(code)?);
+        let (id, expires_at, body) = (code.id.clone(), code.expires_at, to_json(code)?);
+        let due = self.purge_due(Purge::Codes, code.issued_at);
         self.with(move |c| {
-            c.execute(
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+            tx.execute(
                 "INSERT INTO codes (id, expires_at, consumed_at, body) VALUES (?1, ?2, NULL, ?3)",
                 params![id, expires_at, body],
             )
             .map_err(err)?;
-            c.execute("DELETE FROM codes WHERE expires_at < ?1", [issued_at - PURGE_AFTER_SECS]).map_err(err)?;
-            Ok(())
+            purge(&tx, due)?;
+            tx.commit().map_err(err)
         })
         .await
     }
 
     async fn get_code(&self, id: &str, now: i64) -> StoreResult<Option<AuthorizationCode>> {
-        let id = id.to_owned();
-        self.with(move |c| {
+        self.read(|c| {
             let row: Option<(String, Option<i64>)> = c
-                .query_row(
-                    "SELECT body, consumed_at FROM codes WHERE id = ?1 AND expires_at > ?2",
-                    params![id, now],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
+                .prepare_cached("SELECT body, consumed_at FROM codes WHERE id = ?1 AND expires_at > ?2")
+                .and_then(|mut st| st.query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?))).optional())
                 .map_err(err)?;
             row.map(|(body, consumed_at)| {
                 let mut code: AuthorizationCode = from_json(&body)?;
@@ -79,7 +77,6 @@ impl AuthorizationStore for EmbeddedStore {
             })
             .transpose()
         })
-        .await
     }
 
     async fn redeem_code(&self, id: &str, now: i64, tokens: &[TokenRecord]) -> StoreResult<bool> {
@@ -87,10 +84,10 @@ impl AuthorizationStore for EmbeddedStore {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
             let n = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE codes SET consumed_at = ?2 WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2",
-                    params![id, now],
                 )
+                .and_then(|mut st| st.execute(params![id, now]))
                 .map_err(err)?;
             if n == 0 {
                 return Ok(false); // dropping `tx` rolls back (nothing was written anyway)

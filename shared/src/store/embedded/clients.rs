@@ -17,15 +17,13 @@ impl ClientStore for EmbeddedStore {
     }
 
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
-        let id = client_id.to_owned();
-        self.with(move |c| {
+        self.read(|c| {
             let body: Option<String> = c
-                .query_row("SELECT body FROM clients WHERE client_id = ?1", [id], |r| r.get(0))
-                .optional()
+                .prepare_cached("SELECT body FROM clients WHERE client_id = ?1")
+                .and_then(|mut st| st.query_row([client_id], |r| r.get(0)).optional())
                 .map_err(err)?;
             body.map(|b| from_json(&b)).transpose()
         })
-        .await
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {

@@ -11,6 +11,9 @@ use super::*;
 const RECORD_COLUMNS: &str = "body, revoked_at, rotated_at, successor_response";
 
 /// Active: unexpired at the `?` that follows, unrevoked and unrotated.
+/// One token by id (hot: every introspection).
+const GET_TOKEN: &str =
+    "SELECT body, revoked_at, rotated_at, successor_response FROM tokens WHERE id = ?1 AND expires_at > ?2";
 const ACTIVE: &str = "expires_at > ? AND revoked_at IS NULL AND rotated_at IS NULL";
 
 /// A row selected with [`RECORD_COLUMNS`].
@@ -30,24 +33,28 @@ fn decode((body, revoked_at, rotated_at, successor_response): Row) -> StoreResul
 /// transactions that issue tokens (code redemption, refresh rotation).
 pub(super) fn insert_token(c: &Connection, t: &TokenRecord) -> StoreResult<()> {
     let body = to_json(t)?;
-    c.execute(
-        "INSERT INTO tokens (id, kind, client_id, end_user, issued_at, expires_at, revoked_at, body,
-                             family, rotated_at, successor_response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            t.id,
-            t.kind.as_str(),
-            t.client_id,
-            t.end_user,
-            t.issued_at,
-            t.expires_at,
-            t.revoked_at,
-            body,
-            t.family,
-            t.rotated_at,
-            t.successor_response
-        ],
-    )
+    // Cached statements (here and on the other hot paths): parsing the SQL again on every call
+    // cost more CPU than running it.
+    let mut st = c
+        .prepare_cached(
+            "INSERT INTO tokens (id, kind, client_id, end_user, issued_at, expires_at, revoked_at, body,
+                                 family, rotated_at, successor_response)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(err)?;
+    st.execute(params![
+        t.id,
+        t.kind.as_str(),
+        t.client_id,
+        t.end_user,
+        t.issued_at,
+        t.expires_at,
+        t.revoked_at,
+        body,
+        t.family,
+        t.rotated_at,
+        t.successor_response
+    ])
     .map_err(err)?;
     Ok(())
 }
@@ -78,30 +85,23 @@ fn select(c: &Connection, filter: &str, p: Vec<Value>) -> StoreResult<Vec<TokenR
 #[async_trait]
 impl TokenStore for EmbeddedStore {
     async fn put_token(&self, t: &TokenRecord) -> StoreResult<()> {
-        let t = t.clone();
-        self.with(move |c| {
-            insert_token(c, &t)?;
-            // Housekeeping in the same call: what TTL does for DynamoDB.
-            c.execute("DELETE FROM tokens WHERE expires_at < ?1", [t.issued_at - PURGE_AFTER_SECS]).map_err(err)?;
-            Ok(())
-        })
-        .await
+        let due = self.purge_due(Purge::Tokens, t.issued_at);
+        self.tokens.insert(t.clone()).await?;
+        if due.is_some() {
+            // Housekeeping after the insert, on the ordinary write path (its own transaction).
+            self.with(move |c| purge(c, due)).await?;
+        }
+        Ok(())
     }
 
     async fn get_token(&self, id: &str, now: i64) -> StoreResult<Option<TokenRecord>> {
-        let id = id.to_owned();
-        self.with(move |c| {
-            c.query_row(
-                &format!("SELECT {RECORD_COLUMNS} FROM tokens WHERE id = ?1 AND expires_at > ?2"),
-                params![id, now],
-                record,
-            )
-            .optional()
-            .map_err(err)?
-            .map(decode)
-            .transpose()
+        self.read(|c| {
+            c.prepare_cached(GET_TOKEN)
+                .and_then(|mut st| st.query_row(params![id, now], record).optional())
+                .map_err(err)?
+                .map(decode)
+                .transpose()
         })
-        .await
     }
 
     async fn revoke_token(&self, id: &str, at: i64) -> StoreResult<bool> {
@@ -126,11 +126,11 @@ impl TokenStore for EmbeddedStore {
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
             let n = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE tokens SET rotated_at = ?2, successor_response = ?3
                      WHERE id = ?1 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?2",
-                    params![old_id, now, successor],
                 )
+                .and_then(|mut st| st.execute(params![old_id, now, successor]))
                 .map_err(err)?;
             if n == 0 {
                 return Ok(false); // dropping `tx` rolls back (nothing was written anyway)
@@ -196,5 +196,13 @@ impl TokenStore for EmbeddedStore {
             Ok(n as u64)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_hot_token_read_selects_the_record_columns() {
+        assert!(super::GET_TOKEN.starts_with(&format!("SELECT {} FROM tokens ", super::RECORD_COLUMNS)));
     }
 }

