@@ -14,7 +14,8 @@
 #                          the browser sign-in would measure Argon2id, not the exchange)
 #   6. refresh             POST /token        refresh_token, each response's successor reused
 # and prints for each: requests/second, latency p50/p90/p99, error count, and the server's
-# CPU time per request (utime+stime of the server process from /proc/<pid>/stat).
+# CPU time per request (utime+stime of the server process from /proc/<pid>/stat); then the
+# server's peak resident memory over the whole run.
 #
 # Usage:
 #   scripts/load.sh
@@ -258,6 +259,7 @@ echo
 echo "== summary ($(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
 printf "%-19s %9s %8s %8s %8s %9s %7s %11s\n" scenario req/s p50_ms p90_ms p99_ms requests errors cpu_us/req
 printf '%s\n' "${summary[@]}"
+echo "server peak resident memory (VmHWM): $(awk '/^VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$server_pid/status")"
 if ((failed)); then
   echo "load.sh: some requests failed" >&2
   exit 1

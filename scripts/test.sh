@@ -60,7 +60,11 @@ for must in \
   'code_flow::concurrent_redemptions_dynamodb ... ok' \
   'refresh_password::concurrent_refreshes_dynamodb ... ok' \
   'browser::sign_in_consent_pkce_refresh_then_remembered_consent_in_headless_chromium ... ok' \
-  'infra::table_matches_the_one_the_code_creates ... ok'; do
+  'infra::table_matches_the_one_the_code_creates ... ok' \
+  'fault_proxy::code_exchange_whose_first_reply_is_lost ... ok' \
+  'fault_proxy::kms_mode_while_kms_fails_is_503_then_recovers ... ok' \
+  'concurrency::one_code_redeemed_by_two_hundred_requests ... ok' \
+  'cli::create_table_makes_the_tenant_table_in_dynamodb_local ... ok'; do
   grep -qF "test $must" "$log" || { echo "missing: $must" >&2; exit 1; }
 done
 rm -f "$log"

@@ -26,9 +26,21 @@ pub const NAMESPACE: &str = "Gatehouse";
 
 static CAPTURE: Mutex<Option<Vec<Value>>> = Mutex::new(None);
 
+/// Whether this process is a Lambda function (the runtime sets `AWS_LAMBDA_FUNCTION_NAME`):
+/// only there does anything turn EMF lines into metrics. The local server writes none (a JSON
+/// line per token it issues that nothing reads).
+fn on_lambda() -> bool {
+    static ON_LAMBDA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some())
+}
+
 /// One EMF line: `metric` (with `unit` and `value`) under `dimensions` (name, value pairs; the
 /// tenant is added).
 pub fn emit(metric: &str, unit: &str, value: f64, dimensions: &[(&str, &str)]) {
+    let capturing = CAPTURE.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+    if !capturing && !on_lambda() {
+        return;
+    }
     let mut names: Vec<&str> = vec!["Tenant"];
     names.extend(dimensions.iter().map(|(n, _)| *n));
     let mut line = Map::new();

@@ -72,7 +72,8 @@ pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result
     if username.is_empty() || username.len() > 256 || password.len() > MAX_PASSWORD_LEN {
         return Ok(Err(SignInError::Invalid));
     }
-    if state.store.get_counter(&key, now).await?.is_some_and(|c| c.is_locked(now)) {
+    let counter = state.store.get_counter(&key, now).await?;
+    if counter.as_ref().is_some_and(|c| c.is_locked(now)) {
         audit::record(AuditEvent::SignInFailed { username: username.to_owned(), reason: "locked" });
         return Ok(Err(SignInError::Locked));
     }
@@ -82,7 +83,10 @@ pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result
     let ok = tokio::task::spawn_blocking(move || verify(&pw, &hash)).await.map_err(OAuthError::server)?;
     match user {
         Some(u) if ok && u.enabled => {
-            state.store.clear_counter(&key).await?;
+            // A success forgets earlier failures; with none counted there is nothing to delete.
+            if counter.is_some() {
+                state.store.clear_counter(&key).await?;
+            }
             Ok(Ok(u))
         }
         _ => {
