@@ -35,7 +35,8 @@ PY
 }
 ensure_services() {
   if ! services_reachable; then
-    scripts/test-services.sh start
+    # A start that fails half-way must not leave a server running.
+    scripts/test-services.sh start || { scripts/test-services.sh stop >/dev/null 2>&1 || true; return 1; }
     LIB_STARTED_SERVICES=1
     services_reachable
   fi

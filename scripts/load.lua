@@ -66,8 +66,9 @@ function response(status, headers, body)
   responses = responses + 1
   last_us = now_us()
   if status < 200 or status > 299 then
-    -- once a `codes` thread has run out, its last requests carry no code and fail as expected
-    if mode == "codes" and starved > 0 then leftover = leftover + 1 else non2xx = non2xx + 1 end
+    -- once a `codes` thread has run out, its last requests carry no code and fail as expected:
+    -- as many failures as such requests are theirs, any beyond are real
+    if mode == "codes" and leftover < starved then leftover = leftover + 1 else non2xx = non2xx + 1 end
   elseif mode == "chain" then
     local rt = string.match(body, '"refresh_token":"([^"]+)"')
     if rt then table.insert(queue, rt) end

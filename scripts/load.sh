@@ -48,13 +48,13 @@ duration=${LOAD_DURATION:-10}
 connections=${LOAD_CONNECTIONS:-16}
 codes=${LOAD_CODES:-20000}
 scenarios=${LOAD_SCENARIOS:-token introspect_jwt introspect_refresh validate code_exchange refresh}
-ncpu=$(nproc)
-threads=${LOAD_THREADS:-$((ncpu < connections ? ncpu : connections))}
 
 die() { echo "load.sh: $*" >&2; exit 2; }
 is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 is_count "$duration" || die "LOAD_DURATION must be a positive number of seconds, got '$duration'"
 is_count "$connections" || die "LOAD_CONNECTIONS must be a positive integer, got '$connections'"
+ncpu=$(nproc)
+threads=${LOAD_THREADS:-$((ncpu < connections ? ncpu : connections))}
 is_count "$codes" || die "LOAD_CODES must be a positive integer, got '$codes'"
 for sc in $scenarios; do
   case $sc in token | introspect_jwt | introspect_refresh | validate | code_exchange | refresh) ;;

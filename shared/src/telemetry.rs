@@ -13,11 +13,30 @@ fn filter() -> (Targets, Option<String>) {
     let default = || Targets::new().with_default(LevelFilter::INFO);
     match std::env::var("GATEHOUSE_LOG") {
         Err(_) => (default(), None),
-        Ok(v) => match v.parse::<Targets>() {
+        Ok(v) if v.trim().is_empty() => (default(), None),
+        Ok(v) => match parse(&v) {
             Ok(t) => (t, None),
             Err(e) => (default(), Some(format!("GATEHOUSE_LOG is not a valid filter ({e}); logging at info"))),
         },
     }
+}
+
+/// `Targets` syntax, stricter: `Targets` reads a bare word that is not a level as a target
+/// enabled at TRACE, so a typo (`wanr`) would silence every other log line. Here a bare word
+/// must be a level.
+fn parse(v: &str) -> Result<Targets, String> {
+    for directive in v.split(',').map(str::trim) {
+        let level = match directive.split_once('=') {
+            None if directive.is_empty() => return Err("an empty directive".into()),
+            None => directive,
+            Some((target, level)) if !target.is_empty() => level,
+            Some(_) => return Err(format!("`{directive}` names no target")),
+        };
+        if level.is_empty() || level.parse::<LevelFilter>().is_err() {
+            return Err(format!("`{level}` is not a level (trace, debug, info, warn, error, off)"));
+        }
+    }
+    v.parse::<Targets>().map_err(|e| e.to_string())
 }
 
 /// JSON log lines, for Lambda.
@@ -46,11 +65,14 @@ mod tests {
 
     #[test]
     fn directives_parse_as_documented() {
-        for ok in ["info", "warn,gatehouse=debug", "gatehouse=trace", "off", "error,aws_smithy_runtime=off"] {
-            assert!(ok.parse::<Targets>().is_ok(), "{ok}");
+        for ok in ["info", "WARN", "warn,gatehouse=debug", "gatehouse=trace", "off", "error,aws_smithy_runtime=off"] {
+            assert!(parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["gatehouse=loud", "=info=debug"] {
-            assert!(bad.parse::<Targets>().is_err(), "{bad}");
+        for bad in ["gatehouse=loud", "=info=debug", "wanr", "info,gatehouse", "", "gatehouse=", "info,"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
+        let t = parse("warn,gatehouse=debug").unwrap();
+        assert!(t.would_enable("gatehouse::store", &tracing::Level::DEBUG));
+        assert!(!t.would_enable("hyper", &tracing::Level::INFO));
     }
 }

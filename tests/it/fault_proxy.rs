@@ -359,10 +359,27 @@ impl Stack {
         Some(Self { store, table, ddb, kms, kms_key })
     }
 
+    /// Clients as the functions build them, each pair with a retry partition of its own: the
+    /// SDK's retry token bucket is shared by every client of a partition in the process, and
+    /// these tests fail on purpose often enough to drain a shared one (after which the SDK
+    /// stops retrying and the attempt counts asserted here would change).
     async fn clients(&self) -> AwsClients {
+        let partition = format!("fault-proxy-{}", gatehouse::crypto::random_id());
+        let ddb = AwsClients::new(&sdk_config(self.ddb.url()).await, &[]).dynamodb;
+        let kms = AwsClients::new(&sdk_config(self.kms.url()).await, &[]).kms;
         AwsClients {
-            dynamodb: AwsClients::new(&sdk_config(self.ddb.url()).await, &[]).dynamodb,
-            kms: AwsClients::new(&sdk_config(self.kms.url()).await, &[]).kms,
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                ddb.config()
+                    .to_builder()
+                    .retry_partition(aws_sdk_dynamodb::config::retry::RetryPartition::new(partition.clone()))
+                    .build(),
+            ),
+            kms: aws_sdk_kms::Client::from_conf(
+                kms.config()
+                    .to_builder()
+                    .retry_partition(aws_sdk_kms::config::retry::RetryPartition::new(partition))
+                    .build(),
+            ),
         }
     }
 

@@ -90,19 +90,21 @@ thread_local! {
 }
 const READERS_PER_THREAD: usize = 4;
 
-/// A further connection to the database `open` prepared.
-fn connect(path: &Path) -> StoreResult<Connection> {
+/// A read connection to the database `open` prepared. In WAL mode a reader waits only in rare
+/// cases (a WAL being recovered or reset); it runs on an async worker, so it waits 1 s at most
+/// (then the read is `Unavailable`: 503).
+fn read_connection(path: &Path) -> StoreResult<Connection> {
     let c = Connection::open(path).map_err(err)?;
-    c.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-    c.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    c.busy_timeout(std::time::Duration::from_secs(1)).map_err(err)?;
+    c.pragma_update(None, "query_only", true).map_err(err)?;
     Ok(c)
 }
 
 /// Group commit for new token records, the store's most frequent write (one per token issued).
 ///
-/// One thread owns a connection and inserts every record queued while it was busy in one
-/// `IMMEDIATE` transaction, each under its own savepoint (a conflict fails that record alone),
-/// then commits once (one WAL sync for the batch) and answers each caller. Callers get their
+/// One thread takes the store's write connection and inserts every record queued while it was
+/// busy in one `IMMEDIATE` transaction, each under its own savepoint (a conflict fails that
+/// record alone), then commits once (one WAL sync for the batch) and answers each caller. Callers get their
 /// answer only after the commit: as durable as a transaction per record, with the page writes
 /// and the fsync shared under concurrent load. Idle, a batch is one record. The thread ends when
 /// the last handle to the store is dropped.
@@ -115,7 +117,10 @@ struct TokenWriter {
 const TOKEN_BATCH: usize = 128;
 
 impl TokenWriter {
-    fn start(mut conn: Connection) -> StoreResult<Self> {
+    /// Starts the writer on the store's own write connection: every write of the process takes
+    /// the same mutex (a second connection would compete for SQLite's write lock through the
+    /// busy handler's sleeps, starving the other writes under steady token traffic).
+    fn start(conn: Arc<Mutex<Connection>>) -> StoreResult<Self> {
         let (queue, rx) = std::sync::mpsc::channel::<(TokenRecord, tokio::sync::oneshot::Sender<StoreResult<()>>)>();
         std::thread::Builder::new()
             .name("gatehouse-token-writer".into())
@@ -128,7 +133,10 @@ impl TokenWriter {
                             Err(_) => break,
                         }
                     }
-                    let results = Self::insert_all(&mut conn, batch.iter().map(|(t, _)| t));
+                    let results = {
+                        let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+                        Self::insert_all(&mut c, batch.iter().map(|(t, _)| t))
+                    };
                     for ((_, reply), result) in batch.into_iter().zip(results) {
                         let _ = reply.send(result);
                     }
@@ -158,6 +166,14 @@ impl TokenWriter {
                 },
                 Err(e) => Err(err(e)),
             };
+            if let Err(e) = &result {
+                // Some errors (a full disk, I/O, memory) make SQLite roll the whole transaction
+                // back: then nothing of the batch is written, and the rest must not run outside it.
+                if tx.is_autocommit() {
+                    let msg = format!("the batch was rolled back: {e}");
+                    return records.iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
+                }
+            }
             results.push(result);
         }
         match tx.commit() {
@@ -229,13 +245,9 @@ impl EmbeddedStore {
         conn.execute_batch(settings::SCHEMA).map_err(err)?;
         conn.execute_batch(replay::SCHEMA).map_err(err)?;
         let path = dir.join("gatehouse.db");
-        let tokens = TokenWriter::start(connect(&path)?)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: Arc::new(path),
-            tokens,
-            last_purge: Arc::new(Default::default()),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        let tokens = TokenWriter::start(conn.clone())?;
+        Ok(Self { conn, path: Arc::new(path), tokens, last_purge: Arc::new(Default::default()) })
     }
 
     /// Runs the read-only `f` inline, on this thread's own read connection to the database.
@@ -250,8 +262,7 @@ impl EmbeddedStore {
             let i = match readers.iter().position(|(p, _)| Arc::ptr_eq(p, &self.path)) {
                 Some(i) => i,
                 None => {
-                    let c = connect(&self.path)?;
-                    c.pragma_update(None, "query_only", true).map_err(err)?;
+                    let c = read_connection(&self.path)?;
                     if readers.len() >= READERS_PER_THREAD {
                         readers.remove(0);
                     }

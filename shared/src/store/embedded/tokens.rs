@@ -89,7 +89,11 @@ impl TokenStore for EmbeddedStore {
         self.tokens.insert(t.clone()).await?;
         if due.is_some() {
             // Housekeeping after the insert, on the ordinary write path (its own transaction).
-            self.with(move |c| purge(c, due)).await?;
+            // The token is stored: a failed sweep must not fail the request (the next is due in
+            // a minute).
+            if let Err(e) = self.with(move |c| purge(c, due)).await {
+                tracing::warn!(error = %e, "expired-token sweep failed");
+            }
         }
         Ok(())
     }
