@@ -69,7 +69,7 @@ for must in \
 done
 rm -f "$log"
 
-step "Lambda zips (cargo lambda build --release --arm64)"
+step "Lambda zips (cargo lambda build --profile lambda --arm64)"
 scripts/package.sh
 step "Lambda runtime test (the zips under cargo lambda watch, fed events/)"
 scripts/lambda-runtime-test.sh
