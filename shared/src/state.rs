@@ -175,7 +175,14 @@ impl AppState {
 /// `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_KMS` overrides), with timeouts that fit a
 /// Lambda's budget: a slow dependency becomes a 503 quickly instead of a function timeout.
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    with_lambda_budget(aws_config::defaults(aws_config::BehaviorVersion::latest())).load().await
+}
+
+/// The SDK timeouts and retries of [`aws_sdk_config`] on any loader (tests that point the SDK
+/// at proxies use the functions' own budget): 1 s to connect, 2 s per attempt, 5 s per
+/// operation, 3 attempts (standard retry mode).
+pub fn with_lambda_budget(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
+    loader
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(1))
@@ -184,6 +191,4 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
                 .build(),
         )
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await
 }

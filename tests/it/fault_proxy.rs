@@ -304,20 +304,11 @@ async fn serve(mut caller: TcpStream, upstream: String, control: Arc<Mutex<Contr
 /// SDK configuration for a proxied emulator: dummy credentials, and the timeouts and retries of
 /// `gatehouse::state::aws_sdk_config` (the Lambda functions' own).
 async fn sdk_config(url: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(url)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"));
+    gatehouse::state::with_lambda_budget(loader).load().await
 }
 
 fn env(var: &str) -> String {
