@@ -13,7 +13,14 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 start=$(date +%s)
-step() { printf '\n==> %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
+# Each step prints the elapsed time and the disk space left (a full disk fails a link with a
+# bus error, far from its cause).
+step() {
+  printf '\n==> %s (%ss, %s free)\n' "$*" "$(( $(date +%s) - start ))" \
+    "$(df -Ph . | awk 'NR == 2 { print $4 }')"
+}
+# CI builds once: incremental compilation state would only take disk (gigabytes of it).
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
 
 step "toolchain"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
