@@ -53,6 +53,10 @@ use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
+/// The local server's allocator (src/main.rs), so in-process numbers compare with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ADMIN: &str = "bench-admin-token-0123456789abcdef0123456789";
 const ISSUER: &str = "https://auth.bench.example";
 /// Set in the child process that runs the benchmarks.

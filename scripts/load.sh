@@ -29,6 +29,8 @@
 #   LOAD_CODES        codes minted for code_exchange                 (default 20000)
 #   LOAD_SCENARIOS    which scenarios, in order                      (default all six)
 #   GATEHOUSE_LOG     the server's log filter                        (default info)
+#   LOAD_PROFILE      the Cargo profile of the server build          (default release;
+#                     `profiling` keeps symbols, for `perf record -p <server pid>`)
 #
 # Traffic goes only to 127.0.0.1. wrk is installed with apt-get when missing (root, or sudo).
 # Needs: cargo, curl, python3, base64, getconf, Linux /proc. The server's output (one audit
@@ -48,6 +50,7 @@ duration=${LOAD_DURATION:-10}
 connections=${LOAD_CONNECTIONS:-16}
 codes=${LOAD_CODES:-20000}
 scenarios=${LOAD_SCENARIOS:-token introspect_jwt introspect_refresh validate code_exchange refresh}
+profile=${LOAD_PROFILE:-release}
 
 die() { echo "load.sh: $*" >&2; exit 2; }
 is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
@@ -55,6 +58,7 @@ is_count "$duration" || die "LOAD_DURATION must be a positive number of seconds,
 is_count "$connections" || die "LOAD_CONNECTIONS must be a positive integer, got '$connections'"
 ncpu=$(nproc)
 threads=${LOAD_THREADS:-$((ncpu < connections ? ncpu : connections))}
+[[ $profile =~ ^[a-z][a-z0-9_-]*$ ]] || die "LOAD_PROFILE must name a Cargo profile, got '$profile'"
 is_count "$codes" || die "LOAD_CODES must be a positive integer, got '$codes'"
 for sc in $scenarios; do
   case $sc in token | introspect_jwt | introspect_refresh | validate | code_exchange | refresh) ;;
@@ -86,12 +90,12 @@ if ! command -v wrk >/dev/null; then
 fi
 
 # --- build -------------------------------------------------------------------------------
-echo "== building the release server and the code fixture"
-(cd "$root" && cargo build --release --bin gatehouse --example load_fixture)
+echo "== building the $profile server and the code fixture"
+(cd "$root" && cargo build --profile "$profile" --bin gatehouse --example load_fixture)
 target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-bin="$target_dir/release/gatehouse"
-fixture="$target_dir/release/examples/load_fixture"
+bin="$target_dir/$profile/gatehouse"
+fixture="$target_dir/$profile/examples/load_fixture"
 [[ -x $bin ]] || die "no server binary at $bin"
 [[ -x $fixture ]] || die "no fixture binary at $fixture"
 

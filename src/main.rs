@@ -10,6 +10,12 @@ use std::process::ExitCode;
 
 use gatehouse::{AppState, Config};
 
+/// mimalloc rather than glibc's malloc: a request allocates and frees a few dozen small buffers
+/// (headers, form, JSON), and glibc's allocator was about a tenth of the local server's CPU under
+/// load (docs/performance.md, "Where the time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse_args();
     match args.command {

@@ -3,10 +3,11 @@
 //! (002_050589298000c9b6.txt, table 3-11); 21xxx are Gatehouse's own. Never a secret, a token
 //! or a password: a token is named by its `jti`.
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Something worth an audit line.
 #[derive(Debug, Clone, Serialize)]
@@ -154,31 +155,67 @@ impl AuditEvent {
         }
     }
 
-    /// The whole audit line as JSON.
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "audit": true,
-            "event_id": self.id(),
-            "event": self.name(),
-            "tenant": tenant(),
-            "time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        });
-        let (actor, subject, client, outcome) = self.common();
-        if let Value::Object(m) = &mut v {
-            m.insert("actor".into(), json!(actor));
-            m.insert("subject".into(), json!(subject));
-            m.insert("client".into(), json!(client));
-            m.insert("outcome".into(), json!(outcome));
+    /// Whether the event's own fields include `name` (one of the common fields): the line then
+    /// carries the event's value only, so no line has a member twice (RFC 8259 §4 "SHOULD be
+    /// unique"). The values agree: [`Self::common`] takes them from those fields.
+    fn has_own(&self, name: &str) -> bool {
+        use AuditEvent::*;
+        match name {
+            "subject" => matches!(self, TokenIssued { .. }),
+            "actor" => matches!(self, AdminChange { .. } | ConsentRevoked { .. } | AdminCall { .. }),
+            _ => false,
         }
-        if let (Value::Object(m), Ok(Value::Object(fields))) = (&mut v, serde_json::to_value(self)) {
-            m.extend(fields);
-        }
-        v
     }
+
+    /// The whole audit line: one JSON object, serialised straight into a string (no
+    /// intermediate `serde_json::Value`: this runs once per request).
+    pub fn line(&self) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let (actor, subject, client, outcome) = self.common();
+        let line = Line {
+            audit: true,
+            event_id: self.id(),
+            event: self.name(),
+            tenant: tenant(),
+            time: now,
+            actor: (!self.has_own("actor")).then_some(actor),
+            subject: (!self.has_own("subject")).then_some(subject),
+            client,
+            outcome,
+            fields: self,
+        };
+        // Serialising plain strings, numbers and options into a String cannot fail.
+        serde_json::to_string(&line).unwrap_or_default()
+    }
+
+    /// The whole audit line as JSON (tests).
+    pub fn to_json(&self) -> Value {
+        serde_json::from_str(&self.line()).unwrap_or(Value::Null)
+    }
+}
+
+/// An audit line: the fields every line carries, then the event's own.
+#[derive(Serialize)]
+struct Line<'a> {
+    audit: bool,
+    event_id: u32,
+    event: &'static str,
+    tenant: &'a str,
+    time: u64,
+    /// `None`: the event carries the field itself; `Some(None)`: `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<Option<&'a str>>,
+    client: Option<&'a str>,
+    outcome: &'static str,
+    #[serde(flatten)]
+    fields: &'a AuditEvent,
 }
 
 static TENANT: OnceLock<String> = OnceLock::new();
 static CAPTURE: Mutex<Option<Vec<Value>>> = Mutex::new(None);
+static CAPTURING: AtomicBool = AtomicBool::new(false);
 
 /// The tenant named in every line.
 pub fn tenant() -> &'static str {
@@ -192,21 +229,77 @@ pub fn set_tenant(t: &str) {
 
 /// Writes one audit line.
 pub fn record(event: AuditEvent) {
-    let line = event.to_json();
-    if let Some(buf) = CAPTURE.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-        buf.push(line.clone());
+    let mut line = event.line();
+    if CAPTURING.load(Ordering::Relaxed)
+        && let Some(buf) = CAPTURE.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+        && let Ok(v) = serde_json::from_str(&line)
+    {
+        buf.push(v);
     }
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    line.push('\n');
+    // One write of the whole line (stdout is line-buffered: one `write` call per line).
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
 }
 
 /// Tests: starts keeping every audit line in memory (process-wide).
 pub fn start_capture() {
     let mut c = CAPTURE.lock().unwrap_or_else(|p| p.into_inner());
     c.get_or_insert_with(Vec::new);
+    CAPTURING.store(true, Ordering::Relaxed);
 }
 
 /// Tests: the lines captured so far.
 pub fn captured() -> Vec<Value> {
     CAPTURE.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(line: &str, member: &str) -> usize {
+        line.matches(&format!("\"{member}\":")).count()
+    }
+
+    #[test]
+    fn every_line_has_the_common_fields_once_and_the_event_fields() {
+        let issued = AuditEvent::TokenIssued {
+            client_id: "c1".into(),
+            subject: "alice".into(),
+            grant_type: "authorization_code",
+            jti: "j1".into(),
+            scope: "read".into(),
+            audience: "https://api".into(),
+        };
+        let line = issued.line();
+        for member in ["audit", "event_id", "event", "tenant", "time", "actor", "subject", "client", "outcome", "jti"] {
+            assert_eq!(count(&line, member), 1, "{member} in {line}");
+        }
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["audit"], true);
+        assert_eq!(v["event_id"], 20004);
+        assert_eq!(v["event"], "token_issued");
+        assert_eq!(v["actor"], "c1");
+        assert_eq!(v["subject"], "alice");
+        assert_eq!(v["client"], "c1");
+        assert_eq!(v["outcome"], "success");
+        assert_eq!(v["grant_type"], "authorization_code");
+        assert_eq!(v["audience"], "https://api");
+        assert!(v["time"].as_u64().unwrap() > 1_700_000_000);
+
+        let change = AuditEvent::AdminChange { actor: "ops".into(), action: "client_created", object: "c2".into() };
+        let line = change.line();
+        assert_eq!(count(&line, "actor"), 1, "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (v["actor"].as_str(), v["subject"].as_str(), v["client"].is_null()),
+            (Some("ops"), Some("c2"), true)
+        );
+
+        let refused = AuditEvent::AdminRefused { reason: "bad_token" };
+        let v = refused.to_json();
+        assert!(v["actor"].is_null() && v["subject"].is_null() && v["client"].is_null(), "{v}");
+        assert_eq!((v["outcome"].as_str(), v["reason"].as_str()), (Some("failure"), Some("bad_token")));
+        assert!(!refused.line().contains('\n'));
+    }
 }

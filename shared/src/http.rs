@@ -27,18 +27,26 @@ impl Params {
     /// sent without a value is treated as omitted. Names and values must be UTF-8 once
     /// percent-decoded (RFC 6749 Appendix B), else `invalid_request`: a lossy decoding would
     /// read different octets as the same value.
+    ///
+    /// One pass, each name and value decoded once (WHATWG URL "application/x-www-form-urlencoded
+    /// parsing": pairs split at `&`, empty pairs skipped, the name ends at the first `=`, `+` is
+    /// a space, `%XX` an octet and any other `%` itself).
     pub fn parse(raw: &[u8]) -> Result<Self> {
-        if raw.split(|b| *b == b'&').any(|pair| percent_encoding::percent_decode(pair).decode_utf8().is_err()) {
-            return Err(OAuthError::invalid_request("the parameters are not UTF-8 (RFC 6749 Appendix B)"));
-        }
         let mut map = HashMap::new();
-        for (k, v) in form_urlencoded::parse(raw) {
-            if v.is_empty() {
+        for pair in raw.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            let (Some(name), Some(value)) = (form_decode(name), form_decode(value)) else {
+                return Err(OAuthError::invalid_request("the parameters are not UTF-8 (RFC 6749 Appendix B)"));
+            };
+            if value.is_empty() {
                 continue;
             }
-            if map.insert(k.to_string(), v.into_owned()).is_some() {
-                let name: String = k.chars().take(64).collect();
-                return Err(OAuthError::invalid_request(format!("parameter `{name}` is repeated")));
+            let shown: String = name.chars().take(64).collect();
+            if map.insert(name, value).is_some() {
+                return Err(OAuthError::invalid_request(format!("parameter `{shown}` is repeated")));
             }
         }
         Ok(Self(map))
@@ -58,6 +66,16 @@ impl Params {
     pub fn has(&self, name: &str) -> bool {
         self.0.contains_key(name)
     }
+}
+
+/// A form name or value decoded (`+` a space, `%XX` an octet), or `None` when the octets are
+/// not UTF-8. Most values (tokens, ids, grant types) have neither `+` nor `%`: no copy to decode.
+fn form_decode(raw: &[u8]) -> Option<String> {
+    if !raw.iter().any(|b| matches!(b, b'%' | b'+')) {
+        return std::str::from_utf8(raw).ok().map(str::to_owned);
+    }
+    let spaced: Vec<u8> = raw.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+    String::from_utf8(percent_encoding::percent_decode(&spaced).collect()).ok()
 }
 
 /// Longest query string any endpoint accepts (bytes), as for bodies.
@@ -279,5 +297,47 @@ mod tests {
         assert_eq!(Params::parse(b"a=1&a=2").unwrap_err().code(), "invalid_request");
         let p = Params::parse(b"a=1&b=&c=x+y").unwrap();
         assert_eq!((p.get("a"), p.get("b"), p.get("c")), (Some("1"), None, Some("x y")));
+    }
+
+    /// The one-pass parser gives what `form_urlencoded` (the WHATWG parser) gives, and refuses
+    /// exactly the forms whose decoded octets are not UTF-8 or repeat a name.
+    #[test]
+    fn parses_as_the_whatwg_form_parser_does() {
+        let forms: [&[u8]; 18] = [
+            b"",
+            b"&&",
+            b"a",
+            b"=x",
+            b"a==b&c=%3D",
+            b"a%3Db=c",
+            b"x=%C3%A9t%C3%A9+%2B+1",
+            b"x=%",
+            b"x=%zz&y=%4",
+            b"x=%C3",
+            b"x=%C3&y=%A9",
+            b"%C3=%A9",
+            b"x=\xff",
+            b"a=1&&b=2&",
+            b"a+b=1&a%20b=2",
+            b"a=&a=1",
+            b"a=1&a=",
+            b"t=eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln&token_type_hint=access_token",
+        ];
+        for raw in forms {
+            let utf8 = raw.split(|b| *b == b'&').all(|p| percent_encoding::percent_decode(p).decode_utf8().is_ok());
+            let mut expected = HashMap::new();
+            let mut repeated = false;
+            for (k, v) in form_urlencoded::parse(raw).filter(|(_, v)| !v.is_empty()) {
+                repeated |= expected.insert(k.into_owned(), v.into_owned()).is_some();
+            }
+            match Params::parse(raw) {
+                Ok(p) => assert!(utf8 && !repeated && p.0 == expected, "{:?}", String::from_utf8_lossy(raw)),
+                Err(e) => {
+                    assert!((!utf8 || repeated) && e.code() == "invalid_request", "{:?}", String::from_utf8_lossy(raw))
+                }
+            }
+        }
+        assert_eq!(Params::parse(b"x=%C3%A9t%C3%A9+%2B+1").unwrap().get("x"), Some("\u{e9}t\u{e9} + 1"));
+        assert_eq!(Params::parse(b"x=%zz").unwrap().get("x"), Some("%zz"));
     }
 }

@@ -66,11 +66,18 @@ CREATE TABLE IF NOT EXISTS codes (
 ";
 
 /// Indexes, created after [`TOKEN_COLUMNS_ADDED`] exist on a database of the previous schema.
+///
+/// The end-user and family indexes are partial (`WHERE … IS NOT NULL`): a client-credentials
+/// token has neither, so its insert writes two index B-trees fewer. Their queries
+/// (`end_user = ?`, `family = ?`) imply the index's condition, so SQLite still uses them. An
+/// older database's full indexes of the same columns are dropped and rebuilt partial once.
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS tokens_by_client ON tokens (client_id, kind, issued_at, id);
-CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (end_user, kind, issued_at, id);
+DROP INDEX IF EXISTS tokens_by_user;
+CREATE INDEX IF NOT EXISTS tokens_by_end_user ON tokens (end_user, kind, issued_at, id) WHERE end_user IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tokens_by_expiry ON tokens (expires_at);
-CREATE INDEX IF NOT EXISTS tokens_by_family ON tokens (family, issued_at, id);
+DROP INDEX IF EXISTS tokens_by_family;
+CREATE INDEX IF NOT EXISTS tokens_in_family ON tokens (family, issued_at, id) WHERE family IS NOT NULL;
 CREATE INDEX IF NOT EXISTS counters_by_expiry ON counters (expires_at);
 CREATE INDEX IF NOT EXISTS pending_by_expiry ON pending (expires_at);
 CREATE INDEX IF NOT EXISTS codes_by_expiry ON codes (expires_at);
@@ -103,9 +110,9 @@ fn read_connection(path: &Path) -> StoreResult<Connection> {
 /// Group commit for new token records, the store's most frequent write (one per token issued).
 ///
 /// One thread takes the store's write connection and inserts every record queued while it was
-/// busy in one `IMMEDIATE` transaction, each under its own savepoint (a conflict fails that
-/// record alone), then commits once (one WAL sync for the batch) and answers each caller. Callers get their
-/// answer only after the commit: as durable as a transaction per record, with the page writes
+/// busy in one `IMMEDIATE` transaction (a conflict fails that record's statement alone), then
+/// commits once (one WAL sync for the batch) and answers each caller. Callers get their answer
+/// only after the commit: as durable as a transaction per record, with the page writes
 /// and the fsync shared under concurrent load. Idle, a batch is one record. The thread ends when
 /// the last handle to the store is dropped.
 #[derive(Clone)]
@@ -150,22 +157,15 @@ impl TokenWriter {
     /// failure for all of them.
     fn insert_all<'a>(conn: &mut Connection, records: impl Iterator<Item = &'a TokenRecord>) -> Vec<StoreResult<()>> {
         let records: Vec<&TokenRecord> = records.collect();
-        let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => return records.iter().map(|_| Err(err_ref(&e))).collect(),
         };
         let mut results = Vec::with_capacity(records.len());
         for t in &records {
-            let result = match tx.savepoint() {
-                Ok(mut sp) => match tokens::insert_token(&sp, t) {
-                    Ok(()) => sp.commit().map_err(err),
-                    Err(e) => {
-                        let _ = sp.rollback();
-                        Err(e)
-                    }
-                },
-                Err(e) => Err(err(e)),
-            };
+            // No savepoint per record: an INSERT is atomic on its own (SQLite undoes a failed
+            // statement, e.g. a duplicate id, and the transaction goes on without it).
+            let result = tokens::insert_token(&tx, t);
             if let Err(e) = &result {
                 // Some errors (a full disk, I/O, memory) make SQLite roll the whole transaction
                 // back: then nothing of the batch is written, and the rest must not run outside it.
@@ -453,6 +453,84 @@ mod tests {
             s.get_token("kept", conformance::NOW).await.unwrap().unwrap().successor_response.as_deref(),
             Some("r")
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn temp_store() -> (PathBuf, EmbeddedStore) {
+        let dir = std::env::temp_dir().join(format!("gatehouse-store-{}", crate::crypto::random_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = EmbeddedStore::open(&dir).unwrap();
+        (dir, s)
+    }
+
+    /// A batch in which one record's id exists: that record alone fails (`Conflict`), the others
+    /// are committed, and the existing row is untouched.
+    #[tokio::test]
+    async fn a_duplicate_in_a_batch_fails_alone() {
+        let (dir, s) = temp_store();
+        let first = conformance::token("a", TokenKind::Access, "c1", None, conformance::NOW);
+        s.put_token(&first).await.unwrap();
+        let mut dup = conformance::token("a", TokenKind::Access, "c2", None, conformance::NOW);
+        dup.scope = crate::model::Scope::parse("other").unwrap();
+        let b = conformance::token("b", TokenKind::Access, "c1", None, conformance::NOW);
+        let c = conformance::token("c", TokenKind::Access, "c1", Some("alice"), conformance::NOW);
+        let results = {
+            let mut conn = s.conn.lock().unwrap();
+            TokenWriter::insert_all(&mut conn, [&b, &dup, &c].into_iter())
+        };
+        assert!(matches!(results[..], [Ok(()), Err(StoreError::Conflict), Ok(())]), "{results:?}");
+        for t in [&first, &b, &c] {
+            assert_eq!(s.get_token(&t.id, conformance::NOW).await.unwrap().as_ref(), Some(t));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The listing queries use the partial end-user and family indexes, and a database with the
+    /// older full indexes has them replaced.
+    #[tokio::test]
+    async fn listings_use_the_partial_indexes() {
+        let (dir, s) = temp_store();
+        drop(s);
+        let old = Connection::open(dir.join("gatehouse.db")).unwrap();
+        old.execute_batch(
+            "DROP INDEX tokens_by_end_user; DROP INDEX tokens_in_family;
+             CREATE INDEX tokens_by_user ON tokens (end_user, kind, issued_at, id);
+             CREATE INDEX tokens_by_family ON tokens (family, issued_at, id);",
+        )
+        .unwrap();
+        drop(old);
+        let s = EmbeddedStore::open(&dir).unwrap();
+        let conn = s.conn.lock().unwrap();
+        let plan = |sql: &str| -> String {
+            let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = st.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let by_user = plan(
+            "SELECT body FROM tokens WHERE kind = 'refresh' AND expires_at > 0 AND revoked_at IS NULL \
+             AND rotated_at IS NULL AND end_user = 'alice' ORDER BY issued_at, id",
+        );
+        assert!(by_user.contains("tokens_by_end_user"), "{by_user}");
+        let family = plan("SELECT body FROM tokens WHERE family = 'f1' AND expires_at > 0 ORDER BY issued_at, id");
+        assert!(family.contains("tokens_in_family"), "{family}");
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tokens' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "sqlite_autoindex_tokens_1",
+                "tokens_by_client",
+                "tokens_by_end_user",
+                "tokens_by_expiry",
+                "tokens_in_family"
+            ]
+        );
+        drop(conn);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
