@@ -852,7 +852,7 @@ async fn revocation_while_dynamodb_fails() {
 /// refresh token revoked and the family's access token still active; the client retries (as a
 /// 503 asks) and the retry must finish the family, although the token it presents is revoked
 /// already (RFC 7009 §2.1: revoking a refresh token also invalidates the access tokens of the
-/// same grant).
+/// same grant). The same for the admin API's `POST /admin/tokens/revoke` by `jti`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_refresh_token_revocation_finishes_the_family() {
     let Some(stack) = Stack::new("local").await else { return };
@@ -860,33 +860,46 @@ async fn a_retried_refresh_token_revocation_finishes_the_family() {
     let c = common::register(&i.app, json!({"grant_types": ["password", "refresh_token"], "scope": "read"})).await;
     let rs = common::cc_client(&i.app).await;
     create_user(&i.app, "alice", PASSWORD).await;
-    // A family whose refresh token comes first in the family's listing (the order of the
-    // updates): the other order cannot leave the refresh token revoked before a failure.
-    let mut tries = 0..64;
-    let (at, rt) = loop {
-        assert!(tries.next().is_some(), "two tokens come in either order, by id");
-        let (at, rt) = password_tokens(&i.app, &c).await;
-        let family = stack.store.get_token(&digest(&rt), T0).await.unwrap().unwrap().family.unwrap();
-        if stack.store.list_family(&family, T0).await.unwrap()[0].kind == TokenKind::Refresh {
-            break (at, rt);
-        }
-    };
-    stack.ddb.set(Rule::on(UPDATE, Fault::Throttle).after(1));
-    let revoke = || form("/revoke", Some(&c.basic()), &format!("token={rt}&token_type_hint=refresh_token"));
-    assert_unavailable(&send(&i.app, revoke()).await);
-    let stored = |id: String| {
-        let store = stack.store.clone();
-        async move { store.get_token(&id, T0).await.unwrap().unwrap() }
-    };
-    assert!(stored(digest(&rt)).await.revoked_at.is_some(), "the refresh token went first");
-    assert_eq!(stored(jti(&at)).await.revoked_at, None, "its access token did not");
+    for by in ["RFC 7009", "admin jti"] {
+        // A family whose refresh token comes first in the family's listing (the order of the
+        // updates): the other order cannot leave the refresh token revoked before a failure.
+        let mut tries = 0..64;
+        let (at, rt) = loop {
+            assert!(tries.next().is_some(), "two tokens come in either order, by id");
+            let (at, rt) = password_tokens(&i.app, &c).await;
+            let family = stack.store.get_token(&digest(&rt), T0).await.unwrap().unwrap().family.unwrap();
+            if stack.store.list_family(&family, T0).await.unwrap()[0].kind == TokenKind::Refresh {
+                break (at, rt);
+            }
+        };
+        let revoke = || match by {
+            "RFC 7009" => form("/revoke", Some(&c.basic()), &format!("token={rt}&token_type_hint=refresh_token")),
+            _ => admin("POST", "/admin/tokens/revoke", Some(json!({"jti": digest(&rt)}))),
+        };
+        stack.ddb.set(Rule::on(UPDATE, Fault::Throttle).after(1));
+        assert_unavailable(&send(&i.app, revoke()).await);
+        let stored = |id: String| {
+            let store = stack.store.clone();
+            async move { store.get_token(&id, T0).await.unwrap().unwrap() }
+        };
+        assert!(stored(digest(&rt)).await.revoked_at.is_some(), "{by}: the refresh token went first");
+        assert_eq!(stored(jti(&at)).await.revoked_at, None, "{by}: its access token did not");
 
-    stack.ddb.pass();
-    let r = send(&i.app, revoke()).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert!(stored(jti(&at)).await.revoked_at.is_some(), "the retry finished the family");
-    assert_active(&i.app, &rs, &at, false).await;
-    assert_active(&i.app, &rs, &rt, false).await;
+        stack.ddb.pass();
+        let r = send(&i.app, revoke()).await;
+        assert_eq!(r.status, StatusCode::OK, "{by}: {}", r.text);
+        if by != "RFC 7009" {
+            assert_eq!(r.body, json!({"revoked": true}), "{by}: the retry revoked the rest");
+        }
+        assert!(stored(jti(&at)).await.revoked_at.is_some(), "{by}: the retry finished the family");
+        assert_active(&i.app, &rs, &at, false).await;
+        assert_active(&i.app, &rs, &rt, false).await;
+        let r = send(&i.app, revoke()).await;
+        assert_eq!(r.status, StatusCode::OK, "{by}: a third time: {}", r.text);
+        if by != "RFC 7009" {
+            assert_eq!(r.body, json!({"revoked": false}), "{by}: nothing left to revoke");
+        }
+    }
 }
 
 /// The admin revocations while the updates fail: `POST /admin/tokens/revoke` is 503 with the

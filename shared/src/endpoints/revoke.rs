@@ -57,7 +57,14 @@ pub async fn revocable_token(state: &AppState, token: &str) -> Result<Option<cra
     }
     let now = state.clock.now();
     let record = state.store.get_token(&crate::crypto::digest(token), now).await?;
-    Ok(record.filter(|r| r.kind == crate::model::TokenKind::Refresh && (r.is_active(now) || r.revoked_at.is_some())))
+    Ok(record.filter(|r| r.kind == crate::model::TokenKind::Refresh && still_revocable(r, now)))
+}
+
+/// Whether revoking `record` can still change something: it is active, or it is a revoked
+/// refresh token, whose family's revocation may have stopped part-way (one conditional update
+/// per token; a 503 in between), so a retry must run it again to finish it.
+pub fn still_revocable(record: &crate::model::TokenRecord, now: i64) -> bool {
+    record.is_active(now) || (record.kind == crate::model::TokenKind::Refresh && record.revoked_at.is_some())
 }
 
 /// Revokes a token. A refresh token takes its whole family (every access token of the same

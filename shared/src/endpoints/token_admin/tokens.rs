@@ -134,6 +134,9 @@ struct RevokeRequest {
     jti: Option<String>,
 }
 
+/// `POST /admin/tokens/revoke` → `{"revoked": bool}`. A refresh token takes its family; one
+/// revoked already is revoked again, so a retry after a 503 finishes its family
+/// (`revoke::still_revocable`).
 pub(super) async fn revoke(State(state): State<AppState>, req: Request<Body>) -> Result<Response> {
     let (parts, body) = req.into_parts();
     let actor = authorize(&state, &parts).await?;
@@ -141,7 +144,9 @@ pub(super) async fn revoke(State(state): State<AppState>, req: Request<Body>) ->
     let now = state.clock.now();
     let record = match (r.token, r.jti) {
         (Some(t), None) => crate::endpoints::revoke::revocable_token(&state, &t).await?,
-        (None, Some(j)) if j.len() <= 128 => state.store.get_token(&j, now).await?.filter(|t| t.is_active(now)),
+        (None, Some(j)) if j.len() <= 128 => {
+            state.store.get_token(&j, now).await?.filter(|t| crate::endpoints::revoke::still_revocable(t, now))
+        }
         _ => return Err(invalid("give exactly one of token or jti")),
     };
     let revoked = match &record {
