@@ -1,7 +1,7 @@
 //! Start and shutdown of a function (the seed's EDRs 20001 and 20002).
 //!
 //! Lambda sends a function's runtime `SIGTERM` before it shuts an execution environment down only
-//! when an extension is registered (Lambda Extensions API, "Shutdown phase"). [`lambda_started`]
+//! when an extension is registered (Lambda Extensions API, "Shutdown phase"). [`start_function`]
 //! registers a no-op *internal* extension (it subscribes to no event, so it costs nothing per
 //! invocation) during the init phase, then writes 20001; on `SIGTERM` it writes 20002 and exits.
 //! Without the Extensions API (an emulator without it, the local server) only the signal
@@ -16,20 +16,45 @@ use crate::audit::{self, AuditEvent};
 /// The name the extension registers under (unique per function).
 const EXTENSION_NAME: &str = "gatehouse-shutdown-audit";
 
-/// Call in a function's `main` after the state is built, before `lambda_http::run`.
-pub async fn lambda_started(component: &'static str) {
-    if let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") {
-        match tokio::time::timeout(Duration::from_secs(2), register(&api)).await {
-            Ok(Ok(id)) => {
-                tokio::spawn(async move {
-                    // An internal extension must ask for its next event, or the init phase never
-                    // ends; with no event subscribed, the call simply stays open.
-                    while next_event(&api, &id).await.is_ok() {}
-                });
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "no shutdown event: the extension could not register"),
-            Err(_) => tracing::warn!("no shutdown event: the Extensions API did not answer"),
+/// A function's init phase: builds its state (`AppState::from_env`) while the shutdown extension
+/// registers, so the two wait for their round trips (DynamoDB, KMS, the Extensions API) at the
+/// same time, then writes 20001. Call in a function's `main` before `lambda_http::run`.
+pub async fn start_function(
+    component: &'static str,
+    key_use: crate::keys::KeyUse,
+) -> Result<crate::AppState, crate::state::StartupError> {
+    let (state, extension) = tokio::join!(crate::AppState::from_env(key_use), register_extension());
+    let state = state?;
+    lambda_started(component, extension);
+    Ok(state)
+}
+
+/// Registers the no-op extension when the Extensions API is there (`AWS_LAMBDA_RUNTIME_API`):
+/// its id and the API's address.
+async fn register_extension() -> Option<(String, String)> {
+    let api = std::env::var("AWS_LAMBDA_RUNTIME_API").ok()?;
+    match tokio::time::timeout(Duration::from_secs(2), register(&api)).await {
+        Ok(Ok(id)) => Some((api, id)),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "no shutdown event: the extension could not register");
+            None
         }
+        Err(_) => {
+            tracing::warn!("no shutdown event: the Extensions API did not answer");
+            None
+        }
+    }
+}
+
+/// After the state is built: keeps the registered extension waiting for its (never sent) next
+/// event, handles `SIGTERM` and writes 20001.
+fn lambda_started(component: &'static str, extension: Option<(String, String)>) {
+    if let Some((api, id)) = extension {
+        tokio::spawn(async move {
+            // An internal extension must ask for its next event, or the init phase never
+            // ends; with no event subscribed, the call simply stays open.
+            while next_event(&api, &id).await.is_ok() {}
+        });
     }
     audit_stop_on_sigterm(component);
     audit::record(AuditEvent::Started { component });

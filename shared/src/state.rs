@@ -60,11 +60,20 @@ pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 impl AppState {
     /// Assembles a state from its parts (tests, benchmarks).
     pub fn new(config: Config, store: Arc<dyn Store>, signer: Arc<dyn Signer>, clock: crate::clock::Clock) -> Self {
-        crate::audit::set_tenant(&config.tenant);
         let settings_cache = Arc::new(crate::settings::SettingsCache::new(&config));
+        Self::with_caches(config, store, signer, clock, settings_cache, resource_server_cache())
+    }
+
+    fn with_caches(
+        config: Config,
+        store: Arc<dyn Store>,
+        signer: Arc<dyn Signer>,
+        clock: crate::clock::Clock,
+        settings_cache: Arc<crate::settings::SettingsCache>,
+        resource_server_cache: Arc<TtlCache<ResourceServer>>,
+    ) -> Self {
+        crate::audit::set_tenant(&config.tenant);
         let client_cache = Arc::new(TtlCache::new(crate::cache::CLIENT_TTL, crate::cache::MAX_ENTRIES));
-        let resource_server_cache =
-            Arc::new(TtlCache::new(crate::cache::RESOURCE_SERVER_TTL, crate::cache::MAX_ENTRIES));
         Self { config: Arc::new(config), store, signer, clock, settings_cache, client_cache, resource_server_cache }
     }
 
@@ -140,7 +149,9 @@ impl AppState {
         aws: Option<AwsClients>,
         clock: crate::clock::Clock,
     ) -> Result<Self, StartupError> {
-        crate::crypto::warm_up();
+        // The random-number generators' first call is CPU work: done on the blocking pool
+        // while this task waits for the store and KMS.
+        let warm_up = tokio::task::spawn_blocking(crate::crypto::warm_up);
         let aws = || aws.clone().ok_or("the DynamoDB store and the kms and sealed signers need AWS clients");
         let store: Arc<dyn Store> = match config.store {
             #[cfg(feature = "embedded")]
@@ -152,23 +163,49 @@ impl AppState {
             }
         };
         let now = clock.now();
-        let signer: Arc<dyn Signer> = match config.signer {
-            SignerKind::Local => Arc::new(LocalSigner::load_or_create(&config.data_dir)?),
-            SignerKind::Kms => {
-                let alias = config.kms_key_id.clone().expect("validated");
-                Arc::new(KeyRing::kms(aws()?.kms, alias, store.clone(), key_use, now).await?)
-            }
-            SignerKind::Sealed => {
-                let key_id = config.kms_key_id.clone().expect("validated");
-                let tenant = config.tenant.clone();
-                Arc::new(KeyRing::sealed(aws()?.kms, key_id, tenant, store.clone(), key_use, now).await?)
-            }
+        let signer = async {
+            let signer: Arc<dyn Signer> = match config.signer {
+                SignerKind::Local => Arc::new(LocalSigner::load_or_create(&config.data_dir)?),
+                SignerKind::Kms => {
+                    let alias = config.kms_key_id.clone().expect("validated");
+                    Arc::new(KeyRing::kms(aws()?.kms, alias, store.clone(), key_use, now).await?)
+                }
+                SignerKind::Sealed => {
+                    let key_id = config.kms_key_id.clone().expect("validated");
+                    let tenant = config.tenant.clone();
+                    Arc::new(KeyRing::sealed(aws()?.kms, key_id, tenant, store.clone(), key_use, now).await?)
+                }
+            };
+            Ok::<_, StartupError>(signer)
         };
-        let state = Self::new(config, store, signer, clock);
-        // Init phase: the first request finds the settings loaded.
-        state.settings().await.map_err(|e| format!("reading the tenant settings: {e}"))?;
-        Ok(state)
+        // Init phase: the first request finds the settings loaded and, in a function that
+        // issues tokens, the resource server of the default audience (read for every token
+        // without `resource`: `grants::decide_grant`, the custom claims); read while the key
+        // ring loads (its reads and, in sealed mode, the unsealing), not after it.
+        let settings_cache = Arc::new(crate::settings::SettingsCache::new(&config));
+        let resource_server_cache = resource_server_cache();
+        let first_reads = async {
+            let settings =
+                settings_cache.get(&*store, now).await.map_err(|e| format!("reading the tenant settings: {e}"))?;
+            if key_use == KeyUse::Sign {
+                let audience = settings.default_resource.as_deref().unwrap_or(&config.default_audience);
+                let read = resource_server_cache.get_or_load(audience, now, || store.get_resource_server(audience));
+                if let Err(e) = read.await {
+                    // Not needed to start: the first token reads it again.
+                    tracing::warn!(error = %e, "the default audience's resource server could not be read at start");
+                }
+            }
+            Ok::<_, StartupError>(())
+        };
+        let (signer, ()) = tokio::try_join!(signer, first_reads)?;
+        warm_up.await.map_err(|e| format!("warming the random-number generators: {e}"))?;
+        Ok(Self::with_caches(config, store, signer, clock, settings_cache, resource_server_cache))
     }
+}
+
+/// An empty cache of resource servers (`cache::RESOURCE_SERVER_TTL`).
+fn resource_server_cache() -> Arc<TtlCache<ResourceServer>> {
+    Arc::new(TtlCache::new(crate::cache::RESOURCE_SERVER_TTL, crate::cache::MAX_ENTRIES))
 }
 
 /// The AWS SDK configuration from the standard chain (`AWS_REGION`, credentials,

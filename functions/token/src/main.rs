@@ -1,9 +1,9 @@
 //! The `token` Lambda function: builds the state once per cold start and serves
 //! `gatehouse::endpoints::token::router` behind API Gateway (HTTP API, payload v2).
-#[tokio::main]
+// One event at a time (Lambda): one thread, no cross-thread wake-ups (docs/performance.md, §3).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     gatehouse::telemetry::init();
-    let state = gatehouse::AppState::from_env(gatehouse::keys::KeyUse::Sign).await?;
-    gatehouse::lifecycle::lambda_started("token").await;
+    let state = gatehouse::lifecycle::start_function("token", gatehouse::keys::KeyUse::Sign).await?;
     lambda_http::run(gatehouse::endpoints::token::router(state)).await
 }
