@@ -171,6 +171,7 @@ async fn mint_code(state: &AppState, client: &Client) -> String {
         scope: grant.scope,
         audience: grant.audience,
         code_challenge: Some(gatehouse::crypto::b64url(Sha256::digest(VERIFIER.as_bytes()))),
+        dpop_jkt: None,
         family: gatehouse::crypto::random_id(),
         issued_at: now,
         expires_at: now + 600,

@@ -50,6 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             scope: grant.scope.clone(),
             audience: grant.audience.clone(),
             code_challenge: Some(challenge.clone()),
+            dpop_jkt: None,
             family: gatehouse::crypto::random_id(),
             issued_at: now,
             expires_at: now + 600,

@@ -519,6 +519,21 @@ async fn errors_after_validation_redirect_with_error_state_and_iss() {
             "invalid_request",
             "code_challenge_method without code_challenge",
         ),
+        (
+            format!(
+                "response_type=code&client_id={p}&redirect_uri={redirect}&state=xyz&code_challenge={CHALLENGE}&code_challenge_method=S256&dpop_jkt=short"
+            ),
+            "invalid_request",
+            "dpop_jkt must be a base64url SHA-256 JWK thumbprint",
+        ),
+        (
+            format!(
+                "response_type=code&client_id={p}&redirect_uri={redirect}&state=xyz&code_challenge={CHALLENGE}&code_challenge_method=S256&dpop_jkt={}",
+                enc(&format!("{}=", &CHALLENGE[..42]))
+            ),
+            "invalid_request",
+            "dpop_jkt must be a base64url SHA-256 JWK thumbprint",
+        ),
     ];
     for (query, error, description) in cases {
         let r = send(&app, get(&format!("/authorize?{query}"))).await;

@@ -471,6 +471,45 @@ async fn a_public_clients_refresh_token_is_bound_to_the_key() {
     assert_eq!(r.body["token_type"], "Bearer", "{}", r.text);
 }
 
+/// RFC 9449 §10: `dpop_jkt` at `/authorize` binds the code to a DPoP key; the code exchange needs
+/// a proof by that key (`invalid_grant` otherwise, the code still unused), and its tokens are
+/// bound to the key. On both stores: the binding is stored with the pending request and the code.
+async fn code_binding_case(store: Arc<dyn Store>) {
+    let state = common::state_on(store);
+    let app = common::app(&state);
+    let c = crate::code_flow::public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let (key, other) = (DpopKey::new(), DpopKey::new());
+    let code = code_for(&app, &pkce_query(&c.id, &format!("&dpop_jkt={}", key.jkt)), "alice", PASSWORD).await;
+    for (proofs, why) in [
+        (vec![], "the authorization code is bound to a DPoP key: a DPoP proof is required"),
+        (vec![other.token_proof(&state)], "the DPoP proof's key is not the one the authorization code is bound to"),
+    ] {
+        let proofs: Vec<&str> = proofs.iter().map(String::as_str).collect();
+        let r = exchange(&app, &c, &code, &proofs).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+        assert_eq!(r.body["error_description"], why);
+    }
+    let r = exchange(&app, &c, &code, &[&key.token_proof(&state)]).await;
+    assert_eq!((r.status, &r.body["token_type"]), (StatusCode::OK, &json!("DPoP")), "{}", r.text);
+    assert_eq!(claims(&s(&r.body, "access_token"))["cnf"]["jkt"], key.jkt);
+    let again = exchange(&app, &c, &code, &[&key.token_proof(&state)]).await;
+    assert_error(&again, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(again.body["error_description"], "the authorization code was already used");
+}
+
+#[tokio::test]
+async fn dpop_jkt_binds_the_authorization_code_embedded() {
+    let (store, _dir) = common::embedded();
+    code_binding_case(store).await;
+}
+
+#[tokio::test]
+async fn dpop_jkt_binds_the_authorization_code_dynamodb() {
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    code_binding_case(store).await;
+}
+
 #[tokio::test]
 async fn a_confidential_clients_refresh_token_is_not_bound() {
     let (state, _dir) = common::embedded_state();

@@ -65,6 +65,17 @@ fn check_redirect(code: &AuthorizationCode, sent: Option<&str>) -> Result<()> {
     }
 }
 
+/// RFC 9449 §10: a code bound to a DPoP key (`dpop_jkt` at `/authorize`) is redeemed only with a
+/// proof by that key; otherwise `invalid_grant`, and the code stays unused.
+fn key_holds(bound: Option<&str>, dpop: Option<&Proof>) -> Result<()> {
+    match (bound, dpop) {
+        (None, _) => Ok(()),
+        (Some(jkt), Some(p)) if p.jkt == jkt => Ok(()),
+        (Some(_), Some(_)) => Err(invalid("the DPoP proof's key is not the one the authorization code is bound to")),
+        (Some(_), None) => Err(invalid("the authorization code is bound to a DPoP key: a DPoP proof is required")),
+    }
+}
+
 /// Revokes the tokens of a replayed code and answers `invalid_grant`.
 async fn replayed(state: &AppState, code: &AuthorizationCode) -> OAuthError {
     let revoked = match revoke_family(state, &code.family).await {
@@ -89,6 +100,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     }
     check_redirect(&code, req.redirect_uri.as_deref())?;
     pkce_holds(code.code_challenge.as_deref(), req.code_verifier.as_deref())?;
+    key_holds(code.dpop_jkt.as_deref(), dpop)?;
     active_user(state, &code.username).await?;
     let grant = Grant { audience: code.audience.clone(), scope: code.scope.clone(), jkt: None }.bound_to(dpop);
     let user = Some(code.username.as_str());

@@ -24,6 +24,10 @@ pub struct PendingAuthorization {
     /// RFC 7636 S256 challenge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_challenge: Option<String>,
+    /// RFC 9449 §10: the JWK SHA-256 thumbprint (RFC 7638) of the DPoP key the client bound
+    /// the code to (`dpop_jkt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
     /// Set once the user signed in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -44,6 +48,9 @@ pub struct AuthorizationCode {
     pub audience: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_challenge: Option<String>,
+    /// RFC 9449 §10: the token request must carry a DPoP proof by the key of this thumbprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
     /// The token family the code's tokens belong to: revoked whole on code replay
     /// (RFC 6749 §4.1.2, RFC 9700 §4.5).
     pub family: String,

@@ -212,6 +212,7 @@ async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> 
         scope: p.scope.clone(),
         audience: p.audience.clone(),
         code_challenge: p.code_challenge.clone(),
+        dpop_jkt: p.dpop_jkt.clone(),
         family: crate::crypto::random_id(),
         issued_at: now,
         expires_at: now + state.settings().await?.code_ttl as i64,

@@ -97,6 +97,18 @@ fn pkce_challenge(q: &Params, client: &Client) -> Result<Option<String>> {
     }
 }
 
+/// RFC 9449 §10: `dpop_jkt`, the base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP key
+/// the code is to be bound to: 43 characters of the URL-safe alphabet.
+fn dpop_jkt(q: &Params) -> Result<Option<String>> {
+    match q.get("dpop_jkt") {
+        None => Ok(None),
+        Some(j) if j.len() == 43 && j.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+            Ok(Some(j.to_owned()))
+        }
+        Some(_) => Err(OAuthError::invalid_request("dpop_jkt must be a base64url SHA-256 JWK thumbprint")),
+    }
+}
+
 /// The remaining checks (each answered by redirect) and the pending record.
 async fn pending_from(
     state: &AppState,
@@ -113,6 +125,7 @@ async fn pending_from(
     let scope = crate::grants::parse_scope(q)?;
     let resource = q.get("resource").map(parse_resource).transpose()?;
     let code_challenge = pkce_challenge(q, client)?;
+    let dpop_jkt = dpop_jkt(q)?;
     if target.state.as_ref().is_some_and(|s| s.len() > 1024) {
         return Err(OAuthError::invalid_request("state is longer than 1024 characters"));
     }
@@ -129,6 +142,7 @@ async fn pending_from(
         scope: grant.scope,
         audience: grant.audience,
         code_challenge,
+        dpop_jkt,
         username: None,
         created_at: now,
         expires_at: now + state.config.login_ttl as i64,
