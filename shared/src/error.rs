@@ -106,6 +106,10 @@ pub enum OAuthError {
     /// Request body over the limit (413 `invalid_request`).
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request body did not arrive within `http::BODY_READ_TIMEOUT` (RFC 9110 §15.5.9:
+    /// 408 `invalid_request`).
+    #[error("request timeout")]
+    RequestTimeout,
     /// RFC 6749 §5.2 / §4.1.2.1 `temporarily_unavailable`: the store or KMS is unavailable or
     /// throttled. 503 with `Retry-After`; nothing was written.
     #[error("temporarily_unavailable: {0}")]
@@ -134,7 +138,9 @@ impl OAuthError {
     /// The RFC error code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::MethodNotAllowed(_) | Self::PayloadTooLarge => "invalid_request",
+            Self::InvalidRequest(_) | Self::MethodNotAllowed(_) | Self::PayloadTooLarge | Self::RequestTimeout => {
+                "invalid_request"
+            }
             Self::InvalidClient { .. } => "invalid_client",
             Self::InvalidGrant(_) => "invalid_grant",
             Self::UnauthorizedClient(_) => "unauthorized_client",
@@ -186,6 +192,7 @@ impl OAuthError {
             Self::BearerTokenRequired => "an access token is required: Authorization: Bearer <token>".into(),
             Self::MethodNotAllowed(allow) => format!("use {allow} on this endpoint").into(),
             Self::PayloadTooLarge => "the request body is too large".into(),
+            Self::RequestTimeout => "the request body did not arrive in time".into(),
             Self::Server(_) => "the server encountered an unexpected condition".into(),
         }
     }
@@ -204,6 +211,7 @@ impl OAuthError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::TemporarilyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,

@@ -81,14 +81,27 @@ fn form_decode(raw: &[u8]) -> Option<String> {
 /// Longest query string any endpoint accepts (bytes), as for bodies.
 pub const MAX_QUERY: usize = MAX_BODY;
 
-/// Reads a body of at most [`MAX_BODY`] bytes (413 `invalid_request` beyond). A body whose
-/// declared length (`Content-Length`) is over the limit is refused before any of it is read;
-/// any other (chunked, or lying about its length) is cut off as soon as it passes the limit.
+/// How long a request body may take to arrive once the handler reads it. On the local server a
+/// client that sends its headers and then trickles or withholds the body holds its connection
+/// and task no longer than this; on Lambda the whole body has arrived before the function runs.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a body of at most [`MAX_BODY`] bytes (413 `invalid_request` beyond) within
+/// [`BODY_READ_TIMEOUT`] (408 `invalid_request` after). A body whose declared length
+/// (`Content-Length`) is over the limit is refused before any of it is read; any other
+/// (chunked, or lying about its length) is cut off as soon as it passes the limit.
 pub async fn read_body(body: Body) -> Result<axum::body::Bytes> {
+    read_body_within(body, BODY_READ_TIMEOUT).await
+}
+
+async fn read_body_within(body: Body, time: std::time::Duration) -> Result<axum::body::Bytes> {
     if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY as u64 {
         return Err(OAuthError::PayloadTooLarge);
     }
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| OAuthError::PayloadTooLarge)
+    match tokio::time::timeout(time, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(read) => read.map_err(|_| OAuthError::PayloadTooLarge),
+        Err(_) => Err(OAuthError::RequestTimeout),
+    }
 }
 
 /// Splits a request into its head and its form body. The content type must be
@@ -283,6 +296,22 @@ fn check_secret(presented: &Presented, client: Option<&Client>, now: i64) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body that stops arriving is refused after the timeout (408), not waited for; one that
+    /// arrives in time is read whole.
+    #[tokio::test]
+    async fn a_stalled_body_times_out() {
+        use futures_util::StreamExt;
+        let first =
+            futures_util::stream::once(async { Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"a=")) });
+        let stalled = Body::from_stream(first.chain(futures_util::stream::pending()));
+        let e = read_body_within(stalled, std::time::Duration::from_millis(50)).await.unwrap_err();
+        assert!(matches!(e, OAuthError::RequestTimeout), "{e:?}");
+        assert_eq!((e.status(), e.code()), (axum::http::StatusCode::REQUEST_TIMEOUT, "invalid_request"));
+        assert_eq!(e.description(), "the request body did not arrive in time");
+        let whole = read_body_within(Body::from("a=b"), std::time::Duration::from_millis(50)).await.unwrap();
+        assert_eq!(&whole[..], b"a=b");
+    }
 
     #[test]
     fn basic_is_form_decoded() {

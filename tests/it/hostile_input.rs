@@ -359,7 +359,7 @@ async fn exchange(addr: &str, head: &str, body: &[&[u8]]) -> (u16, String) {
         }
     }
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
         .await
         .expect("the server answered")
         .expect("read the answer");
@@ -414,6 +414,24 @@ async fn over_tcp_oversized_requests_are_refused_early() {
     );
     let (status, _) = exchange(&addr, &head, &[]).await;
     assert_eq!(status, 431);
+}
+
+/// A body that stops arriving (10 of a declared 100 bytes, the connection left open) is answered
+/// 408 once `http::BODY_READ_TIMEOUT` has passed, and the connection closed: it holds the server
+/// no longer.
+#[tokio::test]
+async fn over_tcp_a_stalled_body_is_408_after_the_timeout() {
+    let (_state, _dir, app, c) = fixture().await;
+    let addr = serve(app).await;
+    let head = post_head("/token", &format!("Authorization: {}\r\nContent-Length: 100\r\n", c.basic()));
+    let started = std::time::Instant::now();
+    let (status, body) = exchange(&addr, &head, &[b"grant_type"]).await;
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"error": "invalid_request", "error_description": "the request body did not arrive in time"})
+    );
+    assert!(started.elapsed() >= gatehouse::http::BODY_READ_TIMEOUT);
 }
 
 // ---- Free-form JSON the store must hold: user attributes, static claim values. DynamoDB holds

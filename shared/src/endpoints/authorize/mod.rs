@@ -34,11 +34,14 @@ pub fn routes() -> Router<AppState> {
         .route("/authorize/consent", post(flow::consent).fallback(method_not_allowed("POST")))
 }
 
-/// An error that cannot be redirected: the page, with 503/500 kept for outages and 413 for a
-/// body over the limit (as at every other endpoint).
+/// An error that cannot be redirected: the page, with 503/500 kept for outages and 413/408 for a
+/// body over the limit or too slow (as at every other endpoint).
 fn page_for(e: OAuthError) -> Response {
     let status = match &e {
-        OAuthError::TemporarilyUnavailable(_) | OAuthError::Server(_) | OAuthError::PayloadTooLarge => e.status(),
+        OAuthError::TemporarilyUnavailable(_)
+        | OAuthError::Server(_)
+        | OAuthError::PayloadTooLarge
+        | OAuthError::RequestTimeout => e.status(),
         _ => StatusCode::BAD_REQUEST,
     };
     if let OAuthError::Server(detail) = &e {
