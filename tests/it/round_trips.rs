@@ -134,13 +134,21 @@ fn refresh(c: &TestClient, token: &str) -> Request<Body> {
     form("/token", None, &format!("grant_type=refresh_token&refresh_token={}&client_id={}", enc(token), enc(&c.id)))
 }
 
-/// The resource server `API`, the user alice, a confidential client-credentials client (it also
-/// introspects) and a public code-flow client, through the admin API.
+/// The resource server `API`, the user alice (with a `department`), a confidential
+/// client-credentials client (it also introspects) and a public code-flow client whose tokens
+/// carry alice's department (a dynamic claim: the user the grant reads anyway supplies it, no
+/// second read), through the admin API.
 async fn setup(i: &Instance) -> (TestClient, TestClient) {
     resource_server(&i.app).await;
     create_user(&i.app, "alice", PASSWORD).await;
+    let attributes = json!({"attributes": {"department": "ops"}});
+    let r = send(&i.app, common::admin("PATCH", "/admin/users/alice", Some(attributes))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let m2m = common::cc_client(&i.app).await;
     let public = public_client(&i.app).await;
+    let claims = json!({"custom_claims": [{"name": "dept", "attribute": "department"}]});
+    let r = send(&i.app, common::admin("PATCH", &format!("/admin/clients/{}", public.id), Some(claims))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     (m2m, public)
 }
 
@@ -221,6 +229,7 @@ async fn endpoint_counts(signer: &'static str, sign: &[&'static str]) {
     // consumes the code and stores both tokens.
     let (r, calls) = i.send(exchange_code(&public, &code)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(crate::code_flow::claims(r.body["access_token"].as_str().unwrap())["dept"], "ops", "the dynamic claim");
     let exchange = then(&[GET, GET], &then(sign, &[TRANSACT]));
     assert_eq!(calls, exchange, "code exchange");
     // Refresh: the refresh token's record, the resource owner, one transaction (rotation).

@@ -101,14 +101,13 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     check_redirect(&code, req.redirect_uri.as_deref())?;
     pkce_holds(code.code_challenge.as_deref(), req.code_verifier.as_deref())?;
     key_holds(code.dpop_jkt.as_deref(), dpop)?;
-    active_user(state, &code.username).await?;
+    let user = active_user(state, &code.username).await?;
     let grant = Grant { audience: code.audience.clone(), scope: code.scope.clone(), jkt: None }.bound_to(dpop);
-    let user = Some(code.username.as_str());
     let access = sign_access_token(
         state,
         client,
         &code.username,
-        user,
+        Some(&user),
         GrantType::AuthorizationCode,
         &grant,
         Some(&code.family),

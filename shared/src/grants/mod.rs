@@ -167,7 +167,7 @@ pub async fn issue_access_token(
     state: &AppState,
     client: &Client,
     subject: &str,
-    end_user: Option<&str>,
+    end_user: Option<&crate::model::User>,
     grant_type: GrantType,
     grant: &Grant,
 ) -> Result<IssuedAccessToken> {
@@ -183,7 +183,7 @@ pub async fn sign_access_token(
     state: &AppState,
     client: &Client,
     subject: &str,
-    end_user: Option<&str>,
+    end_user: Option<&crate::model::User>,
     grant_type: GrantType,
     grant: &Grant,
     family: Option<&str>,
@@ -195,7 +195,7 @@ pub async fn sign_access_token(
         kind: TokenKind::Access,
         client_id: client.client_id.clone(),
         subject: subject.to_owned(),
-        end_user: end_user.map(str::to_owned),
+        end_user: end_user.map(|u| u.username.clone()),
         scope: grant.scope.clone(),
         audience: grant.audience.clone(),
         grant_type,
@@ -223,7 +223,7 @@ pub async fn sign_access_token(
         claims["cnf"] = json!({ "jkt": jkt });
     }
     if let Some(obj) = claims.as_object_mut() {
-        for (name, value) in custom_claims(state, client, &record).await? {
+        for (name, value) in custom_claims(state, client, &record, end_user).await? {
             // Configured names never collide with these (`claims::validate`); never overwrite.
             obj.entry(name).or_insert(value);
         }
@@ -236,12 +236,12 @@ pub async fn sign_access_token(
 
 /// The custom claims of a token (OAM seed 38.4.1, `crate::claims`): the client's, then those of
 /// the resource server the token is for, then those of each granted scope it defines; dynamic
-/// claims from the user's profile (read only when a dynamic claim applies and the token has a
-/// user).
+/// claims from the profile of the token's user (`end_user`, which the grant read already).
 async fn custom_claims(
     state: &AppState,
     client: &Client,
     record: &TokenRecord,
+    end_user: Option<&crate::model::User>,
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
     let rs = state.resource_server(&record.audience).await?; // cached: `cache::RESOURCE_SERVER_TTL`
     let mut levels: Vec<&[crate::claims::ClaimRule]> = vec![&client.custom_claims];
@@ -256,12 +256,7 @@ async fn custom_claims(
     if levels.iter().all(|l| l.is_empty()) {
         return Ok(serde_json::Map::new());
     }
-    let dynamic = levels.iter().any(|l| l.iter().any(|r| r.attribute.is_some()));
-    let user = match (&record.end_user, dynamic) {
-        (Some(u), true) => state.store.get_user(u).await?,
-        _ => None,
-    };
-    Ok(crate::claims::resolve(levels, user.as_ref().map(|u| &u.attributes)))
+    Ok(crate::claims::resolve(levels, end_user.map(|u| &u.attributes)))
 }
 
 /// Audits an issued access token (EDR 20004).

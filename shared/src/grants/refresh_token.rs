@@ -131,19 +131,12 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
         None => rec.scope.clone(),
     };
     let username = rec.end_user.clone().ok_or_else(|| invalid("the refresh token has no resource owner"))?;
-    active_user(state, &username).await?;
+    let user = active_user(state, &username).await?;
     let family = rec.family.clone().unwrap_or_else(|| rec.id.clone());
     let access_grant = Grant { audience: rec.audience.clone(), scope, jkt: None }.bound_to(dpop);
-    let access = sign_access_token(
-        state,
-        client,
-        &username,
-        Some(&username),
-        GrantType::RefreshToken,
-        &access_grant,
-        Some(&family),
-    )
-    .await?;
+    let access =
+        sign_access_token(state, client, &username, Some(&user), GrantType::RefreshToken, &access_grant, Some(&family))
+            .await?;
     let keep = Grant { audience: rec.audience.clone(), scope: rec.scope.clone(), jkt: None }.bound_to(dpop);
     let (new_token, new_rec) = new_refresh_token(state, &settings, client, &username, &keep, rec.grant_type, &family);
     let access_rec = access.record.clone();
