@@ -296,6 +296,48 @@ async fn invalid_utf8_is_refused_in_forms_queries_and_json() {
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
 }
 
+/// A JSON object with a member name twice, at any depth, is refused with the admin call's own
+/// error code, and nothing changes (serde_json alone would keep the last one).
+#[tokio::test]
+async fn duplicate_member_names_in_admin_json_are_400() {
+    let (_state, _dir, app, _c) = fixture().await;
+    let cases = [
+        (
+            "POST",
+            "/admin/clients",
+            r#"{"client_name": "a", "grant_types": ["client_credentials"], "client_name": "b"}"#,
+            "invalid_client_metadata",
+            "client_name",
+        ),
+        (
+            "PATCH",
+            "/admin/settings",
+            r#"{"access_token_ttl": 60, "access_token_ttl": 7200}"#,
+            "invalid_request",
+            "access_token_ttl",
+        ),
+        (
+            "POST",
+            "/admin/users",
+            r#"{"username": "bob", "password": "correct horse battery", "attributes": {"d": {"x": 1, "x": 2}}}"#,
+            "invalid_request",
+            "x",
+        ),
+    ];
+    for (method, path, body, error, name) in cases {
+        let r = send(&app, admin_raw(method, path, body)).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, error);
+        let description = r.body["error_description"].as_str().unwrap();
+        assert!(description.starts_with(&format!("duplicate member name `{name}`")), "{path}: {description}");
+    }
+    let r = send(&app, admin_raw("GET", "/admin/settings", "")).await;
+    assert_eq!((r.status, &r.body["version"]), (StatusCode::OK, &json!(0)), "{}", r.text);
+    let r = send(&app, admin_raw("GET", "/admin/users/bob", "")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = send(&app, admin_raw("GET", "/admin/clients", "")).await;
+    assert_eq!(r.body["clients"].as_array().map(|c| c.iter().filter(|c| c["client_name"] == "b").count()), Some(0));
+}
+
 /// `{"member": [[[[…]]]]}` (or `[[[…` with no member) nested `depth` deep; `closed`: with
 /// the closing brackets (else it ends inside the nesting).
 fn nested(member: Option<&str>, depth: usize, closed: bool) -> String {

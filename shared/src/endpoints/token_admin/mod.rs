@@ -166,12 +166,15 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
 }
 
 /// Parses a JSON body (unknown fields refused by the target type). Errors name the field.
+/// An object with a member name twice, at any depth, is refused: RFC 8259 §4 leaves its meaning
+/// open, and a merge patch (RFC 7396) or free-form attributes would silently keep the last.
 pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(body: Body, bad: fn(String) -> OAuthError) -> Result<T> {
     let bytes = crate::http::read_body(body).await?;
     // Every admin body is a JSON object; serde would otherwise read `["x"]` as a struct.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(bad("the body must be a JSON object".into()));
     }
+    unique_member_names(&bytes).map_err(bad)?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -183,6 +186,73 @@ pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(body: Body, bad: f
             bad(format!("{path}: {inner}"))
         }
     })
+}
+
+/// Refuses a JSON document in which an object repeats a member name, at any depth.
+pub(crate) fn unique_member_names(bytes: &[u8]) -> std::result::Result<(), String> {
+    serde_json::from_slice::<UniqueNames>(bytes).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// A JSON document walked only to check that no object repeats a member name (serde_json's
+/// recursion limit bounds the depth).
+struct UniqueNames;
+
+impl<'de> serde::Deserialize<'de> for UniqueNames {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(UniqueNamesVisitor)
+    }
+}
+
+struct UniqueNamesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueNamesVisitor {
+    type Value = UniqueNames;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_str<E>(self, _: &str) -> std::result::Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<UniqueNames, A::Error> {
+        while seq.next_element::<UniqueNames>()?.is_some() {}
+        Ok(UniqueNames)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<UniqueNames, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if seen.contains(&name) {
+                let shown: String = name.chars().take(64).collect();
+                return Err(serde::de::Error::custom(format!("duplicate member name `{shown}`")));
+            }
+            map.next_value::<UniqueNames>()?;
+            seen.insert(name);
+        }
+        Ok(UniqueNames)
+    }
 }
 
 /// Audits an admin change.

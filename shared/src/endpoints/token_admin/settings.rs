@@ -25,6 +25,7 @@ pub(super) async fn update(State(state): State<AppState>, req: Request<Body>) ->
     let bytes = crate::http::read_body(body).await?;
     let patch: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| OAuthError::InvalidRequest(format!("the body is not JSON: {e}").into()))?;
+    super::unique_member_names(&bytes).map_err(|e| OAuthError::InvalidRequest(e.into()))?;
     for attempt in 0..16u64 {
         if attempt > 0 {
             // Another change came first: back off a little (jittered) and merge into it.
