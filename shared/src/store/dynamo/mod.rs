@@ -16,8 +16,9 @@
 //! GSIs `by_client`, `by_end_user` and `by_client_end_user` (all keyed on `issued_sk`, projecting
 //! everything) serve the admin listings as Queries, never Scans; `by_family` (`family_pk` =
 //! `F#<family>`, same sort key) serves family revocation; the `CLIENTS` partition of `by_client`
-//! lists the clients. Cursors are sort keys (`issued_sk > :after`). `ttl` holds the expiry, and expired
-//! items are filtered on every read because TTL deletion can lag two days.
+//! lists the clients. Cursors are sort keys (a key condition `issued_sk >` the cursor). `ttl`
+//! holds the expiry, and expired items are filtered on every read because TTL deletion can lag
+//! two days.
 //! Creation is `attribute_not_exists(pk)`; client updates are conditional on the `version` read;
 //! revocation is a conditional update; code redemption
 //! and refresh rotation are single `TransactWriteItems` (a conditional update of the code or old
@@ -256,41 +257,10 @@ impl DynamoStore {
         key: String,
         sk_prefix: Option<&str>,
         filter: Option<(&str, Item)>,
-        mut each: impl FnMut(Item) -> bool,
+        each: impl FnMut(Item) -> bool,
     ) -> StoreResult<()> {
-        let mut start: Option<Item> = None;
-        loop {
-            let mut q = self
-                .ddb
-                .query()
-                .table_name(&self.table)
-                .set_index_name(index.map(str::to_owned))
-                .key_condition_expression("#k = :k")
-                .expression_attribute_names("#k", key_attr)
-                .expression_attribute_values(":k", s(key.clone()))
-                .set_exclusive_start_key(start.take());
-            if let Some(prefix) = sk_prefix {
-                q = q
-                    .key_condition_expression("#k = :k AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":prefix", s(prefix));
-            }
-            if let Some((expr, values)) = &filter {
-                q = q.filter_expression(*expr);
-                for (k, v) in values {
-                    q = q.expression_attribute_values(k, v.clone());
-                }
-            }
-            let out = q.send().await.map_err(classify)?;
-            for item in out.items.unwrap_or_default() {
-                if !each(item) {
-                    return Ok(());
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(()),
-            }
-        }
+        let range = sk_prefix.map(|p| ("#k = :k AND begins_with(sk, :range)", p));
+        self.query_loop(index, key_attr, &key, range, filter, None, each).await
     }
 
     /// Keyset pagination: queries one partition of an index in `issued_sk` order, strictly
@@ -306,6 +276,26 @@ impl DynamoStore {
         after: Option<&str>,
         filter: Option<(&str, Item)>,
         page: usize,
+        each: impl FnMut(Item) -> bool,
+    ) -> StoreResult<()> {
+        let range = after.map(|a| ("#k = :k AND issued_sk > :range", a));
+        let limit = Some(page.clamp(1, 1000) as i32);
+        self.query_loop(Some(index), key_attr, key, range, filter, limit, each).await
+    }
+
+    /// The Query loop of [`Self::query_pages`] and [`Self::query_after`]: partition `#k = :k`,
+    /// or `range`'s key condition with its `:range` value; `filter` and its values; `limit`
+    /// items per request; follows `LastEvaluatedKey` until `each` returns `false` or the
+    /// partition ends.
+    #[allow(clippy::too_many_arguments)]
+    async fn query_loop(
+        &self,
+        index: Option<&str>,
+        key_attr: &str,
+        key: &str,
+        range: Option<(&str, &str)>,
+        filter: Option<(&str, Item)>,
+        limit: Option<i32>,
         mut each: impl FnMut(Item) -> bool,
     ) -> StoreResult<()> {
         let mut start: Option<Item> = None;
@@ -314,16 +304,14 @@ impl DynamoStore {
                 .ddb
                 .query()
                 .table_name(&self.table)
-                .index_name(index)
+                .set_index_name(index.map(str::to_owned))
                 .key_condition_expression("#k = :k")
                 .expression_attribute_names("#k", key_attr)
                 .expression_attribute_values(":k", s(key))
-                .limit(page.clamp(1, 1000) as i32)
+                .set_limit(limit)
                 .set_exclusive_start_key(start.take());
-            if let Some(after) = after {
-                q = q
-                    .key_condition_expression("#k = :k AND issued_sk > :after")
-                    .expression_attribute_values(":after", s(after));
+            if let Some((condition, value)) = range {
+                q = q.key_condition_expression(condition).expression_attribute_values(":range", s(value));
             }
             if let Some((expr, values)) = &filter {
                 q = q.filter_expression(*expr);
