@@ -103,16 +103,8 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     key_holds(code.dpop_jkt.as_deref(), dpop)?;
     let user = active_user(state, &code.username).await?;
     let grant = Grant { audience: code.audience.clone(), scope: code.scope.clone(), jkt: None }.bound_to(dpop);
-    let access = sign_access_token(
-        state,
-        client,
-        &code.username,
-        Some(&user),
-        GrantType::AuthorizationCode,
-        &grant,
-        Some(&code.family),
-    )
-    .await?;
+    let access =
+        sign_access_token(state, client, Some(&user), GrantType::AuthorizationCode, &grant, Some(&code.family)).await?;
     let settings = state.settings().await?;
     let refresh = gets_refresh_token(client, &settings).then(|| {
         new_refresh_token(state, &settings, client, &code.username, &grant, GrantType::AuthorizationCode, &code.family)

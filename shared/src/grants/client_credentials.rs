@@ -42,7 +42,6 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     }
     ensure_grant_allowed(client, GrantType::ClientCredentials)?;
     let grant = decide_grant(state, client, req.scope.as_ref(), req.resource.as_deref()).await?.bound_to(dpop);
-    let issued =
-        issue_access_token(state, client, &client.client_id, None, GrantType::ClientCredentials, &grant).await?;
+    let issued = issue_access_token(state, client, None, GrantType::ClientCredentials, &grant).await?;
     Ok(TokenResponse::access_only(issued))
 }

@@ -98,6 +98,6 @@ pub async fn issue(
     if !state.store.first_use(&replay_key, state.clock.now(), valid.exp.saturating_add(SKEW)).await? {
         return Err(refused(Refusal::Replayed));
     }
-    let issued = issue_access_token(state, client, &user.username, Some(&user), GrantType::JwtBearer, &grant).await?;
+    let issued = issue_access_token(state, client, Some(&user), GrantType::JwtBearer, &grant).await?;
     Ok(TokenResponse::access_only(issued))
 }

@@ -166,23 +166,22 @@ pub struct IssuedAccessToken {
 pub async fn issue_access_token(
     state: &AppState,
     client: &Client,
-    subject: &str,
     end_user: Option<&crate::model::User>,
     grant_type: GrantType,
     grant: &Grant,
 ) -> Result<IssuedAccessToken> {
-    let issued = sign_access_token(state, client, subject, end_user, grant_type, grant, None).await?;
+    let issued = sign_access_token(state, client, end_user, grant_type, grant, None).await?;
     state.store.put_token(&issued.record).await?;
     audit_issued(&issued.record);
     Ok(issued)
 }
 
 /// Signs an access token and builds its record without storing it (the caller stores it,
-/// possibly in a transaction with other writes).
+/// possibly in a transaction with other writes). `sub` is the end user, or the client itself
+/// when there is none (RFC 9068 §2.2, client credentials).
 pub async fn sign_access_token(
     state: &AppState,
     client: &Client,
-    subject: &str,
     end_user: Option<&crate::model::User>,
     grant_type: GrantType,
     grant: &Grant,
@@ -194,7 +193,7 @@ pub async fn sign_access_token(
         id: crate::crypto::random_id(),
         kind: TokenKind::Access,
         client_id: client.client_id.clone(),
-        subject: subject.to_owned(),
+        subject: end_user.map_or_else(|| client.client_id.clone(), |u| u.username.clone()),
         end_user: end_user.map(|u| u.username.clone()),
         scope: grant.scope.clone(),
         audience: grant.audience.clone(),

@@ -43,8 +43,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     let user = crate::users::sign_in(state, &req.username, &req.password).await?.map_err(|e| e.into_oauth())?;
     let family = crate::crypto::random_id();
     let name = user.username.as_str();
-    let access =
-        sign_access_token(state, client, name, Some(&user), GrantType::Password, &grant, Some(&family)).await?;
+    let access = sign_access_token(state, client, Some(&user), GrantType::Password, &grant, Some(&family)).await?;
     let settings = state.settings().await?;
     let refresh = gets_refresh_token(client, &settings)
         .then(|| new_refresh_token(state, &settings, client, name, &grant, GrantType::Password, &family));

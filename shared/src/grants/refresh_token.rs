@@ -135,8 +135,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     let family = rec.family.clone().unwrap_or_else(|| rec.id.clone());
     let access_grant = Grant { audience: rec.audience.clone(), scope, jkt: None }.bound_to(dpop);
     let access =
-        sign_access_token(state, client, &username, Some(&user), GrantType::RefreshToken, &access_grant, Some(&family))
-            .await?;
+        sign_access_token(state, client, Some(&user), GrantType::RefreshToken, &access_grant, Some(&family)).await?;
     let keep = Grant { audience: rec.audience.clone(), scope: rec.scope.clone(), jkt: None }.bound_to(dpop);
     let (new_token, new_rec) = new_refresh_token(state, &settings, client, &username, &keep, rec.grant_type, &family);
     let access_rec = access.record.clone();
