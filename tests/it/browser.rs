@@ -105,9 +105,7 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &s
     HttpResponse { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::common::free_port;
 
 fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -132,23 +130,19 @@ impl Drop for Server {
     }
 }
 
-/// Starts the `gatehouse` binary on `port` with exactly `env` (plus PATH).
-fn start_server(port: u16, env: &[(&str, &str)]) -> Server {
-    let addr = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("GATEHOUSE_ADDR", &addr);
-    cmd.env("GATEHOUSE_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut server = Server { child: cmd.spawn().expect("start the local server"), addr };
-    wait_until("the local server to listen", Duration::from_secs(20), || {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            panic!("the local server exited during start-up: {status}");
+/// Starts the `gatehouse` binary on a free port with exactly `env` (plus PATH); its issuer is
+/// the default, `http://<address>`.
+fn start_server(env: &[(&str, &str)]) -> Server {
+    let (child, addr) = crate::common::spawn_local_server(|addr| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("GATEHOUSE_ADDR", addr);
+        cmd.env("GATEHOUSE_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
         }
-        TcpStream::connect(&server.addr).is_ok()
+        cmd
     });
-    server
+    Server { child, addr }
 }
 
 impl Server {
@@ -476,16 +470,9 @@ impl Fixture {
 
 fn set_up() -> (Fixture, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let server = start_server(
-        port,
-        &[
-            ("GATEHOUSE_DATA_DIR", &data.path().display().to_string()),
-            ("GATEHOUSE_ADMIN_TOKEN", ADMIN),
-            ("GATEHOUSE_ISSUER", &issuer),
-        ],
-    );
+    let server =
+        start_server(&[("GATEHOUSE_DATA_DIR", &data.path().display().to_string()), ("GATEHOUSE_ADMIN_TOKEN", ADMIN)]);
+    let issuer = format!("http://{}", server.addr);
     // Nothing listens there: the browser's page load fails, but its URL is what counts.
     let redirect_uri = format!("http://127.0.0.1:{}/callback", free_port());
     server.created(

@@ -12,14 +12,10 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common;
+use crate::common::{self, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const SECRET_NOTE: &str = "Store the client secret now: it is shown only this once.\n";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A finished CLI run.
 #[derive(Debug)]
@@ -65,25 +61,17 @@ impl Drop for Server {
 
 fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GATEHOUSE_ADDR", &addr)
-        .env("GATEHOUSE_DATA_DIR", dir.path())
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the local server");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&addr).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the local server exited during start-up: {status}");
-        }
-        assert!(Instant::now() < deadline, "the local server did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (child, addr) = common::spawn_local_server(|addr| {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GATEHOUSE_ADDR", addr)
+            .env("GATEHOUSE_DATA_DIR", dir.path())
+            .env("GATEHOUSE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        cmd
+    });
     Server { child, addr, dir }
 }
 

@@ -204,3 +204,56 @@ pub fn assert_error(r: &Resp, status: StatusCode, code: &str) {
     assert_eq!(r.header("pragma"), Some("no-cache"));
     assert_eq!(r.header("content-type"), Some("application/json"));
 }
+
+/// A free loopback port: bound to port 0 and released. Another process can take it before the
+/// caller binds it; [`spawn_local_server`] copes with that.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the local server binary and waits until it answers HTTP on its address; returns the
+/// process and the address (`127.0.0.1:port`).
+///
+/// `command(addr)` builds the command (environment, stdio) for a server listening on `addr`.
+/// Ready means the *server* answered `GET /.well-known/oauth-authorization-server` with a 200,
+/// not merely that a TCP connection opened: a connection can succeed without the server — a
+/// connect to a port in the ephemeral range may connect to itself (TCP simultaneous open)
+/// before anything listens, or another test may hold the port for a moment. If the server exits
+/// during start-up (the port taken between [`free_port`] and its bind), it is started again on
+/// another port, up to three times.
+pub fn spawn_local_server(mut command: impl FnMut(&str) -> std::process::Command) -> (std::process::Child, String) {
+    let mut last_exit = None;
+    for _ in 0..3 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = command(&addr).spawn().expect("start the local server");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                last_exit = Some(status);
+                break;
+            }
+            if answers_metadata(&addr) {
+                return (child, addr);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the local server did not answer on {addr}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    panic!("the local server exited during start-up three times; last: {last_exit:?}");
+}
+
+/// Whether an HTTP server on `addr` answers the metadata document with a 200.
+fn answers_metadata(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
+    let timeout = Some(std::time::Duration::from_secs(2));
+    let _ = (s.set_read_timeout(timeout), s.set_write_timeout(timeout));
+    let request =
+        format!("GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut head = [0u8; 12];
+    s.write_all(request.as_bytes()).is_ok() && s.read_exact(&mut head).is_ok() && head == *b"HTTP/1.1 200"
+}

@@ -46,30 +46,21 @@ impl Drop for Server {
 impl Server {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
         let stdout = dir.path().join("stdout.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("GATEHOUSE_ADDR", &addr)
-            .env("GATEHOUSE_DATA_DIR", dir.path().join("data"))
-            .env("GATEHOUSE_ADMIN_TOKEN", ADMIN)
-            .env("GATEHOUSE_REFRESH_GRACE", "300")
-            .env("GATEHOUSE_LOG", "warn")
-            .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the local server");
-        let mut server = Self { child, addr, stdout, _dir: dir };
-        for _ in 0..600 {
-            if TcpStream::connect(&server.addr).await.is_ok() {
-                return server;
-            }
-            assert!(server.alive(), "the local server exited during start-up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the local server did not listen on {}", server.addr);
+        let (child, addr) = crate::common::spawn_local_server(|addr| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("GATEHOUSE_ADDR", addr)
+                .env("GATEHOUSE_DATA_DIR", dir.path().join("data"))
+                .env("GATEHOUSE_ADMIN_TOKEN", ADMIN)
+                .env("GATEHOUSE_REFRESH_GRACE", "300")
+                .env("GATEHOUSE_LOG", "warn")
+                .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
+                .stderr(Stdio::inherit());
+            cmd
+        });
+        Self { child, addr, stdout, _dir: dir }
     }
 
     fn alive(&mut self) -> bool {

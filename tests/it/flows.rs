@@ -87,30 +87,18 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Starts `target/.../gatehouse` with exactly `env` (plus PATH) and waits until it listens.
+/// Starts `target/.../gatehouse` with exactly `env` (plus PATH) and waits until it answers.
 fn start(env: &[(&str, String)]) -> Server {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("GATEHOUSE_ADDR", &addr);
-    cmd.env("GATEHOUSE_LOG", "warn").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("start the local server");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            return Server { child, addr };
+    let (child, addr) = crate::common::spawn_local_server(|addr| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("GATEHOUSE_ADDR", addr);
+        cmd.env("GATEHOUSE_LOG", "warn").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the local server exited during start-up: {status}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("the local server did not listen on {addr}");
+        cmd
+    });
+    Server { child, addr }
 }
 
 /// One HTTP/1.1 request over a fresh connection; returns status and JSON body.
@@ -219,20 +207,16 @@ fn bad_configuration_fails_fast_naming_the_variable() {
 #[test]
 fn sigterm_writes_the_service_stopped_audit_line() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("GATEHOUSE_ADDR", &addr)
-        .env("GATEHOUSE_DATA_DIR", dir.path())
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "the server exited");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (child, _) = common::spawn_local_server(|addr| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GATEHOUSE_ADDR", addr)
+            .env("GATEHOUSE_DATA_DIR", dir.path())
+            .env("GATEHOUSE_LOG", "warn")
+            .stdout(std::process::Stdio::piped());
+        cmd
+    });
     let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();
