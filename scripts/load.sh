@@ -31,6 +31,8 @@
 #   GATEHOUSE_LOG     the server's log filter                        (default info)
 #   LOAD_PROFILE      the Cargo profile of the server build          (default release;
 #                     `profiling` keeps symbols, for `perf record -p <server pid>`)
+#   LOAD_BIN          a server binary to run instead of the build's: e.g. a copy of an older
+#                     build, for an interleaved A/B of two versions  (default: the build's)
 #
 # Traffic goes only to 127.0.0.1. wrk is installed with apt-get when missing (root, or sudo).
 # Needs: cargo, curl, python3, base64, getconf, Linux /proc. The server's output (one audit
@@ -94,7 +96,7 @@ echo "== building the $profile server and the code fixture"
 (cd "$root" && cargo build --profile "$profile" --bin gatehouse --example load_fixture)
 target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-bin="$target_dir/$profile/gatehouse"
+bin="${LOAD_BIN:-$target_dir/$profile/gatehouse}"
 fixture="$target_dir/$profile/examples/load_fixture"
 [[ -x $bin ]] || die "no server binary at $bin"
 [[ -x $fixture ]] || die "no fixture binary at $fixture"

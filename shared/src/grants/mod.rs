@@ -190,7 +190,7 @@ pub async fn sign_access_token(
     let now = state.clock.now();
     let lifetime = client.access_token_lifetime.unwrap_or(state.settings().await?.access_token_ttl);
     let record = TokenRecord {
-        id: crate::crypto::random_id(),
+        id: crate::crypto::time_ordered_id(),
         kind: TokenKind::Access,
         client_id: client.client_id.clone(),
         subject: end_user.map_or_else(|| client.client_id.clone(), |u| u.username.clone()),
@@ -312,11 +312,16 @@ pub fn gets_refresh_token(client: &Client, settings: &crate::settings::Settings)
     settings.refresh_tokens_enabled && client.grant_types.contains(&GrantType::RefreshToken)
 }
 
-/// Revokes every active token of a family (code replay, refresh reuse, refresh revocation).
+/// Revokes every active token of a family (code replay, refresh reuse, refresh revocation), one
+/// conditional update per token: the access tokens first, the refresh token last. A failure
+/// part-way (503) then leaves the refresh token active, so a client that retries with it runs
+/// the whole revocation again (RFC 7009 §2.1: the family's access tokens go with it).
 pub async fn revoke_family(state: &AppState, family: &str) -> Result<u64> {
     let now = state.clock.now();
+    let mut tokens = state.store.list_family(family, now).await?;
+    tokens.sort_by_key(|t| t.kind == TokenKind::Refresh); // stable: access tokens first, in order
     let mut revoked = 0;
-    for t in state.store.list_family(family, now).await? {
+    for t in tokens {
         revoked += state.store.revoke_token(&t.id, now).await? as u64;
     }
     Ok(revoked)
