@@ -2,7 +2,6 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::tokens::insert_token;
 use super::*;
 
 #[async_trait]
@@ -81,23 +80,6 @@ impl AuthorizationStore for EmbeddedStore {
 
     async fn redeem_code(&self, id: &str, now: i64, tokens: &[TokenRecord]) -> StoreResult<bool> {
         let (id, tokens) = (id.to_owned(), tokens.to_vec());
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
-            let n = tx
-                .prepare_cached(
-                    "UPDATE codes SET consumed_at = ?2 WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2",
-                )
-                .and_then(|mut st| st.execute(params![id, now]))
-                .map_err(err)?;
-            if n == 0 {
-                return Ok(false); // dropping `tx` rolls back (nothing was written anyway)
-            }
-            for t in &tokens {
-                insert_token(&tx, t)?; // a failure drops `tx`: the code stays unconsumed
-            }
-            tx.commit().map_err(err)?;
-            Ok(true)
-        })
-        .await
+        self.tokens.run(TokenWrite::Redeem { id, now, tokens }).await
     }
 }

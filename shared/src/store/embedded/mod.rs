@@ -2,9 +2,10 @@
 //!
 //! Durable (WAL journal, `synchronous=FULL`) and safe with several processes on one data
 //! directory: every write is a single statement or an `IMMEDIATE` transaction, and a busy
-//! database is waited for (`busy_timeout`). Writes run on tokio's blocking pool; new token
-//! records go through a group-commit writer ([`TokenWriter`]); point reads run inline on a
-//! per-thread read connection ([`EmbeddedStore::read`]).
+//! database is waited for (`busy_timeout`). Writes run on tokio's blocking pool, except the
+//! writes that issue tokens (new token records, code redemptions, refresh rotations), which go
+//! through a group-commit writer ([`TokenWriter`]); point reads run inline on a per-thread read
+//! connection ([`EmbeddedStore::read`]).
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -107,20 +108,68 @@ fn read_connection(path: &Path) -> StoreResult<Connection> {
     Ok(c)
 }
 
-/// Group commit for new token records, the store's most frequent write (one per token issued).
+/// Group commit for the writes that issue tokens, the store's most frequent writes: new token
+/// records (`put_token`, one per token issued), code redemptions and refresh rotations.
 ///
-/// One thread takes the store's write connection and inserts every record queued while it was
-/// busy in one `IMMEDIATE` transaction (a conflict fails that record's statement alone), then
-/// commits once (one WAL sync for the batch) and answers each caller. Callers get their answer
-/// only after the commit: as durable as a transaction per record, with the page writes
-/// and the fsync shared under concurrent load. Idle, a batch is one record. The thread ends when
-/// the last handle to the store is dropped.
+/// One thread takes the store's write connection and runs every write queued while it was busy
+/// in one `IMMEDIATE` transaction (a write that fails is undone alone), then commits once (one
+/// WAL sync for the batch) and answers each caller. Callers get their answer only after the
+/// commit: as durable as a transaction per write, with the page writes and the fsync shared
+/// under concurrent load. Idle, a batch is one write. The thread ends when the last handle to
+/// the store is dropped.
 #[derive(Clone)]
 struct TokenWriter {
-    queue: std::sync::mpsc::Sender<(TokenRecord, tokio::sync::oneshot::Sender<StoreResult<()>>)>,
+    queue: std::sync::mpsc::Sender<(TokenWrite, tokio::sync::oneshot::Sender<StoreResult<bool>>)>,
 }
 
-/// At most this many records per transaction.
+/// A write [`TokenWriter`] runs inside its batch's transaction.
+#[derive(Debug)]
+enum TokenWrite {
+    /// `put_token`: a new record (`Conflict` if its id exists). Answers `true`.
+    Insert(TokenRecord),
+    /// `redeem_code`: consumes the code `id` if it is unconsumed and unexpired at `now`, and
+    /// inserts `tokens`; `false` (and nothing written) if the code was not redeemable.
+    Redeem { id: String, now: i64, tokens: Vec<TokenRecord> },
+    /// `rotate_refresh`: marks the refresh token `id` rotated (with the response a replay
+    /// within the grace period gets) if it is active at `now`, and inserts `tokens`; `false`
+    /// (and nothing written) if it was not active.
+    Rotate { id: String, now: i64, successor: String, tokens: Vec<TokenRecord> },
+}
+
+impl TokenWrite {
+    /// Runs the write in the batch's transaction. A conditional write runs in a savepoint: if
+    /// one of its inserts fails, its update is undone with it, and the rest of the batch stands.
+    fn run(&self, tx: &mut rusqlite::Transaction<'_>) -> StoreResult<bool> {
+        // An INSERT is atomic on its own (SQLite undoes a failed statement, e.g. a duplicate
+        // id, and the transaction goes on without it): no savepoint.
+        let (sql, update_params, tokens): (&str, Vec<&dyn rusqlite::ToSql>, &[TokenRecord]) = match self {
+            Self::Insert(t) => return tokens::insert_token(tx, t).map(|()| true),
+            Self::Redeem { id, now, tokens } => (
+                "UPDATE codes SET consumed_at = ?2 WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2",
+                vec![id, now],
+                tokens,
+            ),
+            Self::Rotate { id, now, successor, tokens } => (
+                "UPDATE tokens SET rotated_at = ?2, successor_response = ?3
+                 WHERE id = ?1 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?2",
+                vec![id, now, successor],
+                tokens,
+            ),
+        };
+        let sp = tx.savepoint().map_err(err)?;
+        let n = sp.prepare_cached(sql).and_then(|mut st| st.execute(update_params.as_slice())).map_err(err)?;
+        if n == 0 {
+            return Ok(false); // dropping `sp` rolls back to it (nothing was written anyway)
+        }
+        for t in tokens {
+            tokens::insert_token(&sp, t)?; // a failure drops `sp`: the update is undone too
+        }
+        sp.commit().map_err(err)?;
+        Ok(true)
+    }
+}
+
+/// At most this many writes per transaction.
 const TOKEN_BATCH: usize = 128;
 
 impl TokenWriter {
@@ -128,7 +177,7 @@ impl TokenWriter {
     /// the same mutex (a second connection would compete for SQLite's write lock through the
     /// busy handler's sleeps, starving the other writes under steady token traffic).
     fn start(conn: Arc<Mutex<Connection>>) -> StoreResult<Self> {
-        let (queue, rx) = std::sync::mpsc::channel::<(TokenRecord, tokio::sync::oneshot::Sender<StoreResult<()>>)>();
+        let (queue, rx) = std::sync::mpsc::channel::<(TokenWrite, tokio::sync::oneshot::Sender<StoreResult<bool>>)>();
         std::thread::Builder::new()
             .name("gatehouse-token-writer".into())
             .spawn(move || {
@@ -142,7 +191,7 @@ impl TokenWriter {
                     }
                     let results = {
                         let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-                        Self::insert_all(&mut c, batch.iter().map(|(t, _)| t))
+                        Self::run_all(&mut c, batch.iter().map(|(w, _)| w))
                     };
                     for ((_, reply), result) in batch.into_iter().zip(results) {
                         let _ = reply.send(result);
@@ -153,38 +202,37 @@ impl TokenWriter {
         Ok(Self { queue })
     }
 
-    /// Inserts the records in one transaction: each record's own result, or the commit's
-    /// failure for all of them.
-    fn insert_all<'a>(conn: &mut Connection, records: impl Iterator<Item = &'a TokenRecord>) -> Vec<StoreResult<()>> {
-        let records: Vec<&TokenRecord> = records.collect();
-        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+    /// Runs the writes in one transaction: each write's own result, or the commit's failure for
+    /// all of them.
+    fn run_all<'a>(conn: &mut Connection, writes: impl Iterator<Item = &'a TokenWrite>) -> Vec<StoreResult<bool>> {
+        let writes: Vec<&TokenWrite> = writes.collect();
+        let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(tx) => tx,
-            Err(e) => return records.iter().map(|_| Err(err_ref(&e))).collect(),
+            Err(e) => return writes.iter().map(|_| Err(err_ref(&e))).collect(),
         };
-        let mut results = Vec::with_capacity(records.len());
-        for t in &records {
-            // No savepoint per record: an INSERT is atomic on its own (SQLite undoes a failed
-            // statement, e.g. a duplicate id, and the transaction goes on without it).
-            let result = tokens::insert_token(&tx, t);
+        let mut results = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let result = w.run(&mut tx);
             if let Err(e) = &result {
                 // Some errors (a full disk, I/O, memory) make SQLite roll the whole transaction
                 // back: then nothing of the batch is written, and the rest must not run outside it.
                 if tx.is_autocommit() {
                     let msg = format!("the batch was rolled back: {e}");
-                    return records.iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
+                    return writes.iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
                 }
             }
             results.push(result);
         }
         match tx.commit() {
             Ok(()) => results,
-            Err(e) => records.iter().map(|_| Err(err_ref(&e))).collect(),
+            Err(e) => writes.iter().map(|_| Err(err_ref(&e))).collect(),
         }
     }
 
-    async fn insert(&self, t: TokenRecord) -> StoreResult<()> {
+    /// Queues `w` and waits for its batch's commit.
+    async fn run(&self, w: TokenWrite) -> StoreResult<bool> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.queue.send((t, reply)).map_err(|_| StoreError::Backend("the token writer has stopped".into()))?;
+        self.queue.send((w, reply)).map_err(|_| StoreError::Backend("the token writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Backend("the token writer has stopped".into()))?
     }
 }
@@ -476,12 +524,54 @@ mod tests {
         let c = conformance::token("c", TokenKind::Access, "c1", Some("alice"), conformance::NOW);
         let results = {
             let mut conn = s.conn.lock().unwrap();
-            TokenWriter::insert_all(&mut conn, [&b, &dup, &c].into_iter())
+            let writes = [b.clone(), dup, c.clone()].map(TokenWrite::Insert);
+            TokenWriter::run_all(&mut conn, writes.iter())
         };
-        assert!(matches!(results[..], [Ok(()), Err(StoreError::Conflict), Ok(())]), "{results:?}");
+        assert!(matches!(results[..], [Ok(true), Err(StoreError::Conflict), Ok(true)]), "{results:?}");
         for t in [&first, &b, &c] {
             assert_eq!(s.get_token(&t.id, conformance::NOW).await.unwrap().as_ref(), Some(t));
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Conditional writes in one batch: the second redemption of a code sees the first's
+    /// (single use holds inside a batch); a rotation whose insert clashes is undone alone (its
+    /// refresh token stays active, nothing of it is stored) while the writes around it commit.
+    #[tokio::test]
+    async fn conditional_writes_in_a_batch_fail_alone() {
+        use conformance::{NOW, code, family_token};
+        let (dir, s) = temp_store();
+        s.put_code(&code("k1")).await.unwrap();
+        let old = family_token("r0", TokenKind::Refresh, "f1", NOW);
+        let taken = conformance::token("taken", TokenKind::Access, "c1", None, NOW);
+        s.put_token(&old).await.unwrap();
+        s.put_token(&taken).await.unwrap();
+        let issued = |id: &str| vec![family_token(id, TokenKind::Access, "fam-k1", NOW + 1)];
+        let successor = family_token("r1", TokenKind::Refresh, "f1", NOW + 1);
+        let writes = [
+            TokenWrite::Redeem { id: "k1".into(), now: NOW + 1, tokens: issued("a1") },
+            TokenWrite::Redeem { id: "k1".into(), now: NOW + 1, tokens: issued("a2") },
+            TokenWrite::Rotate {
+                id: "r0".into(),
+                now: NOW + 1,
+                successor: "response".into(),
+                tokens: vec![successor.clone(), taken.clone()],
+            },
+            TokenWrite::Insert(conformance::token("after", TokenKind::Access, "c1", None, NOW + 1)),
+        ];
+        let results = {
+            let mut conn = s.conn.lock().unwrap();
+            TokenWriter::run_all(&mut conn, writes.iter())
+        };
+        assert!(matches!(results[..], [Ok(true), Ok(false), Err(StoreError::Conflict), Ok(true)]), "{results:?}");
+        assert!(s.get_code("k1", NOW + 1).await.unwrap().unwrap().consumed_at.is_some());
+        assert!(s.get_token("a1", NOW + 1).await.unwrap().is_some());
+        assert_eq!(s.get_token("a2", NOW + 1).await.unwrap(), None, "the losing redemption stored nothing");
+        assert_eq!(s.get_token("r0", NOW + 1).await.unwrap(), Some(old), "the failed rotation is undone");
+        assert_eq!(s.get_token("r1", NOW + 1).await.unwrap(), None);
+        assert_eq!(s.get_token("taken", NOW + 1).await.unwrap(), Some(taken));
+        assert!(s.get_token("after", NOW + 1).await.unwrap().is_some());
+        assert!(s.rotate_refresh("r0", NOW + 2, "response", &[successor]).await.unwrap(), "still rotatable");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -3,7 +3,7 @@
 //! columns into every returned record.
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::*;
 
@@ -86,7 +86,7 @@ fn select(c: &Connection, filter: &str, p: Vec<Value>) -> StoreResult<Vec<TokenR
 impl TokenStore for EmbeddedStore {
     async fn put_token(&self, t: &TokenRecord) -> StoreResult<()> {
         let due = self.purge_due(Purge::Tokens, t.issued_at);
-        self.tokens.insert(t.clone()).await?;
+        self.tokens.run(TokenWrite::Insert(t.clone())).await?;
         if due.is_some() {
             // Housekeeping after the insert, on the ordinary write path (its own transaction).
             // The token is stored: a failed sweep must not fail the request (the next is due in
@@ -126,26 +126,8 @@ impl TokenStore for EmbeddedStore {
         successor_response: &str,
         new_tokens: &[TokenRecord],
     ) -> StoreResult<bool> {
-        let (old_id, successor, new_tokens) = (old_id.to_owned(), successor_response.to_owned(), new_tokens.to_vec());
-        self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
-            let n = tx
-                .prepare_cached(
-                    "UPDATE tokens SET rotated_at = ?2, successor_response = ?3
-                     WHERE id = ?1 AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?2",
-                )
-                .and_then(|mut st| st.execute(params![old_id, now, successor]))
-                .map_err(err)?;
-            if n == 0 {
-                return Ok(false); // dropping `tx` rolls back (nothing was written anyway)
-            }
-            for t in &new_tokens {
-                insert_token(&tx, t)?;
-            }
-            tx.commit().map_err(err)?;
-            Ok(true)
-        })
-        .await
+        let (id, successor, tokens) = (old_id.to_owned(), successor_response.to_owned(), new_tokens.to_vec());
+        self.tokens.run(TokenWrite::Rotate { id, now, successor, tokens }).await
     }
 
     async fn list_family(&self, family: &str, now: i64) -> StoreResult<Vec<TokenRecord>> {
