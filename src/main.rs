@@ -70,7 +70,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .map_err(|e| format!("cannot listen on {} (GATEHOUSE_ADDR): {e}", state.config.addr))?;
     print_banner(&state, generated);
     gatehouse::audit::record(gatehouse::audit::AuditEvent::Started { component: "local-server" });
-    axum::serve(listener, gatehouse::endpoints::all(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    // hyper with a header read (and keep-alive idle) timeout, which `axum::serve` lacks.
+    gatehouse::server::serve(listener, gatehouse::endpoints::all(state), shutdown_signal()).await;
     gatehouse::audit::record(gatehouse::audit::AuditEvent::Stopped { component: "local-server" });
     Ok(())
 }

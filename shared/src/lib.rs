@@ -20,6 +20,8 @@ pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "embedded")]
+pub mod server;
 pub mod settings;
 pub mod state;
 pub mod store;

@@ -380,13 +380,13 @@ fn deeply_nested_json_is_400_without_exhausting_the_stack() {
     run.unwrap().join().expect("no stack overflow");
 }
 
-// ---- Over TCP, through the local server's HTTP stack (hyper via axum::serve) ----
+// ---- Over TCP, through the local server's HTTP stack (`gatehouse::server`, hyper) ----
 
 /// Serves every endpoint on a loopback port, as `src/main.rs` does.
 async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(gatehouse::server::serve(listener, app, std::future::pending()));
     addr
 }
 
@@ -474,6 +474,67 @@ async fn over_tcp_a_stalled_body_is_408_after_the_timeout() {
         json!({"error": "invalid_request", "error_description": "the request body did not arrive in time"})
     );
     assert!(started.elapsed() >= gatehouse::http::BODY_READ_TIMEOUT);
+}
+
+/// A request head that stops arriving, a connection that sends nothing, and a keep-alive
+/// connection left idle after its answer are all closed once `server::HEADER_READ_TIMEOUT`
+/// has passed (slowloris); a second request on a keep-alive connection within it is served.
+#[tokio::test]
+async fn over_tcp_stalled_heads_and_idle_connections_are_closed_after_the_timeout() {
+    let (_state, _dir, app, _c) = fixture().await;
+    let addr = serve(app).await;
+    let timeout = gatehouse::server::HEADER_READ_TIMEOUT;
+    let metadata = "GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: gatehouse\r\n\r\n";
+    // Reads until the server closes (or an error), within twice the timeout: what arrived.
+    async fn until_closed(s: &mut tokio::net::TcpStream, timeout: Duration) -> Vec<u8> {
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(timeout * 2, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        read.await.expect("the server closed the connection");
+        out
+    }
+    let cases: [(&str, &[u8]); 3] = [
+        ("half a head", b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: gate"),
+        ("nothing", b""),
+        ("a request, then idle", metadata.as_bytes()),
+    ];
+    let runs = cases.map(|(what, sent)| {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let started = std::time::Instant::now();
+            s.write_all(sent).await.unwrap();
+            let got = String::from_utf8_lossy(&until_closed(&mut s, timeout).await).into_owned();
+            let elapsed = started.elapsed();
+            assert!(elapsed >= timeout, "{what}: closed after {elapsed:?}");
+            if sent.ends_with(b"\r\n\r\n") {
+                assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{what}: {got}");
+                assert_eq!(got.matches("HTTP/1.1 ").count(), 1, "{what}: one answer: {got}");
+            } else {
+                // hyper answers a head that timed out with nothing, or a bare 408.
+                assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{what}: {got}");
+            }
+        })
+    });
+    // Two requests on one keep-alive connection, the second well within the timeout.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..2 {
+        s.write_all(metadata.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+        tokio::time::sleep(timeout / 4).await;
+    }
+    for run in runs {
+        run.await.unwrap();
+    }
 }
 
 // ---- Free-form JSON the store must hold: user attributes, static claim values. DynamoDB holds
