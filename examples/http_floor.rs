@@ -1,8 +1,8 @@
 //! The HTTP floor of the local server (docs/performance.md, "Where the time goes"): the same
-//! runtime, allocator and server (`axum::serve` on tokio's multi-thread scheduler, mimalloc) with
-//! a handler that only reads the form body and answers a fixed JSON object, optionally writing one
-//! line to stdout per request as the audit trail does. What it costs per request is the part of
-//! an endpoint's CPU that no handler change can remove.
+//! runtime, allocator and server (`gatehouse::server::serve` on tokio's multi-thread scheduler,
+//! mimalloc) with a handler that only reads the form body and answers a fixed JSON object,
+//! optionally writing one line to stdout per request as the audit trail does. What it costs per
+//! request is the part of an endpoint's CPU that no handler change can remove.
 //!
 //! Run: `scripts/http-floor.sh` (builds it, drives it with wrk, prints CPU per request).
 use axum::Router;
@@ -33,5 +33,5 @@ async fn main() {
     let addr = std::env::var("FLOOR_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     println!("listening on {}", listener.local_addr().expect("addr"));
-    axum::serve(listener, app).await.expect("serve");
+    gatehouse::server::serve(listener, app, std::future::pending()).await;
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The HTTP floor of the local server (docs/performance.md, "Where the time goes"): the server's
 # CPU per request when the handler does nothing but read the form and answer a fixed JSON
-# object (examples/http_floor.rs: same runtime, allocator and axum::serve as the local server),
-# with and without one stdout line per request (the audit line's write). Same wrk settings as
-# scripts/load.sh; the body is the size of an introspection request.
+# object (examples/http_floor.rs: the local server's runtime, allocator and HTTP server,
+# gatehouse::server::serve), with and without one stdout line per request (the audit line's
+# write). Same wrk settings as scripts/load.sh; the body is the size of an introspection request.
 #
 # Usage: scripts/http-floor.sh            (LOAD_DURATION, LOAD_CONNECTIONS, LOAD_THREADS as load.sh)
 set -euo pipefail
