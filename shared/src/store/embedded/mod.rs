@@ -286,6 +286,11 @@ impl EmbeddedStore {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        // The token writer runs each code redemption and refresh rotation of a batch in a
+        // savepoint, whose sub-journal (a copy of each page the savepoint changes) spilled to a
+        // temporary file past 64 KiB: a `pwrite` per page. In memory it is a copy; a batch is at
+        // most `TOKEN_BATCH` writes, so it stays small.
+        conn.pragma_update(None, "temp_store", "MEMORY").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         add_token_columns(&conn)?;
         conn.execute_batch(INDEXES).map_err(err)?;
