@@ -508,8 +508,9 @@ async fn over_tcp_stalled_heads_and_idle_connections_are_closed_after_the_timeou
     let runs = cases.map(|(what, sent)| {
         let addr = addr.clone();
         tokio::spawn(async move {
-            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            // Before the connect: the server's timer starts at its accept, after this.
             let started = std::time::Instant::now();
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
             s.write_all(sent).await.unwrap();
             let got = String::from_utf8_lossy(&until_closed(&mut s, timeout).await).into_owned();
             let elapsed = started.elapsed();
