@@ -20,15 +20,32 @@ pub const ADMIN: &str = "test-admin-token-0123456789abcdef0123456789";
 /// DynamoDB Local's TTL sweeper deletes items whose `ttl` has passed within seconds.
 pub const T0: i64 = 4_102_444_800;
 
-/// A configuration for tests: loopback issuer, the test admin token, no AWS.
-pub fn config() -> Config {
-    Config::from_lookup(|k| match k {
+/// The settings every test configuration has: the test issuer, admin token and tenant.
+fn test_setting(name: &str) -> Option<String> {
+    match name {
         "GATEHOUSE_ISSUER" => Some("https://auth.test.example".into()),
         "GATEHOUSE_ADMIN_TOKEN" => Some(ADMIN.into()),
         "GATEHOUSE_TENANT" => Some("test".into()),
         _ => None,
+    }
+}
+
+/// A configuration for tests: loopback issuer, the test admin token, no AWS.
+pub fn config() -> Config {
+    Config::from_lookup(test_setting).expect("test config is valid")
+}
+
+/// The configuration a tenant stack gives a function, with the test settings: DynamoDB table
+/// `table`, signer mode `signer` and KMS key `kms_key`.
+pub fn stack_config(table: &str, signer: &str, kms_key: &str) -> Config {
+    Config::from_lookup(|k| match k {
+        "GATEHOUSE_STORE" => Some("dynamodb".into()),
+        "GATEHOUSE_TABLE_NAME" => Some(table.into()),
+        "GATEHOUSE_SIGNER" => Some(signer.into()),
+        "GATEHOUSE_KMS_KEY_ID" => Some(kms_key.into()),
+        _ => test_setting(k),
     })
-    .expect("test config is valid")
+    .expect("stack config is valid")
 }
 
 /// A fresh embedded store in a temporary directory (kept alive by the returned guard).

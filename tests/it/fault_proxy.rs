@@ -18,12 +18,12 @@ use std::time::Duration;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use axum::Router;
 use axum::http::StatusCode;
+use gatehouse::AppState;
 use gatehouse::clock::Clock;
 use gatehouse::keys::{KeyUse, LocalSigner, RELOAD_INTERVAL};
 use gatehouse::model::TokenKind;
 use gatehouse::state::{AwsClients, StartupError};
 use gatehouse::store::{DynamoStore, Store, TokenQuery};
-use gatehouse::{AppState, Config};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::code_flow::{
     PASSWORD, REDIRECT, VERIFIER, claims, code_for, create_user, enc, pkce_query, public_client, tokens_for,
 };
-use crate::common::{self, ADMIN, Resp, T0, TestClient, admin, assert_error, form, send};
+use crate::common::{self, Resp, T0, TestClient, admin, assert_error, form, send};
 
 // ---------------------------------------------------------------- the proxy
 
@@ -384,17 +384,7 @@ impl Stack {
     /// A cold start of the token function in `signer` mode, exactly as the Lambda functions
     /// start (`AppState::build_on`), on the proxies.
     async fn cold_start(&self, signer: &str, clock: &Clock) -> Result<Instance, StartupError> {
-        let config = Config::from_lookup(|k| match k {
-            "GATEHOUSE_ISSUER" => Some("https://auth.test.example".into()),
-            "GATEHOUSE_ADMIN_TOKEN" => Some(ADMIN.into()),
-            "GATEHOUSE_TENANT" => Some("test".into()),
-            "GATEHOUSE_STORE" => Some("dynamodb".into()),
-            "GATEHOUSE_TABLE_NAME" => Some(self.table.clone()),
-            "GATEHOUSE_SIGNER" => Some(signer.into()),
-            "GATEHOUSE_KMS_KEY_ID" => Some(self.kms_key.clone()),
-            _ => None,
-        })
-        .unwrap();
+        let config = common::stack_config(&self.table, signer, &self.kms_key);
         let state = AppState::build_on(config, KeyUse::Sign, Some(self.clients().await), clock.clone()).await?;
         Ok(Instance { app: common::app(&state), state })
     }

@@ -15,19 +15,19 @@ use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use gatehouse::AppState;
 use gatehouse::cache::{CLIENT_TTL, RESOURCE_SERVER_TTL};
 use gatehouse::clock::Clock;
 use gatehouse::keys::{KeyUse, RELOAD_INTERVAL};
 use gatehouse::metrics::CallCounter;
 use gatehouse::settings::SETTINGS_TTL;
 use gatehouse::state::AwsClients;
-use gatehouse::{AppState, Config};
 use serde_json::json;
 
 use crate::code_flow::{
     PASSWORD, REDIRECT, code_from, create_user, decide, enc, open, pkce_query, public_client, resource_server, sign_in,
 };
-use crate::common::{self, ADMIN, Resp, T0, TestClient, form, send};
+use crate::common::{self, Resp, T0, TestClient, form, send};
 
 const API: &str = "https://api.example.com";
 
@@ -77,17 +77,7 @@ impl Stack {
             dynamodb: AwsClients::new(&ddb, &[calls.interceptor()]).dynamodb,
             kms: AwsClients::new(&kms, &[calls.interceptor()]).kms,
         };
-        let config = Config::from_lookup(|k| match k {
-            "GATEHOUSE_ISSUER" => Some("https://auth.test.example".into()),
-            "GATEHOUSE_ADMIN_TOKEN" => Some(ADMIN.into()),
-            "GATEHOUSE_TENANT" => Some("test".into()),
-            "GATEHOUSE_STORE" => Some("dynamodb".into()),
-            "GATEHOUSE_TABLE_NAME" => Some(self.table.clone()),
-            "GATEHOUSE_SIGNER" => Some(self.signer.into()),
-            "GATEHOUSE_KMS_KEY_ID" => Some(self.kms_key.clone()),
-            _ => None,
-        })
-        .unwrap();
+        let config = common::stack_config(&self.table, self.signer, &self.kms_key);
         let state = AppState::build_on(config, key_use, Some(aws), clock.clone()).await.unwrap();
         let app = common::app(&state);
         Instance { app, calls }
