@@ -48,9 +48,11 @@ async fn revoke(state: &AppState, req: Request<Body>) -> Result<Response> {
 
 /// What revoking `token` acts on: the token if it is active, or a refresh token revoked already
 /// (its family may still hold active tokens). A refresh token's family is revoked one token at a
-/// time, so a revocation that failed part-way (503) may have revoked the refresh token but not
-/// yet every access token of its grant; the retry, presenting the same refresh token, finishes
-/// the family (RFC 7009 §2.1). A rotated refresh token is not revocable (its successor is).
+/// time, the refresh token last (`grants::revoke_family`), so a revocation that failed part-way
+/// (503) leaves it active and the retry runs again. A family left the other way round (its
+/// refresh token revoked, an access token not: stopped part-way by a version that revoked in
+/// listing order) is finished by a retry too (RFC 7009 §2.1). A rotated refresh token is not
+/// revocable (its successor is).
 pub async fn revocable_token(state: &AppState, token: &str) -> Result<Option<crate::model::TokenRecord>> {
     if token.split('.').count() == 3 || token.len() > 256 {
         return super::introspect::active_token(state, token).await;
@@ -61,8 +63,8 @@ pub async fn revocable_token(state: &AppState, token: &str) -> Result<Option<cra
 }
 
 /// Whether revoking `record` can still change something: it is active, or it is a revoked
-/// refresh token, whose family's revocation may have stopped part-way (one conditional update
-/// per token; a 503 in between), so a retry must run it again to finish it.
+/// refresh token, whose family may still hold active access tokens ([`revocable_token`]), so a
+/// retry must run the family's revocation again to finish it.
 pub fn still_revocable(record: &crate::model::TokenRecord, now: i64) -> bool {
     record.is_active(now) || (record.kind == crate::model::TokenKind::Refresh && record.revoked_at.is_some())
 }
