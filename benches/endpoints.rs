@@ -160,10 +160,10 @@ fn admin_post(path: &str, body: &Value) -> Request<Body> {
 /// the grant it decides for a request without `scope`/`resource`, PKCE S256 of [`VERIFIER`].
 async fn mint_code(state: &AppState, client: &Client) -> String {
     let grant = gatehouse::grants::decide_grant(state, client, None, None).await.unwrap();
-    let code = gatehouse::crypto::random_token();
+    let code = gatehouse::crypto::opaque_token();
     let now = state.clock.now();
     let record = AuthorizationCode {
-        id: gatehouse::crypto::digest(&code),
+        id: gatehouse::crypto::opaque_token_id(&code),
         client_id: client.client_id.clone(),
         redirect_uri: REDIRECT_URI.to_owned(),
         redirect_uri_in_request: true,
@@ -172,7 +172,7 @@ async fn mint_code(state: &AppState, client: &Client) -> String {
         audience: grant.audience,
         code_challenge: Some(gatehouse::crypto::b64url(Sha256::digest(VERIFIER.as_bytes()))),
         dpop_jkt: None,
-        family: gatehouse::crypto::random_id(),
+        family: gatehouse::crypto::time_ordered_id(),
         issued_at: now,
         expires_at: now + 600,
         consumed_at: None,

@@ -40,9 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let now = state.clock.now();
     let mut out = String::with_capacity(count * 44);
     for _ in 0..count {
-        let code = gatehouse::crypto::random_token();
+        let code = gatehouse::crypto::opaque_token();
         let record = AuthorizationCode {
-            id: gatehouse::crypto::digest(&code),
+            id: gatehouse::crypto::opaque_token_id(&code),
             client_id: client.client_id.clone(),
             redirect_uri: redirect_uri.clone(),
             redirect_uri_in_request: true,
@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             audience: grant.audience.clone(),
             code_challenge: Some(challenge.clone()),
             dpop_jkt: None,
-            family: gatehouse::crypto::random_id(),
+            family: gatehouse::crypto::time_ordered_id(),
             issued_at: now,
             expires_at: now + 600,
             consumed_at: None,

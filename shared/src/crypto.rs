@@ -43,11 +43,40 @@ const SORTABLE: GeneralPurpose = GeneralPurpose::new(
 /// is unique (80 random bits per millisecond), not secret: the signed token carries it and
 /// `iat` already tells the issue time.
 pub fn time_ordered_id() -> String {
+    // 6 clock bytes are 8 characters: the 10 random bytes after them encode on their own.
+    time_prefix() + &SORTABLE.encode(random_bytes::<10>())
+}
+
+/// The 48-bit system clock in milliseconds, as 8 [`SORTABLE`] characters.
+fn time_prefix() -> String {
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let mut b = [0u8; 16];
-    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-    b[6..].copy_from_slice(&random_bytes::<10>());
-    SORTABLE.encode(b)
+    SORTABLE.encode(&ms.to_be_bytes()[2..])
+}
+
+/// The length of an [`opaque_token`]: an 8-character time prefix, then 43 random characters.
+pub const OPAQUE_TOKEN_LEN: usize = 8 + 43;
+
+/// A new refresh token or authorization code (RFC 6749 §10.10: 256 random bits): the issue
+/// time in milliseconds as 8 characters that sort by time, then [`random_token`].
+///
+/// The store keeps it by [`opaque_token_id`], which starts with the same 8 characters: new
+/// records sort by issue time in every index that orders by id (the primary key, the client,
+/// end-user and family listings), so the embedded store appends them to the indexes' last
+/// leaves instead of dirtying a random leaf of each per token. The prefix tells only the issue
+/// time, which the token's holder knows; the 256 bits after it are the secret.
+pub fn opaque_token() -> String {
+    time_prefix() + &random_token()
+}
+
+/// The store's key of an opaque token (refresh token, authorization code): never the token
+/// itself (DESIGN.md "Storage"). For an [`opaque_token`], its 8-character time prefix then the
+/// [`digest`] of the whole token; for any other string (the 43-character tokens issued before
+/// the prefix existed), its digest alone, so those tokens keep working until they expire.
+pub fn opaque_token_id(token: &str) -> String {
+    match token.get(..8) {
+        Some(prefix) if token.len() == OPAQUE_TOKEN_LEN => prefix.to_owned() + &digest(token),
+        _ => digest(token),
+    }
 }
 
 /// SHA-256 digest of a high-entropy secret, base64url: what the store keeps instead of the secret.
@@ -109,6 +138,32 @@ mod tests {
         assert!(SORTABLE.encode([0u8; 16]) < SORTABLE.encode([0xffu8; 16]));
         assert_eq!(SORTABLE.encode([0u8; 3]), "----");
         assert_eq!(SORTABLE.encode([0xffu8; 3]), "zzzz");
+    }
+
+    /// Opaque tokens: 51 URL-safe characters, distinct; their store ids keep the time prefix
+    /// (so they sort by issue time) and are not the token; a token without the prefix (issued
+    /// before it existed) is kept by its digest alone.
+    #[test]
+    fn opaque_tokens_and_their_ids_sort_by_time() {
+        let first = opaque_token();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = opaque_token();
+        for t in [&first, &later] {
+            assert_eq!(t.len(), OPAQUE_TOKEN_LEN);
+            assert!(t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{t}");
+        }
+        assert_ne!(first[8..], later[8..]);
+        let (a, b) = (opaque_token_id(&first), opaque_token_id(&later));
+        assert!(a < b, "{a} then {b}");
+        assert_eq!(a, format!("{}{}", &first[..8], digest(&first)));
+        assert_ne!(opaque_token_id(&first), opaque_token_id(&(first[..50].to_owned() + "x")));
+        // Earlier tokens (43 characters) and anything else: the digest alone.
+        let old = random_token();
+        assert_eq!(opaque_token_id(&old), digest(&old));
+        assert_eq!(opaque_token_id("short"), digest("short"));
+        // 51 bytes whose byte 8 falls inside a character: no prefix (and no panic).
+        let split = "a".to_owned() + &"é".repeat(25);
+        assert_eq!(opaque_token_id(&split), digest(&split));
     }
 
     #[test]

@@ -186,7 +186,7 @@ pub struct Validation {
     pub record: Option<TokenRecord>,
     /// Why the answer is not valid; `None` when the token is active and every check passed.
     pub reason: Option<Reason>,
-    /// The token's `jti` (a refresh token: its digest's first 22 characters) when it is ours.
+    /// The token's `jti` (a refresh token: its store id's first 22 characters) when it is ours.
     pub jti: Option<String>,
     /// The token's client and resource owner when known.
     pub client_id: Option<String>,
@@ -239,7 +239,7 @@ pub async fn validate(state: &AppState, token: &str, accept: Accept, checks: &Ch
 }
 
 /// The token's record and state: access tokens are JWTs (signature, type and issuer verified
-/// before any read), refresh tokens opaque (read by digest).
+/// before any read), refresh tokens opaque (read by `crypto::opaque_token_id`).
 async fn lookup(state: &AppState, token: &str, accept: Accept) -> Result<Validation> {
     let v = Validation::default();
     let now = state.clock.now();
@@ -247,7 +247,7 @@ async fn lookup(state: &AppState, token: &str, accept: Accept) -> Result<Validat
         if accept == Accept::AccessOnly || token.len() > 256 {
             return Ok(v.refuse(Reason::Invalid));
         }
-        let id = crate::crypto::digest(token);
+        let id = crate::crypto::opaque_token_id(token);
         return Ok(known(v, state.store.get_token(&id, now).await?, TokenKind::Refresh, None, now));
     }
     let Some(claims) =

@@ -169,7 +169,7 @@ pub(crate) fn code_from(r: &Resp) -> String {
     assert_eq!(base, REDIRECT);
     let code = q.get("code").unwrap_or_else(|| panic!("no code in {q:?}")).clone();
     assert_eq!(q, params(&[("code", &code), ("state", "xyz"), ("iss", ISSUER)]));
-    assert_eq!(code.len(), 43, "256 bits, base64url");
+    assert_eq!(code.len(), 51, "a time prefix and 256 random bits, base64url");
     code
 }
 
@@ -420,7 +420,8 @@ async fn one_registered_redirect_uri_may_be_omitted() {
     let body = format!("grant_type=authorization_code&code={code}&client_id={}&code_verifier={VERIFIER}", c.id);
     let r = send(&app, form("/token", None, &body)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let stored = state.store.get_code(&gatehouse::crypto::digest(&code), state.clock.now()).await.unwrap().unwrap();
+    let stored =
+        state.store.get_code(&gatehouse::crypto::opaque_token_id(&code), state.clock.now()).await.unwrap().unwrap();
     assert_eq!((stored.redirect_uri.as_str(), stored.redirect_uri_in_request), (REDIRECT, false));
 }
 
@@ -635,7 +636,7 @@ async fn confidential_client_without_pkce_completes_the_flow() {
         let mut expected = json!({"access_token": at, "token_type": "Bearer", "expires_in": 3600, "scope": "read"});
         if gets_refresh {
             let rt = r.body["refresh_token"].as_str().expect("a refresh token");
-            assert_eq!(rt.len(), 43, "256 bits");
+            assert_eq!(rt.len(), 51, "a time prefix and 256 random bits");
             expected["refresh_token"] = json!(rt);
         }
         assert_eq!(r.body, expected, "refresh token only with the refresh_token grant");
@@ -961,8 +962,12 @@ async fn approve_issues_a_code_stores_the_consent_and_is_single_use() {
 
     let consent = state.store.get_consent("alice", &c.id).await.unwrap().expect("consent stored");
     assert_eq!((consent.scope.to_string().as_str(), consent.granted_at), ("read write", T0));
-    let stored =
-        state.store.get_code(&gatehouse::crypto::digest(&code), T0).await.unwrap().expect("code stored by digest");
+    let stored = state
+        .store
+        .get_code(&gatehouse::crypto::opaque_token_id(&code), T0)
+        .await
+        .unwrap()
+        .expect("code stored by digest");
     assert_eq!(stored.client_id, c.id);
     assert_eq!(stored.redirect_uri, REDIRECT);
     assert!(stored.redirect_uri_in_request);
@@ -1109,14 +1114,14 @@ async fn public_client_exchanges_the_code_with_its_verifier() {
     assert_eq!(access.kind, TokenKind::Access);
     assert_eq!((access.subject.as_str(), access.end_user.as_deref()), ("alice", Some("alice")));
     assert_eq!(access.grant_type, GrantType::AuthorizationCode);
-    let refresh = state.store.get_token(&gatehouse::crypto::digest(&rt), T0).await.unwrap().unwrap();
+    let refresh = state.store.get_token(&gatehouse::crypto::opaque_token_id(&rt), T0).await.unwrap().unwrap();
     assert_eq!(refresh.kind, TokenKind::Refresh);
     assert_eq!(refresh.end_user.as_deref(), Some("alice"));
     assert_eq!(refresh.client_id, c.id);
     assert_eq!(refresh.scope.to_string(), "read write");
     assert_eq!((refresh.issued_at, refresh.expires_at), (T0, T0 + 2_592_000));
     assert!(refresh.family.is_some() && refresh.family == access.family, "one family");
-    let stored = state.store.get_code(&gatehouse::crypto::digest(&code), T0).await.unwrap().unwrap();
+    let stored = state.store.get_code(&gatehouse::crypto::opaque_token_id(&code), T0).await.unwrap().unwrap();
     assert_eq!(stored.consumed_at, Some(T0));
     let issued = audit_lines(&jti);
     assert_eq!(issued.len(), 1, "{issued:?}");
@@ -1228,7 +1233,7 @@ async fn code_exchange_errors_are_exact() {
         assert_eq!(r.body["error_description"], description, "{body}");
     }
     // None of these consumed the code.
-    let stored = state.store.get_code(&gatehouse::crypto::digest(&code), T0).await.unwrap().unwrap();
+    let stored = state.store.get_code(&gatehouse::crypto::opaque_token_id(&code), T0).await.unwrap().unwrap();
     assert_eq!(stored.consumed_at, None);
 
     // A verifier for a code issued without a challenge (RFC 9700 §2.1.1).
@@ -1323,7 +1328,7 @@ async fn concurrent_redemptions(state: AppState) {
         }
     }
     assert_eq!((ok.len(), refused), (1, 19));
-    let stored = state.store.get_code(&gatehouse::crypto::digest(&code), T0).await.unwrap().unwrap();
+    let stored = state.store.get_code(&gatehouse::crypto::opaque_token_id(&code), T0).await.unwrap().unwrap();
     assert_eq!(stored.consumed_at, Some(T0));
     // Exactly one access token and one refresh token were stored, and the replays revoked them.
     let at = ok[0].body["access_token"].as_str().unwrap();

@@ -461,8 +461,9 @@ fn jti(access_token: &str) -> String {
     claims(access_token)["jti"].as_str().unwrap().to_owned()
 }
 
-fn digest(token: &str) -> String {
-    gatehouse::crypto::digest(token)
+/// The store id of a refresh token or code.
+fn stored_id(token: &str) -> String {
+    gatehouse::crypto::opaque_token_id(token)
 }
 
 const PUT: Option<&str> = Some("PutItem");
@@ -567,7 +568,7 @@ async fn code_exchange_whose_every_reply_is_lost() {
     let seen = stack.ddb.seen();
     assert_eq!(seen.iter().filter(|o| *o == "TransactWriteItems").count(), 3, "{seen:?}");
     // The table: the code consumed, atomically with its two tokens.
-    let stored = stack.store.get_code(&digest(&code), T0).await.unwrap().unwrap();
+    let stored = stack.store.get_code(&stored_id(&code), T0).await.unwrap().unwrap();
     assert_eq!(stored.consumed_at, Some(T0), "the first attempt committed");
     let (access, refresh) = stack.family(&stored.family).await;
     assert_eq!((access.len(), refresh.len()), (1, 1), "the code's tokens are stored with it");
@@ -610,11 +611,11 @@ async fn code_exchange_whose_first_reply_is_lost() {
     assert_eq!(idempotency.len(), 2);
     assert_eq!(idempotency[0], idempotency[1], "the retry carries the same ClientRequestToken");
 
-    let stored = stack.store.get_code(&digest(&code), T0).await.unwrap().unwrap();
+    let stored = stack.store.get_code(&stored_id(&code), T0).await.unwrap().unwrap();
     assert_eq!(stored.consumed_at, Some(T0));
     let at = r.body["access_token"].as_str().unwrap();
     let rt = r.body["refresh_token"].as_str().unwrap();
-    assert_eq!(stack.family(&stored.family).await, (vec![jti(at)], vec![digest(rt)]), "exactly the tokens answered");
+    assert_eq!(stack.family(&stored.family).await, (vec![jti(at)], vec![stored_id(rt)]), "exactly the tokens answered");
     assert_active(&i.app, &rs, at, true).await;
     assert_active(&i.app, &rs, rt, true).await;
     // Single use still holds.
@@ -637,12 +638,12 @@ async fn refresh_whose_every_reply_is_lost() {
     for late in [false, true] {
         let first = tokens_for(&i.app, &c, "alice", "").await;
         let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
-        let family = stack.store.get_token(&digest(&rt1), T0).await.unwrap().unwrap().family.unwrap();
+        let family = stack.store.get_token(&stored_id(&rt1), T0).await.unwrap().unwrap().family.unwrap();
         stack.ddb.fail(TRANSACT, Fault::LoseReply);
         let at = i.state.clock.now();
         assert_unavailable(&send(&i.app, refresh(&c, &rt1)).await);
         // Never a rotated refresh token without its successor.
-        let old = stack.store.get_token(&digest(&rt1), at).await.unwrap().unwrap();
+        let old = stack.store.get_token(&stored_id(&rt1), at).await.unwrap().unwrap();
         assert_eq!(old.rotated_at, Some(at));
         assert!(old.successor_response.is_some());
         let (access, successor) = stack.family(&family).await;
@@ -654,7 +655,7 @@ async fn refresh_whose_every_reply_is_lost() {
             let r = send(&i.app, refresh(&c, &rt1)).await;
             assert_tokens(&r);
             let rt2 = r.body["refresh_token"].as_str().unwrap().to_owned();
-            assert_eq!(vec![digest(&rt2)], successor, "the stored successor, handed out");
+            assert_eq!(vec![stored_id(&rt2)], successor, "the stored successor, handed out");
             assert!(access.contains(&jti(r.body["access_token"].as_str().unwrap())));
             assert_active(&i.app, &rs, &rt2, true).await;
             let r = send(&i.app, refresh(&c, &rt2)).await;
@@ -682,7 +683,7 @@ async fn refresh_whose_first_reply_is_lost() {
     create_user(&i.app, "alice", PASSWORD).await;
     let first = tokens_for(&i.app, &c, "alice", "").await;
     let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
-    let family = stack.store.get_token(&digest(&rt1), T0).await.unwrap().unwrap().family.unwrap();
+    let family = stack.store.get_token(&stored_id(&rt1), T0).await.unwrap().unwrap().family.unwrap();
 
     stack.ddb.seen();
     stack.ddb.set(Rule::on(TRANSACT, Fault::LoseReply).times(1));
@@ -692,7 +693,7 @@ async fn refresh_whose_first_reply_is_lost() {
     assert_eq!(seen.iter().filter(|o| *o == "TransactWriteItems").count(), 2, "one retry: {seen:?}");
     let rt2 = r.body["refresh_token"].as_str().unwrap().to_owned();
     let (access, successor) = stack.family(&family).await;
-    assert_eq!(successor, vec![digest(&rt2)]);
+    assert_eq!(successor, vec![stored_id(&rt2)]);
     assert_eq!(access.len(), 2);
     assert_active(&i.app, &rs, &rt2, true).await;
     assert_active(&i.app, &rs, &rt1, false).await;
@@ -861,7 +862,7 @@ async fn a_retried_refresh_token_revocation_finishes_the_family() {
             let (at, rt) = password_tokens(&i.app, &c).await;
             let revoke = || match by {
                 "RFC 7009" => form("/revoke", Some(&c.basic()), &format!("token={rt}&token_type_hint=refresh_token")),
-                _ => admin("POST", "/admin/tokens/revoke", Some(json!({"jti": digest(&rt)}))),
+                _ => admin("POST", "/admin/tokens/revoke", Some(json!({"jti": stored_id(&rt)}))),
             };
             let case = format!("{by}, half revoked by {half_revoked_by}");
             if half_revoked_by == "a failure part-way" {
@@ -869,10 +870,10 @@ async fn a_retried_refresh_token_revocation_finishes_the_family() {
                 assert_unavailable(&send(&i.app, revoke()).await);
                 stack.ddb.pass();
                 assert!(stored(jti(&at)).await.revoked_at.is_some(), "{case}: the access token went first");
-                assert_eq!(stored(digest(&rt)).await.revoked_at, None, "{case}: the refresh token goes last");
+                assert_eq!(stored(stored_id(&rt)).await.revoked_at, None, "{case}: the refresh token goes last");
                 assert_active(&i.app, &rs, &rt, true).await;
             } else {
-                assert!(stack.store.revoke_token(&digest(&rt), T0).await.unwrap());
+                assert!(stack.store.revoke_token(&stored_id(&rt), T0).await.unwrap());
                 assert_eq!(stored(jti(&at)).await.revoked_at, None, "{case}");
             }
 
@@ -882,7 +883,7 @@ async fn a_retried_refresh_token_revocation_finishes_the_family() {
                 assert_eq!(r.body, json!({"revoked": true}), "{case}: the retry revoked the rest");
             }
             assert!(stored(jti(&at)).await.revoked_at.is_some(), "{case}: the retry finished the family");
-            assert!(stored(digest(&rt)).await.revoked_at.is_some(), "{case}");
+            assert!(stored(stored_id(&rt)).await.revoked_at.is_some(), "{case}");
             assert_active(&i.app, &rs, &at, false).await;
             assert_active(&i.app, &rs, &rt, false).await;
             let r = send(&i.app, revoke()).await;

@@ -49,7 +49,7 @@ async fn refresh_rotates_the_refresh_token() {
     let (at2, rt2) = (s(&r.body, "access_token"), s(&r.body, "refresh_token"));
     assert_ne!(rt2, rt1, "rotated");
     assert_ne!(at2, s(&first, "access_token"));
-    assert_eq!(rt2.len(), 43);
+    assert_eq!(rt2.len(), gatehouse::crypto::OPAQUE_TOKEN_LEN);
     assert_eq!(
         r.body,
         json!({"access_token": at2, "token_type": "Bearer", "expires_in": 3600, "refresh_token": rt2, "scope": "read write"})
@@ -63,12 +63,12 @@ async fn refresh_rotates_the_refresh_token() {
     );
 
     let now = state.clock.now();
-    let old = state.store.get_token(&gatehouse::crypto::digest(&rt1), now).await.unwrap().unwrap();
+    let old = state.store.get_token(&gatehouse::crypto::opaque_token_id(&rt1), now).await.unwrap().unwrap();
     assert_eq!((old.rotated_at, old.revoked_at), (Some(T0 + 100), None));
     assert!(!old.is_active(now));
     let sealed = old.successor_response.clone().expect("the successor response is kept, sealed");
     assert!(!sealed.contains(&rt2) && !sealed.contains(&at2), "sealed, not in clear");
-    let new = state.store.get_token(&gatehouse::crypto::digest(&rt2), now).await.unwrap().unwrap();
+    let new = state.store.get_token(&gatehouse::crypto::opaque_token_id(&rt2), now).await.unwrap().unwrap();
     assert_eq!(new.kind, TokenKind::Refresh);
     assert_eq!(new.family, old.family, "same family");
     assert_eq!(new.grant_type, GrantType::AuthorizationCode, "the grant the family came from");
@@ -93,6 +93,57 @@ async fn refresh_rotates_the_refresh_token() {
         let t = l.to_string();
         assert!(!t.contains(&rt1) && !t.contains(&rt2), "a refresh token leaked: {t}");
     }
+}
+
+/// Refresh tokens issued before the time prefix (`crypto::opaque_token`): 43 characters, stored
+/// by their digest alone. They keep working until they expire: introspection, rotation (to a
+/// token of the new form), the grace-window replay and revocation.
+#[tokio::test]
+async fn refresh_tokens_of_the_earlier_form_keep_working() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let first = tokens_for(&app, &c, "alice", "").await;
+    let now = state.clock.now();
+    let issued = state.store.get_token(&gatehouse::crypto::opaque_token_id(&s(&first, "refresh_token")), now).await;
+    let template = issued.unwrap().unwrap();
+    // Two tokens of the earlier form, as that version stored them.
+    let earlier = |family: &str| {
+        let token = gatehouse::crypto::random_token();
+        let id = gatehouse::crypto::digest(&token);
+        (token, gatehouse::model::TokenRecord { id, family: Some(family.to_owned()), ..template.clone() })
+    };
+    let (old, old_rec) = earlier("earlier-family-1");
+    let (other, other_rec) = earlier("earlier-family-2");
+    assert_eq!(old.len(), 43);
+    state.store.put_token(&old_rec).await.unwrap();
+    state.store.put_token(&other_rec).await.unwrap();
+    assert_active(&app, &rs, &old).await;
+
+    state.clock.advance(10);
+    let r = refresh(&app, &c, &old, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let next = s(&r.body, "refresh_token");
+    assert_eq!(next.len(), gatehouse::crypto::OPAQUE_TOKEN_LEN, "the successor has the new form");
+    let rotated = state.store.get_token(&old_rec.id, state.clock.now()).await.unwrap().unwrap();
+    assert_eq!(rotated.rotated_at, Some(T0 + 10));
+    let successor = state.store.get_token(&gatehouse::crypto::opaque_token_id(&next), state.clock.now()).await;
+    assert_eq!(successor.unwrap().unwrap().family.as_deref(), Some("earlier-family-1"));
+    assert_inactive(&app, &rs, &old).await;
+    assert_active(&app, &rs, &next).await;
+    // A retry within the grace window gets the same successor.
+    let again = refresh(&app, &c, &old, "").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body, r.body);
+
+    let r = send(&app, form("/revoke", None, &format!("token={other}&client_id={}", c.id))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let revoked = state.store.get_token(&other_rec.id, state.clock.now()).await.unwrap().unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_inactive(&app, &rs, &other).await;
+    assert_invalid_grant(&refresh(&app, &c, &other, "").await, "the refresh token was revoked");
 }
 
 #[tokio::test]
@@ -161,7 +212,8 @@ async fn a_rotated_token_gets_the_same_tokens_within_the_grace_window_then_revok
     assert!(!reuse.is_empty(), "audited");
     assert_eq!(reuse[0]["event"], "refresh_reuse_detected");
     assert_eq!(reuse[0]["revoked"], 3, "the code's access token, the newest access and refresh tokens");
-    let family = state.store.get_token(&gatehouse::crypto::digest(&rt2), state.clock.now()).await.unwrap().unwrap();
+    let family =
+        state.store.get_token(&gatehouse::crypto::opaque_token_id(&rt2), state.clock.now()).await.unwrap().unwrap();
     assert_eq!(family.revoked_at, Some(T0 + 11));
     assert_eq!(reuse[0]["family"], family.family.unwrap().as_str());
 }
@@ -387,7 +439,7 @@ async fn concurrent_refreshes(state: AppState) {
     assert_ne!(rt2, rt1);
 
     let now = state.clock.now();
-    let old = state.store.get_token(&gatehouse::crypto::digest(&rt1), now).await.unwrap().unwrap();
+    let old = state.store.get_token(&gatehouse::crypto::opaque_token_id(&rt1), now).await.unwrap().unwrap();
     assert_eq!((old.rotated_at, old.revoked_at), (Some(T0), None));
     let family = old.family.clone().unwrap();
     // Active in the family: the code's access token, one new access token, one new refresh token.
@@ -395,7 +447,7 @@ async fn concurrent_refreshes(state: AppState) {
     let kinds: Vec<TokenKind> = active.iter().map(|t| t.kind).collect();
     assert_eq!(kinds.iter().filter(|k| **k == TokenKind::Refresh).count(), 1, "{active:?}");
     assert_eq!(kinds.iter().filter(|k| **k == TokenKind::Access).count(), 2, "{active:?}");
-    assert!(active.iter().any(|t| t.id == gatehouse::crypto::digest(&rt2)));
+    assert!(active.iter().any(|t| t.id == gatehouse::crypto::opaque_token_id(&rt2)));
     let counts = send(&app, admin("GET", "/admin/tokens/count?type=refresh&end_user=alice", None)).await;
     assert_eq!(counts.body, json!({"count": 1}));
     let refreshed = audit_lines(&family).into_iter().filter(|l| l["event_id"] == 20005).count();
@@ -473,7 +525,7 @@ async fn password_grant_issues_access_and_refresh_tokens() {
     let rec = state.store.get_token(cl["jti"].as_str().unwrap(), T0).await.unwrap().unwrap();
     assert_eq!(rec.grant_type, GrantType::Password);
     assert_eq!(rec.end_user.as_deref(), Some("alice"));
-    let refresh_rec = state.store.get_token(&gatehouse::crypto::digest(&rt), T0).await.unwrap().unwrap();
+    let refresh_rec = state.store.get_token(&gatehouse::crypto::opaque_token_id(&rt), T0).await.unwrap().unwrap();
     assert_eq!(refresh_rec.grant_type, GrantType::Password);
     assert_eq!(refresh_rec.family, rec.family);
     // The refresh token works.

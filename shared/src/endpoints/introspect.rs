@@ -51,13 +51,13 @@ pub async fn active_access_token(state: &AppState, token: &str) -> Result<Option
     Ok(record.filter(|r| r.is_active(now) && r.client_id == claims.client_id).map(|r| (claims, r)))
 }
 
-/// Finds the active record of one of our refresh tokens (opaque, stored by digest).
+/// Finds the active record of one of our refresh tokens (opaque, stored by `crypto::opaque_token_id`).
 pub async fn active_refresh_token(state: &AppState, token: &str) -> Result<Option<TokenRecord>> {
     if token.len() > 256 {
         return Ok(None);
     }
     let now = state.clock.now();
-    let record = state.store.get_token(&crate::crypto::digest(token), now).await?;
+    let record = state.store.get_token(&crate::crypto::opaque_token_id(token), now).await?;
     Ok(record.filter(|r| r.kind == crate::model::TokenKind::Refresh && r.is_active(now)))
 }
 

@@ -58,7 +58,7 @@ pub async fn revocable_token(state: &AppState, token: &str) -> Result<Option<cra
         return super::introspect::active_token(state, token).await;
     }
     let now = state.clock.now();
-    let record = state.store.get_token(&crate::crypto::digest(token), now).await?;
+    let record = state.store.get_token(&crate::crypto::opaque_token_id(token), now).await?;
     Ok(record.filter(|r| r.kind == crate::model::TokenKind::Refresh && still_revocable(r, now)))
 }
 

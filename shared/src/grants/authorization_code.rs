@@ -89,7 +89,7 @@ async fn replayed(state: &AppState, code: &AuthorizationCode) -> OAuthError {
 /// Exchanges the code for an access token and (if the client has the grant) a refresh token.
 pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option<&Proof>) -> Result<TokenResponse> {
     ensure_grant_allowed(client, GrantType::AuthorizationCode)?;
-    let id = crate::crypto::digest(&req.code);
+    let id = crate::crypto::opaque_token_id(&req.code);
     let code = state.store.get_code(&id, state.clock.now()).await?;
     let code = code.ok_or_else(|| invalid("the authorization code is invalid or expired"))?;
     if code.client_id != client.client_id {

@@ -271,7 +271,8 @@ pub fn audit_issued(record: &TokenRecord) {
     });
 }
 
-/// A new opaque refresh token (256 bits) and its record, stored by digest (RFC 6749 §10.4).
+/// A new opaque refresh token (256 random bits after a time prefix, `crypto::opaque_token`) and
+/// its record, stored by `crypto::opaque_token_id`, never by the token (RFC 6749 §10.4).
 pub fn new_refresh_token(
     state: &AppState,
     settings: &crate::settings::Settings,
@@ -281,11 +282,11 @@ pub fn new_refresh_token(
     origin: GrantType,
     family: &str,
 ) -> (String, TokenRecord) {
-    let token = crate::crypto::random_token();
+    let token = crate::crypto::opaque_token();
     let now = state.clock.now();
     let lifetime = client.refresh_token_lifetime.unwrap_or(settings.refresh_token_ttl);
     let record = TokenRecord {
-        id: crate::crypto::digest(&token),
+        id: crate::crypto::opaque_token_id(&token),
         kind: TokenKind::Refresh,
         client_id: client.client_id.clone(),
         subject: username.to_owned(),

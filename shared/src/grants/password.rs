@@ -41,7 +41,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     ensure_grant_allowed(client, GrantType::Password)?;
     let grant = decide_grant(state, client, req.scope.as_ref(), req.resource.as_deref()).await?.bound_to(dpop);
     let user = crate::users::sign_in(state, &req.username, &req.password).await?.map_err(|e| e.into_oauth())?;
-    let family = crate::crypto::random_id();
+    let family = crate::crypto::time_ordered_id();
     let name = user.username.as_str();
     let access = sign_access_token(state, client, Some(&user), GrantType::Password, &grant, Some(&family)).await?;
     let settings = state.settings().await?;

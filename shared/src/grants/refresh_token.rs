@@ -73,7 +73,7 @@ async fn rotated_again(state: &AppState, rec: &TokenRecord, token: &str) -> Resu
         // Never hand out tokens revoked since the rotation (revocation, user deleted or
         // disabled): the successor must still be unrevoked and the user still active.
         let successor = match resp.refresh_token.as_deref() {
-            Some(t) => state.store.get_token(&crate::crypto::digest(t), now).await?,
+            Some(t) => state.store.get_token(&crate::crypto::opaque_token_id(t), now).await?,
             None => None,
         };
         if successor.is_none_or(|s| s.revoked_at.is_some()) {
@@ -100,7 +100,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
         // supported while it is off (RFC 6749 §5.2); the stored tokens stay as they are.
         return Err(OAuthError::UnsupportedGrantType);
     }
-    let id = crate::crypto::digest(&req.refresh_token);
+    let id = crate::crypto::opaque_token_id(&req.refresh_token);
     let rec = state.store.get_token(&id, state.clock.now()).await?;
     let rec = rec
         .filter(|r| r.kind == TokenKind::Refresh)

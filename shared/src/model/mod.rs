@@ -200,10 +200,10 @@ impl TokenKind {
 
 /// The stored record of an issued token: what introspection, revocation and the admin
 /// listings read. Never holds the token itself (a JWT is named by its `jti`, an opaque token
-/// by its digest).
+/// by `crypto::opaque_token_id`: a time prefix and its digest).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenRecord {
-    /// The JWT `jti`, or the digest of an opaque token.
+    /// The JWT `jti`, or `crypto::opaque_token_id` of an opaque token.
     pub id: String,
     pub kind: TokenKind,
     pub client_id: String,

@@ -201,10 +201,10 @@ async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> 
         return Err(expired());
     }
     let username = p.username.clone().ok_or_else(expired)?;
-    let code = crate::crypto::random_token();
+    let code = crate::crypto::opaque_token();
     let now = state.clock.now();
     let record = AuthorizationCode {
-        id: crate::crypto::digest(&code),
+        id: crate::crypto::opaque_token_id(&code),
         client_id: p.client_id.clone(),
         redirect_uri: p.redirect_uri.clone(),
         redirect_uri_in_request: p.redirect_uri_in_request,
@@ -213,7 +213,7 @@ async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> 
         audience: p.audience.clone(),
         code_challenge: p.code_challenge.clone(),
         dpop_jkt: p.dpop_jkt.clone(),
-        family: crate::crypto::random_id(),
+        family: crate::crypto::time_ordered_id(),
         issued_at: now,
         expires_at: now + state.settings().await?.code_ttl as i64,
         consumed_at: None,
