@@ -163,8 +163,13 @@ impl TokenWrite {
         }
         for (i, t) in tokens.iter().enumerate() {
             if let Err(e) = tokens::insert_token(tx, t) {
-                // Undo this write alone; if the undo fails, the whole batch (its transaction).
-                if let Err(undo) = self.undo(tx, &tokens[..i]) {
+                // Some errors (a full disk, I/O) make SQLite roll the whole transaction back:
+                // then this write is gone with the batch ([`TokenWriter::run_all`] reports it),
+                // and an undo would run outside any transaction. Otherwise undo this write
+                // alone; if the undo fails, roll back the whole batch.
+                if !tx.is_autocommit()
+                    && let Err(undo) = self.undo(tx, &tokens[..i])
+                {
                     let _ = tx.execute_batch("ROLLBACK");
                     return Err(undo);
                 }
@@ -618,6 +623,45 @@ mod tests {
         assert_eq!(s.get_token("taken", NOW + 1).await.unwrap(), Some(taken));
         assert!(s.get_token("after", NOW + 1).await.unwrap().is_some());
         assert!(s.rotate_refresh("r0", NOW + 2, "response", &[successor]).await.unwrap(), "still rotatable");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A redemption or rotation whose insert fails for want of space (`SQLITE_FULL`, forced
+    /// with `max_page_count`) leaves nothing behind: the code stays redeemable, the refresh
+    /// token rotatable, and no token of theirs is stored, whether SQLite undid the statement
+    /// or the whole transaction.
+    #[tokio::test]
+    async fn a_write_that_runs_out_of_space_leaves_nothing() {
+        use conformance::{NOW, code, family_token};
+        let (dir, s) = temp_store();
+        s.put_code(&code("k1")).await.unwrap();
+        let old = family_token("r0", TokenKind::Refresh, "f1", NOW);
+        s.put_token(&old).await.unwrap();
+        let big = |id: &str| {
+            let mut t = family_token(id, TokenKind::Access, "f1", NOW + 1);
+            t.subject = "x".repeat(64 * 1024); // overflow pages the full database cannot add
+            t
+        };
+        let small = family_token("a0", TokenKind::Access, "f1", NOW + 1);
+        let writes = [
+            TokenWrite::Redeem { id: "k1".into(), now: NOW + 1, tokens: vec![small.clone(), big("a1")] },
+            TokenWrite::Rotate { id: "r0".into(), now: NOW + 1, successor: "response".into(), tokens: vec![big("a2")] },
+        ];
+        let results = {
+            let mut conn = s.conn.lock().unwrap();
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+            conn.pragma_update(None, "max_page_count", pages + 1).unwrap();
+            let results = TokenWriter::run_all(&mut conn, writes.iter());
+            conn.pragma_update(None, "max_page_count", 1_073_741_823).unwrap();
+            results
+        };
+        assert!(results.iter().all(Result::is_err), "{results:?}");
+        assert_eq!(s.get_code("k1", NOW + 1).await.unwrap(), Some(code("k1")), "still redeemable");
+        assert_eq!(s.get_token("r0", NOW + 1).await.unwrap(), Some(old), "still rotatable");
+        for id in ["a0", "a1", "a2"] {
+            assert_eq!(s.get_token(id, NOW + 1).await.unwrap(), None, "{id}");
+        }
+        assert!(s.redeem_code("k1", NOW + 1, &[small]).await.unwrap(), "redeemable once space is back");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
