@@ -12,8 +12,9 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// A URL-safe random token with 256 bits of entropy (43 characters): client secrets,
-/// authorization codes, refresh tokens (RFC 6749 §10.10).
+/// A URL-safe random token with 256 bits of entropy (43 characters): client secrets, CSRF
+/// tokens, and the random part of [`opaque_token`] (authorization codes, refresh tokens;
+/// RFC 6749 §10.10).
 pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
@@ -33,9 +34,9 @@ const SORTABLE: GeneralPurpose = GeneralPurpose::new(
     NO_PAD,
 );
 
-/// An identifier for a record of the store's fastest-growing table, access-token ids (`jti`):
-/// 48 bits of the system clock in milliseconds, then 80 random bits, as 22 base64url characters
-/// that sort by issue time.
+/// An identifier for a record of the store's fastest-growing table, access-token ids (`jti`),
+/// and for token families: 48 bits of the system clock in milliseconds, then 80 random bits,
+/// as 22 base64url characters that sort by issue time.
 ///
 /// With random ids every new token lands on another leaf page of the primary-key index, so a
 /// group commit of n tokens wrote n index pages to the embedded store's WAL, and the

@@ -967,7 +967,7 @@ async fn approve_issues_a_code_stores_the_consent_and_is_single_use() {
         .get_code(&gatehouse::crypto::opaque_token_id(&code), T0)
         .await
         .unwrap()
-        .expect("code stored by digest");
+        .expect("code stored by its opaque_token_id");
     assert_eq!(stored.client_id, c.id);
     assert_eq!(stored.redirect_uri, REDIRECT);
     assert!(stored.redirect_uri_in_request);

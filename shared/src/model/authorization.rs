@@ -35,10 +35,11 @@ pub struct PendingAuthorization {
     pub expires_at: i64,
 }
 
-/// An issued authorization code, stored by the digest of the code (RFC 6749 §4.1.2, §10.5).
+/// An issued authorization code, stored by `crypto::opaque_token_id` of the code: its time
+/// prefix and SHA-256 digest, never the code (RFC 6749 §4.1.2, §10.5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthorizationCode {
-    /// SHA-256 digest of the code.
+    /// `crypto::opaque_token_id` of the code.
     pub id: String,
     pub client_id: String,
     pub redirect_uri: String,

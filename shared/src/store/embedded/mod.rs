@@ -112,7 +112,8 @@ fn read_connection(path: &Path) -> StoreResult<Connection> {
 /// records (`put_token`, one per token issued), code redemptions and refresh rotations.
 ///
 /// One thread takes the store's write connection and runs every write queued while it was busy
-/// in one `IMMEDIATE` transaction (a write that fails is undone alone), then commits once (one
+/// in one `IMMEDIATE` transaction (a write that fails is undone alone, or if that cannot be
+/// done, the whole batch), then commits once (one
 /// WAL sync for the batch) and answers each caller. Callers get their answer only after the
 /// commit: as durable as a transaction per write, with the page writes and the fsync shared
 /// under concurrent load. Idle, a batch is one write. The thread ends when the last handle to
@@ -137,14 +138,15 @@ enum TokenWrite {
 }
 
 impl TokenWrite {
-    /// Runs the write in the batch's transaction. If an insert of a conditional write fails, its
-    /// update and earlier inserts are undone ([`TokenWrite::undo`]), and the rest of the batch
-    /// stands.
-    fn run(&self, tx: &mut rusqlite::Transaction<'_>) -> StoreResult<bool> {
+    /// Runs the write in the batch's transaction: the write's own result. If an insert of a
+    /// conditional write fails, its update and earlier inserts are undone
+    /// ([`TokenWrite::undo`]), and the rest of the batch stands. The outer `Err` (the undo
+    /// failed) means the transaction holds a half-undone write and must not be committed.
+    fn run(&self, tx: &mut rusqlite::Transaction<'_>) -> Result<StoreResult<bool>, StoreError> {
         // An INSERT is atomic on its own (SQLite undoes a failed statement, e.g. a duplicate
         // id, and the transaction goes on without it): no savepoint.
         let (sql, update_params, tokens): (&str, Vec<&dyn rusqlite::ToSql>, &[TokenRecord]) = match self {
-            Self::Insert(t) => return tokens::insert_token(tx, t).map(|()| true),
+            Self::Insert(t) => return Ok(tokens::insert_token(tx, t).map(|()| true)),
             Self::Redeem { id, now, tokens } => (
                 "UPDATE codes SET consumed_at = ?2 WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2",
                 vec![id, now],
@@ -157,26 +159,26 @@ impl TokenWrite {
                 tokens,
             ),
         };
-        let n = tx.prepare_cached(sql).and_then(|mut st| st.execute(update_params.as_slice())).map_err(err)?;
+        let n = match tx.prepare_cached(sql).and_then(|mut st| st.execute(update_params.as_slice())) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(err(e))), // SQLite undid the statement (or the whole batch)
+        };
         if n == 0 {
-            return Ok(false); // not redeemable (or rotatable): nothing written
+            return Ok(Ok(false)); // not redeemable (or rotatable): nothing written
         }
         for (i, t) in tokens.iter().enumerate() {
             if let Err(e) = tokens::insert_token(tx, t) {
                 // Some errors (a full disk, I/O) make SQLite roll the whole transaction back:
                 // then this write is gone with the batch ([`TokenWriter::run_all`] reports it),
                 // and an undo would run outside any transaction. Otherwise undo this write
-                // alone; if the undo fails, roll back the whole batch.
-                if !tx.is_autocommit()
-                    && let Err(undo) = self.undo(tx, &tokens[..i])
-                {
-                    let _ = tx.execute_batch("ROLLBACK");
-                    return Err(undo);
+                // alone; if the undo fails, the batch must not commit.
+                if !tx.is_autocommit() {
+                    self.undo(tx, &tokens[..i])?;
                 }
-                return Err(e);
+                return Ok(Err(e));
             }
         }
-        Ok(true)
+        Ok(Ok(true))
     }
 
     /// Undoes a conditional write whose insert failed part-way, inside the batch's transaction:
@@ -247,7 +249,15 @@ impl TokenWriter {
         };
         let mut results = Vec::with_capacity(writes.len());
         for w in &writes {
-            let result = w.run(&mut tx);
+            let result = match w.run(&mut tx) {
+                Ok(result) => result,
+                Err(e) => {
+                    // A write could not be undone: nothing of the batch may commit. Dropping
+                    // `tx` rolls the transaction back.
+                    let msg = format!("the batch was rolled back: {e}");
+                    return writes.iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
+                }
+            };
             if let Err(e) = &result {
                 // Some errors (a full disk, I/O, memory) make SQLite roll the whole transaction
                 // back: then nothing of the batch is written, and the rest must not run outside it.
@@ -662,6 +672,44 @@ mod tests {
             assert_eq!(s.get_token(id, NOW + 1).await.unwrap(), None, "{id}");
         }
         assert!(s.redeem_code("k1", NOW + 1, &[small]).await.unwrap(), "redeemable once space is back");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A write that cannot be undone (its undo's DELETE refused, by a trigger here) fails the
+    /// whole batch: nothing of it is committed, not even the writes before and after it, and
+    /// the connection is usable again afterwards.
+    #[tokio::test]
+    async fn a_write_that_cannot_be_undone_fails_the_whole_batch() {
+        use conformance::{NOW, code, family_token};
+        let (dir, s) = temp_store();
+        s.put_code(&code("k1")).await.unwrap();
+        let taken = conformance::token("taken", TokenKind::Access, "c1", None, NOW);
+        s.put_token(&taken).await.unwrap();
+        let a1 = family_token("a1", TokenKind::Access, "fam-k1", NOW + 1);
+        let writes = [
+            TokenWrite::Insert(conformance::token("before", TokenKind::Access, "c1", None, NOW + 1)),
+            TokenWrite::Redeem { id: "k1".into(), now: NOW + 1, tokens: vec![a1.clone(), taken.clone()] },
+            TokenWrite::Insert(conformance::token("after", TokenKind::Access, "c1", None, NOW + 1)),
+        ];
+        let results = {
+            let mut conn = s.conn.lock().unwrap();
+            conn.execute_batch(
+                "CREATE TEMP TRIGGER refuse_undo BEFORE DELETE ON tokens BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+            let results = TokenWriter::run_all(&mut conn, writes.iter());
+            conn.execute_batch("DROP TRIGGER refuse_undo").unwrap();
+            results
+        };
+        assert!(
+            results.iter().all(|r| matches!(r, Err(StoreError::Backend(m)) if m.contains("rolled back"))),
+            "{results:?}"
+        );
+        assert_eq!(s.get_code("k1", NOW + 1).await.unwrap(), Some(code("k1")), "not consumed");
+        for id in ["before", "a1", "after"] {
+            assert_eq!(s.get_token(id, NOW + 1).await.unwrap(), None, "{id}");
+        }
+        assert!(s.redeem_code("k1", NOW + 1, &[a1]).await.unwrap(), "the writer works again");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
