@@ -561,6 +561,16 @@ mod tests {
         (dir, s)
     }
 
+    /// Runs `writes` as one batch on the store's write connection, with the connection set up by
+    /// the SQL `before` (undone by `after`) for that batch alone.
+    fn run_batch(s: &EmbeddedStore, before: &str, writes: &[TokenWrite], after: &str) -> Vec<StoreResult<bool>> {
+        let mut conn = s.conn.lock().unwrap();
+        conn.execute_batch(before).unwrap();
+        let results = TokenWriter::run_all(&mut conn, writes.iter());
+        conn.execute_batch(after).unwrap();
+        results
+    }
+
     /// A batch in which one record's id exists: that record alone fails (`Conflict`), the others
     /// are committed, and the existing row is untouched.
     #[tokio::test]
@@ -572,11 +582,7 @@ mod tests {
         dup.scope = crate::model::Scope::parse("other").unwrap();
         let b = conformance::token("b", TokenKind::Access, "c1", None, conformance::NOW);
         let c = conformance::token("c", TokenKind::Access, "c1", Some("alice"), conformance::NOW);
-        let results = {
-            let mut conn = s.conn.lock().unwrap();
-            let writes = [b.clone(), dup, c.clone()].map(TokenWrite::Insert);
-            TokenWriter::run_all(&mut conn, writes.iter())
-        };
+        let results = run_batch(&s, "", &[b.clone(), dup, c.clone()].map(TokenWrite::Insert), "");
         assert!(matches!(results[..], [Ok(true), Err(StoreError::Conflict), Ok(true)]), "{results:?}");
         for t in [&first, &b, &c] {
             assert_eq!(s.get_token(&t.id, conformance::NOW).await.unwrap().as_ref(), Some(t));
@@ -612,10 +618,7 @@ mod tests {
             TokenWrite::Redeem { id: "k2".into(), now: NOW + 1, tokens: vec![issued("b1").remove(0), taken.clone()] },
             TokenWrite::Insert(conformance::token("after", TokenKind::Access, "c1", None, NOW + 1)),
         ];
-        let results = {
-            let mut conn = s.conn.lock().unwrap();
-            TokenWriter::run_all(&mut conn, writes.iter())
-        };
+        let results = run_batch(&s, "", &writes, "");
         assert!(
             matches!(
                 results[..],
@@ -657,14 +660,9 @@ mod tests {
             TokenWrite::Redeem { id: "k1".into(), now: NOW + 1, tokens: vec![small.clone(), big("a1")] },
             TokenWrite::Rotate { id: "r0".into(), now: NOW + 1, successor: "response".into(), tokens: vec![big("a2")] },
         ];
-        let results = {
-            let mut conn = s.conn.lock().unwrap();
-            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-            conn.pragma_update(None, "max_page_count", pages + 1).unwrap();
-            let results = TokenWriter::run_all(&mut conn, writes.iter());
-            conn.pragma_update(None, "max_page_count", 1_073_741_823).unwrap();
-            results
-        };
+        let pages: i64 = s.conn.lock().unwrap().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let full = format!("PRAGMA max_page_count = {}", pages + 1);
+        let results = run_batch(&s, &full, &writes, "PRAGMA max_page_count = 1073741823");
         assert!(results.iter().all(Result::is_err), "{results:?}");
         assert_eq!(s.get_code("k1", NOW + 1).await.unwrap(), Some(code("k1")), "still redeemable");
         assert_eq!(s.get_token("r0", NOW + 1).await.unwrap(), Some(old), "still rotatable");
@@ -691,16 +689,9 @@ mod tests {
             TokenWrite::Redeem { id: "k1".into(), now: NOW + 1, tokens: vec![a1.clone(), taken.clone()] },
             TokenWrite::Insert(conformance::token("after", TokenKind::Access, "c1", None, NOW + 1)),
         ];
-        let results = {
-            let mut conn = s.conn.lock().unwrap();
-            conn.execute_batch(
-                "CREATE TEMP TRIGGER refuse_undo BEFORE DELETE ON tokens BEGIN SELECT RAISE(ABORT, 'refused'); END;",
-            )
-            .unwrap();
-            let results = TokenWriter::run_all(&mut conn, writes.iter());
-            conn.execute_batch("DROP TRIGGER refuse_undo").unwrap();
-            results
-        };
+        let refuse =
+            "CREATE TEMP TRIGGER refuse_undo BEFORE DELETE ON tokens BEGIN SELECT RAISE(ABORT, 'refused'); END;";
+        let results = run_batch(&s, refuse, &writes, "DROP TRIGGER refuse_undo");
         assert!(
             results.iter().all(|r| matches!(r, Err(StoreError::Backend(m)) if m.contains("rolled back"))),
             "{results:?}"
