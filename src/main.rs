@@ -37,6 +37,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(cli::Command::UpgradeTable) => match upgrade_table() {
+            Ok((table, done)) => {
+                let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                println!(
+                    "upgraded table {table}: listing keys added to {} and {}",
+                    count(done.clients, "client"),
+                    count(done.users, "user")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(command) => cli::run(args.conn, command),
     }
 }
@@ -50,6 +65,17 @@ async fn create_table() -> Result<String, String> {
         .await
         .map_err(|e| format!("creating table {table}: {e}"))?;
     Ok(table)
+}
+
+/// `gatehouse upgrade-table`: brings the items of the table `GATEHOUSE_TABLE_NAME` that earlier
+/// versions wrote up to date (`gatehouse::store::dynamo::upgrade_table`).
+#[tokio::main(flavor = "current_thread")]
+async fn upgrade_table() -> Result<(String, gatehouse::store::dynamo::Upgraded), String> {
+    let table = std::env::var("GATEHOUSE_TABLE_NAME").map_err(|_| "GATEHOUSE_TABLE_NAME is not set".to_owned())?;
+    let done = gatehouse::store::dynamo::upgrade_table_from_env(&table)
+        .await
+        .map_err(|e| format!("upgrading table {table}: {e}"))?;
+    Ok((table, done))
 }
 
 /// Runs the local server until Ctrl-C.

@@ -75,6 +75,9 @@ pub enum Command {
     /// Create the tenant table GATEHOUSE_TABLE_NAME in DynamoDB (for DynamoDB Local, via
     /// AWS_ENDPOINT_URL_DYNAMODB; in AWS the stack creates it)
     CreateTable,
+    /// Bring the items of the table GATEHOUSE_TABLE_NAME that earlier versions wrote up to
+    /// date (listing keys of clients and users); run once after an upgrade, safe to rerun
+    UpgradeTable,
     /// OAuth clients (RFC 7591 metadata)
     #[command(subcommand)]
     Clients(clients::Cmd),
@@ -139,7 +142,7 @@ impl Cli {
         let mut command = Self::command();
         let matches = command.get_matches_mut();
         let cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        if matches!(cli.command, None | Some(Command::Serve | Command::CreateTable)) {
+        if matches!(cli.command, None | Some(Command::Serve | Command::CreateTable | Command::UpgradeTable)) {
             let on_line = |m: &clap::ArgMatches| {
                 ["url", "token", "sigv4", "region", "json", "timeout"]
                     .into_iter()
@@ -150,7 +153,7 @@ impl Cli {
                 command
                     .error(
                         clap::error::ErrorKind::ArgumentConflict,
-                        format!("--{id} is an option of the admin commands (clients, users, ...), not of the server or create-table"),
+                        format!("--{id} is an option of the admin commands (clients, users, ...), not of the server, create-table or upgrade-table"),
                     )
                     .exit();
             }
@@ -174,7 +177,9 @@ pub fn run(conn: Conn, command: Command) -> ExitCode {
 async fn execute(conn: Conn, command: Command) -> Result<(), Failure> {
     let ctx = Ctx::connect(conn).await?;
     match command {
-        Command::Serve | Command::CreateTable => Err(Failure::Usage("this command takes no admin options".into())),
+        Command::Serve | Command::CreateTable | Command::UpgradeTable => {
+            Err(Failure::Usage("this command takes no admin options".into()))
+        }
         Command::Clients(c) => clients::run(&ctx, c).await,
         Command::Users(c) => users::run(&ctx, c).await,
         Command::ResourceServers(c) => resource_servers::run(&ctx, c).await,

@@ -497,7 +497,7 @@ fn usage_errors_exit_2() {
         assert_eq!((out.code, out.stdout.as_str()), (2, ""), "{args:?}: {out:?}");
         let option = args.iter().find(|a| a.starts_with("--")).unwrap();
         let expected = format!(
-            "error: {option} is an option of the admin commands (clients, users, ...), not of the server or create-table\n"
+            "error: {option} is an option of the admin commands (clients, users, ...), not of the server, create-table or upgrade-table\n"
         );
         assert!(out.stderr.starts_with(&expected), "{}", out.stderr);
     }
@@ -771,6 +771,136 @@ async fn create_table_makes_the_tenant_table_in_dynamodb_local() {
     let out = run(env).await.unwrap();
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.starts_with(&format!("Error: creating table {table}: ")), "{}", out.stderr);
+
+    let out = run(vec![("AWS_REGION", "us-east-1".into())]).await.unwrap();
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (1, "", "Error: GATEHOUSE_TABLE_NAME is not set\n")
+    );
+}
+
+/// `gatehouse upgrade-table`: clients and users written by a version before their listings
+/// (items without `client_pk`/`user_pk` and `issued_sk`) are missing from the admin listings
+/// until it runs, and listed after it, with nothing else about them changed; token items and
+/// listed items are left alone; a second run changes nothing; a missing table name is a clear
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    let Some((store, ddb, table)) = common::dynamo().await else { return };
+    let url = std::env::var("GATEHOUSE_TEST_DYNAMODB_URL").unwrap();
+    let state = common::state_on(store.clone());
+    let app = common::app(&state);
+    let old_client = common::cc_client(&app).await;
+    let new_client = common::cc_client(&app).await;
+    let token = common::cc_token(&app, &old_client, "").await;
+    for name in ["old-user", "new-user"] {
+        let body = json!({"username": name, "password": "correct horse battery staple"});
+        let r = common::send(&app, common::admin("POST", "/admin/users", Some(body))).await;
+        assert_eq!(r.status, http::StatusCode::CREATED, "{}", r.text);
+    }
+    // As an earlier version wrote them: without the listing keys.
+    let make_old = || async {
+        for (pk, sk, list) in [
+            (format!("CLIENT#{}", old_client.id), "CLIENT", "client_pk"),
+            ("USER#old-user".to_owned(), "USER", "user_pk"),
+        ] {
+            ddb.update_item()
+                .table_name(&table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S(sk.into()))
+                .update_expression(format!("REMOVE {list}, issued_sk"))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    make_old().await;
+    let raw = |pk: String, sk: &'static str| {
+        let ddb = ddb.clone();
+        let table = table.clone();
+        async move {
+            let mut item = ddb
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S(sk.into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            item.remove("client_pk");
+            item.remove("user_pk");
+            item.remove("issued_sk");
+            item
+        }
+    };
+    let old_client_before = raw(format!("CLIENT#{}", old_client.id), "CLIENT").await;
+    let old_user_before = raw("USER#old-user".into(), "USER").await;
+    let listed = |kind: &'static str, key: &'static str| {
+        let app = app.clone();
+        async move {
+            let r = common::send(&app, common::admin("GET", &format!("/admin/{kind}"), None)).await;
+            assert_eq!(r.status, http::StatusCode::OK, "{}", r.text);
+            let mut names: Vec<String> =
+                r.body[kind].as_array().unwrap().iter().map(|i| i[key].as_str().unwrap().to_owned()).collect();
+            names.sort();
+            names
+        }
+    };
+    let mut both_clients = vec![old_client.id.clone(), new_client.id.clone()];
+    both_clients.sort();
+    assert_eq!(listed("clients", "client_id").await, std::slice::from_ref(&new_client.id));
+    assert_eq!(listed("users", "username").await, ["new-user"]);
+
+    // The Scan in pages of one item (the table's keys, clients, users, token, ...).
+    let done = gatehouse::store::dynamo::upgrade_table(&ddb, &table, 1).await.unwrap();
+    assert_eq!(done, gatehouse::store::dynamo::Upgraded { clients: 1, users: 1 });
+    assert_eq!(listed("clients", "client_id").await, both_clients);
+    assert_eq!(listed("users", "username").await, ["new-user", "old-user"]);
+    make_old().await;
+
+    let env: Vec<(&'static str, String)> = vec![
+        ("GATEHOUSE_TABLE_NAME", table.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", url),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ];
+    let run = |env: Vec<(&'static str, String)>| {
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            gh(&env, &["upgrade-table"], None)
+        })
+    };
+    let out = run(env.clone()).await.unwrap();
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, format!("upgraded table {table}: listing keys added to 1 client and 1 user\n").as_str(), "")
+    );
+    assert_eq!(listed("clients", "client_id").await, both_clients);
+    assert_eq!(listed("users", "username").await, ["new-user", "old-user"]);
+    // Only the listing keys were added.
+    assert_eq!(raw(format!("CLIENT#{}", old_client.id), "CLIENT").await, old_client_before);
+    assert_eq!(raw("USER#old-user".into(), "USER").await, old_user_before);
+    // The client's token is still listed under its client, and still active.
+    let r = common::send(
+        &app,
+        common::admin("GET", &format!("/admin/tokens?type=access&client_id={}", old_client.id), None),
+    )
+    .await;
+    assert_eq!((r.status, r.body["tokens"].as_array().map(Vec::len)), (http::StatusCode::OK, Some(1)), "{}", r.text);
+    let r = common::send(&app, common::form("/introspect", Some(&old_client.basic()), &format!("token={token}"))).await;
+    assert_eq!(r.body["active"], true, "{}", r.text);
+
+    let out = run(env).await.unwrap();
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, format!("upgraded table {table}: listing keys added to 0 clients and 0 users\n").as_str(), "")
+    );
 
     let out = run(vec![("AWS_REGION", "us-east-1".into())]).await.unwrap();
     assert_eq!(

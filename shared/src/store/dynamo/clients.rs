@@ -1,14 +1,14 @@
 //! Clients: `CLIENT#<client_id>` items. They are listed through the `by_client` index, in a
 //! partition of their own (`client_pk` = `CLIENTS`, sort key `issued_sk` = the client id; the
 //! token partitions of that index are `C#<client_id>#<kind>`), so the listing is a Query. (Items
-//! written before the listing existed lack these attributes: they are listed once they are next
-//! written, by an update or a secret rotation.)
+//! written before the listing existed lack these attributes until `gatehouse upgrade-table`
+//! adds them, or their next write: an update or a secret rotation.)
 use async_trait::async_trait;
 
 use super::*;
 
 /// The `by_client` partition that lists every client.
-const CLIENT_LIST: &str = "CLIENTS";
+pub(super) const CLIENT_LIST: &str = "CLIENTS";
 
 /// A client's item, with its keys and listing keys.
 fn client_item(c: &Client) -> StoreResult<Item> {

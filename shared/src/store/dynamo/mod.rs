@@ -22,7 +22,8 @@
 //! Creation is `attribute_not_exists(pk)`; client updates are conditional on the `version` read;
 //! revocation is a conditional update; code redemption
 //! and refresh rotation are single `TransactWriteItems` (a conditional update of the code or old
-//! token plus conditional puts of the new tokens).
+//! token plus conditional puts of the new tokens). Items an earlier version wrote without a key
+//! this one needs are brought up to date by [`upgrade_table`] (`gatehouse upgrade-table`).
 mod authorization;
 mod clients;
 mod groups;
@@ -30,6 +31,7 @@ mod replay;
 mod schema;
 mod settings;
 mod tokens;
+mod upgrade;
 mod users;
 
 use std::collections::HashMap;
@@ -43,6 +45,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 pub use schema::{INDEXES, create_table, create_table_from_env};
+pub use upgrade::{SCAN_PAGE, Upgraded, upgrade_table, upgrade_table_from_env};
 
 use super::*;
 

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use super::*;
 
 /// The `by_end_user` partition that lists every user.
-const USER_LIST: &str = "USERS";
+pub(super) const USER_LIST: &str = "USERS";
 
 /// Rounds of [`CounterStore`] updates racing with creations and deletions before giving up.
 const COUNTER_ATTEMPTS: usize = 3;
