@@ -730,29 +730,38 @@ fn sigv4_signs_for_execute_api_with_credentials_from_the_aws_chain() {
     requests.recv_timeout(Duration::from_secs(10)).unwrap();
 }
 
+/// The environment of a table command (`create-table`, `upgrade-table`) on `table` in
+/// DynamoDB Local.
+fn table_env(table: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("GATEHOUSE_TABLE_NAME", table.to_owned()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", std::env::var("GATEHOUSE_TEST_DYNAMODB_URL").unwrap()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+/// Runs `gatehouse <command>` with `env` off the test's runtime (the CLI blocks).
+async fn gh_off_runtime(env: Vec<(&'static str, String)>, command: &'static str) -> Out {
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        gh(&env, &[command], None)
+    })
+    .await
+    .unwrap()
+}
+
 /// `gatehouse create-table`: the tenant table in DynamoDB Local, with the schema the stack
 /// declares (the same `create_table` that infra.rs checks against the template); a second run
 /// fails because the table exists; a missing table name is a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_table_makes_the_tenant_table_in_dynamodb_local() {
     let Some((_, ddb, _)) = common::dynamo().await else { return };
-    let url = std::env::var("GATEHOUSE_TEST_DYNAMODB_URL").unwrap();
     let table = format!("gatehouse-cli-{}", gatehouse::crypto::random_id().replace(['-', '_'], "x"));
-    let env: Vec<(&'static str, String)> = vec![
-        ("GATEHOUSE_TABLE_NAME", table.clone()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", url),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ];
-    // The CLI blocks: run it off the test's runtime.
-    let run = |env: Vec<(&'static str, String)>| {
-        tokio::task::spawn_blocking(move || {
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            gh(&env, &["create-table"], None)
-        })
-    };
-    let out = run(env.clone()).await.unwrap();
+    let env = table_env(&table);
+    let run = |env| gh_off_runtime(env, "create-table");
+    let out = run(env.clone()).await;
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (0, format!("created table {table}\n").as_str(), "")
@@ -768,11 +777,11 @@ async fn create_table_makes_the_tenant_table_in_dynamodb_local() {
     expected.sort();
     assert_eq!(indexes, expected);
 
-    let out = run(env).await.unwrap();
+    let out = run(env).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.starts_with(&format!("Error: creating table {table}: ")), "{}", out.stderr);
 
-    let out = run(vec![("AWS_REGION", "us-east-1".into())]).await.unwrap();
+    let out = run(vec![("AWS_REGION", "us-east-1".into())]).await;
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (1, "", "Error: GATEHOUSE_TABLE_NAME is not set\n")
@@ -789,7 +798,6 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
     use aws_sdk_dynamodb::types::AttributeValue;
 
     let Some((store, ddb, table)) = common::dynamo().await else { return };
-    let url = std::env::var("GATEHOUSE_TEST_DYNAMODB_URL").unwrap();
     let state = common::state_on(store.clone());
     let app = common::app(&state);
     let old_client = common::cc_client(&app).await;
@@ -863,20 +871,9 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
     assert_eq!(listed("users", "username").await, ["new-user", "old-user"]);
     make_old().await;
 
-    let env: Vec<(&'static str, String)> = vec![
-        ("GATEHOUSE_TABLE_NAME", table.clone()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", url),
-        ("AWS_ACCESS_KEY_ID", "test".into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ];
-    let run = |env: Vec<(&'static str, String)>| {
-        tokio::task::spawn_blocking(move || {
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            gh(&env, &["upgrade-table"], None)
-        })
-    };
-    let out = run(env.clone()).await.unwrap();
+    let env = table_env(&table);
+    let run = |env| gh_off_runtime(env, "upgrade-table");
+    let out = run(env.clone()).await;
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (0, format!("upgraded table {table}: listing keys added to 1 client and 1 user\n").as_str(), "")
@@ -896,13 +893,13 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
     let r = common::send(&app, common::form("/introspect", Some(&old_client.basic()), &format!("token={token}"))).await;
     assert_eq!(r.body["active"], true, "{}", r.text);
 
-    let out = run(env).await.unwrap();
+    let out = run(env).await;
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (0, format!("upgraded table {table}: listing keys added to 0 clients and 0 users\n").as_str(), "")
     );
 
-    let out = run(vec![("AWS_REGION", "us-east-1".into())]).await.unwrap();
+    let out = run(vec![("AWS_REGION", "us-east-1".into())]).await;
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (1, "", "Error: GATEHOUSE_TABLE_NAME is not set\n")
