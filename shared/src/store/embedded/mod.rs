@@ -262,8 +262,7 @@ impl TokenWriter {
                 // Some errors (a full disk, I/O, memory) make SQLite roll the whole transaction
                 // back: then nothing of the batch is written, and the rest must not run outside it.
                 if tx.is_autocommit() {
-                    let msg = format!("the batch was rolled back: {e}");
-                    return writes.iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
+                    return writes.iter().map(|_| Err(rolled_back(e))).collect();
                 }
             }
             results.push(result);
@@ -283,11 +282,28 @@ impl TokenWriter {
 }
 
 /// [`err`] for an error that several callers get.
+///
+/// A full disk (`SQLITE_FULL`) is `Unavailable`, as a busy database is: SQLite undid the
+/// statement (or the transaction), so nothing was written, and the same request succeeds once
+/// there is space again. Callers answer 503 `temporarily_unavailable` with `Retry-After`
+/// instead of a 500.
 fn err_ref(e: &rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
-        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull) => {
+            StoreError::Unavailable(e.to_string())
+        }
         _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// The error every write of a batch gets when SQLite rolled the batch back because of `e`
+/// (one write's error): of the same kind, so a full disk stays `Unavailable`.
+fn rolled_back(e: &StoreError) -> StoreError {
+    let msg = format!("the batch was rolled back: {e}");
+    match e {
+        StoreError::Unavailable(_) => StoreError::Unavailable(msg),
+        _ => StoreError::Backend(msg),
     }
 }
 
@@ -642,7 +658,8 @@ mod tests {
     /// A redemption or rotation whose insert fails for want of space (`SQLITE_FULL`, forced
     /// with `max_page_count`) leaves nothing behind: the code stays redeemable, the refresh
     /// token rotatable, and no token of theirs is stored, whether SQLite undid the statement
-    /// or the whole transaction.
+    /// or the whole transaction. Each write's error is `Unavailable` (a 503 with
+    /// `Retry-After`): the same request succeeds once there is space.
     #[tokio::test]
     async fn a_write_that_runs_out_of_space_leaves_nothing() {
         use conformance::{NOW, code, family_token};
@@ -663,12 +680,21 @@ mod tests {
         let pages: i64 = s.conn.lock().unwrap().query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
         let full = format!("PRAGMA max_page_count = {}", pages + 1);
         let results = run_batch(&s, &full, &writes, "PRAGMA max_page_count = 1073741823");
-        assert!(results.iter().all(Result::is_err), "{results:?}");
+        assert!(results.iter().all(|r| matches!(r, Err(StoreError::Unavailable(_)))), "{results:?}");
         assert_eq!(s.get_code("k1", NOW + 1).await.unwrap(), Some(code("k1")), "still redeemable");
         assert_eq!(s.get_token("r0", NOW + 1).await.unwrap(), Some(old), "still rotatable");
         for id in ["a0", "a1", "a2"] {
             assert_eq!(s.get_token(id, NOW + 1).await.unwrap(), None, "{id}");
         }
+        // A write on its own, through the same writer, and one on the store's connection.
+        s.conn.lock().unwrap().execute_batch(&full).unwrap();
+        assert!(matches!(s.put_token(&big("a3")).await, Err(StoreError::Unavailable(_))));
+        let mut pending = code("k2");
+        pending.client_id = "x".repeat(64 * 1024);
+        assert!(matches!(s.put_code(&pending).await, Err(StoreError::Unavailable(_))));
+        s.conn.lock().unwrap().execute_batch("PRAGMA max_page_count = 1073741823").unwrap();
+        assert_eq!(s.get_token("a3", NOW + 1).await.unwrap(), None);
+        assert_eq!(s.get_code("k2", NOW + 1).await.unwrap(), None);
         assert!(s.redeem_code("k1", NOW + 1, &[small]).await.unwrap(), "redeemable once space is back");
         std::fs::remove_dir_all(&dir).unwrap();
     }
