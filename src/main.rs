@@ -60,7 +60,7 @@ fn main() -> ExitCode {
 /// declares, in the DynamoDB the standard AWS variables point at.
 #[tokio::main(flavor = "current_thread")]
 async fn create_table() -> Result<String, String> {
-    let table = std::env::var("GATEHOUSE_TABLE_NAME").map_err(|_| "GATEHOUSE_TABLE_NAME is not set".to_owned())?;
+    let table = table_name()?;
     gatehouse::store::dynamo::create_table_from_env(&table)
         .await
         .map_err(|e| format!("creating table {table}: {e}"))?;
@@ -71,11 +71,16 @@ async fn create_table() -> Result<String, String> {
 /// versions wrote up to date (`gatehouse::store::dynamo::upgrade_table`).
 #[tokio::main(flavor = "current_thread")]
 async fn upgrade_table() -> Result<(String, gatehouse::store::dynamo::Upgraded), String> {
-    let table = std::env::var("GATEHOUSE_TABLE_NAME").map_err(|_| "GATEHOUSE_TABLE_NAME is not set".to_owned())?;
+    let table = table_name()?;
     let done = gatehouse::store::dynamo::upgrade_table_from_env(&table)
         .await
         .map_err(|e| format!("upgrading table {table}: {e}"))?;
     Ok((table, done))
+}
+
+/// The table the table commands work on.
+fn table_name() -> Result<String, String> {
+    std::env::var("GATEHOUSE_TABLE_NAME").map_err(|_| "GATEHOUSE_TABLE_NAME is not set".to_owned())
 }
 
 /// Runs the local server until Ctrl-C.

@@ -790,9 +790,9 @@ async fn create_table_makes_the_tenant_table_in_dynamodb_local() {
 
 /// `gatehouse upgrade-table`: clients and users written by a version before their listings
 /// (items without `client_pk`/`user_pk` and `issued_sk`) are missing from the admin listings
-/// until it runs, and listed after it, with nothing else about them changed; token items and
-/// listed items are left alone; a second run changes nothing; a missing table name is a clear
-/// error.
+/// until it runs, and listed after it, their items exactly as this version writes them; token
+/// items, listed items and a group named like a user item's sort key are left alone; a second
+/// run changes nothing; a missing table name is a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
     use aws_sdk_dynamodb::types::AttributeValue;
@@ -808,6 +808,29 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
         let r = common::send(&app, common::admin("POST", "/admin/users", Some(body))).await;
         assert_eq!(r.status, http::StatusCode::CREATED, "{}", r.text);
     }
+    // A group whose name is a user item's sort key: its item (`GROUPS` / `USER`) is no user's.
+    let r = common::send(&app, common::admin("POST", "/admin/groups", Some(json!({"name": "USER"})))).await;
+    assert_eq!(r.status, http::StatusCode::CREATED, "{}", r.text);
+    let raw = |pk: String, sk: &'static str| {
+        let ddb = ddb.clone();
+        let table = table.clone();
+        async move {
+            let out = ddb
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S(sk.into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap();
+            out.item.unwrap()
+        }
+    };
+    // The items as this version wrote them, listing keys included.
+    let old_client_item = raw(format!("CLIENT#{}", old_client.id), "CLIENT").await;
+    let old_user_item = raw("USER#old-user".into(), "USER").await;
+    let group_item = raw("GROUPS".into(), "USER").await;
     // As an earlier version wrote them: without the listing keys.
     let make_old = || async {
         for (pk, sk, list) in [
@@ -825,29 +848,6 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
         }
     };
     make_old().await;
-    let raw = |pk: String, sk: &'static str| {
-        let ddb = ddb.clone();
-        let table = table.clone();
-        async move {
-            let mut item = ddb
-                .get_item()
-                .table_name(table)
-                .key("pk", AttributeValue::S(pk))
-                .key("sk", AttributeValue::S(sk.into()))
-                .consistent_read(true)
-                .send()
-                .await
-                .unwrap()
-                .item
-                .unwrap();
-            item.remove("client_pk");
-            item.remove("user_pk");
-            item.remove("issued_sk");
-            item
-        }
-    };
-    let old_client_before = raw(format!("CLIENT#{}", old_client.id), "CLIENT").await;
-    let old_user_before = raw("USER#old-user".into(), "USER").await;
     let listed = |kind: &'static str, key: &'static str| {
         let app = app.clone();
         async move {
@@ -869,6 +869,11 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
     assert_eq!(done, gatehouse::store::dynamo::Upgraded { clients: 1, users: 1 });
     assert_eq!(listed("clients", "client_id").await, both_clients);
     assert_eq!(listed("users", "username").await, ["new-user", "old-user"]);
+    // Exactly the items this version writes: the same listing keys (the sort key is the cursor
+    // of the listings' pages), nothing else changed; the group untouched.
+    assert_eq!(raw(format!("CLIENT#{}", old_client.id), "CLIENT").await, old_client_item);
+    assert_eq!(raw("USER#old-user".into(), "USER").await, old_user_item);
+    assert_eq!(raw("GROUPS".into(), "USER").await, group_item);
     make_old().await;
 
     let env = table_env(&table);
@@ -880,9 +885,8 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
     );
     assert_eq!(listed("clients", "client_id").await, both_clients);
     assert_eq!(listed("users", "username").await, ["new-user", "old-user"]);
-    // Only the listing keys were added.
-    assert_eq!(raw(format!("CLIENT#{}", old_client.id), "CLIENT").await, old_client_before);
-    assert_eq!(raw("USER#old-user".into(), "USER").await, old_user_before);
+    assert_eq!(raw(format!("CLIENT#{}", old_client.id), "CLIENT").await, old_client_item);
+    assert_eq!(raw("USER#old-user".into(), "USER").await, old_user_item);
     // The client's token is still listed under its client, and still active.
     let r = common::send(
         &app,

@@ -254,8 +254,7 @@ impl TokenWriter {
                 Err(e) => {
                     // A write could not be undone: nothing of the batch may commit. Dropping
                     // `tx` rolls the transaction back.
-                    let msg = format!("the batch was rolled back: {e}");
-                    return writes.iter().map(|_| Err(StoreError::Backend(msg.clone()))).collect();
+                    return writes.iter().map(|_| Err(rolled_back(&e))).collect();
                 }
             };
             if let Err(e) = &result {
@@ -290,15 +289,18 @@ impl TokenWriter {
 fn err_ref(e: &rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull) => {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
+        Some(ErrorCode::DiskFull) => {
+            // Unlike a busy database, this lasts until an operator acts: an error line.
+            tracing::error!(error = %e, "the database cannot grow: writes fail until there is space");
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Backend(e.to_string()),
     }
 }
 
-/// The error every write of a batch gets when SQLite rolled the batch back because of `e`
-/// (one write's error): of the same kind, so a full disk stays `Unavailable`.
+/// The error every write of a batch gets when the batch is rolled back because of `e` (a
+/// write's error, or its undo's): of the same kind, so a full disk stays `Unavailable`.
 fn rolled_back(e: &StoreError) -> StoreError {
     let msg = format!("the batch was rolled back: {e}");
     match e {
