@@ -14,7 +14,8 @@
 //! | authorization code | `CODE#<id>` | `CODE` | `ttl` |
 //!
 //! GSIs `by_client`, `by_end_user` and `by_client_end_user` (all keyed on `issued_sk`, projecting
-//! everything) serve the admin listings as Queries, never Scans; `by_family` (`family_pk` =
+//! everything) serve the admin listings as Queries, never Scans (the one Scan is the operator's
+//! one-off [`upgrade_table`]); `by_family` (`family_pk` =
 //! `F#<family>`, same sort key) serves family revocation; the `CLIENTS` partition of `by_client`
 //! lists the clients. Cursors are sort keys (a key condition `issued_sk >` the cursor). `ttl`
 //! holds the expiry, and expired items are filtered on every read because TTL deletion can lag
