@@ -39,12 +39,7 @@ fn main() -> ExitCode {
         },
         Some(cli::Command::UpgradeTable) => match upgrade_table() {
             Ok((table, done)) => {
-                let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-                println!(
-                    "upgraded table {table}: listing keys added to {} and {}",
-                    count(done.clients, "client"),
-                    count(done.users, "user")
-                );
+                println!("upgraded table {table}: listing keys added to {done}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -908,4 +908,20 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
         (1, "", "Error: GATEHOUSE_TABLE_NAME is not set\n")
     );
+
+    // DynamoDB unreachable (a closed port): the error says what the run did before it.
+    let mut env = table_env(&table);
+    env[1].1 = "http://127.0.0.1:9".into();
+    let out = run(env).await;
+    assert_eq!((out.code, out.stdout.as_str()), (1, ""), "{}", out.stderr);
+    let prefix = format!("Error: upgrading table {table}: store unavailable: dynamodb: ");
+    assert!(out.stderr.starts_with(&prefix), "{}", out.stderr);
+    assert!(
+        out.stderr.ends_with(
+            " (listing keys were added to 0 clients and 0 users before it; run it again to finish: upgraded items \
+             are skipped)\n"
+        ),
+        "{}",
+        out.stderr
+    );
 }

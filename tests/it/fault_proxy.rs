@@ -319,6 +319,8 @@ fn env(var: &str) -> String {
 struct Stack {
     /// The table read directly, not through the proxy: what is really stored.
     store: Arc<dyn Store>,
+    /// A client of the table that bypasses the proxy.
+    direct: aws_sdk_dynamodb::Client,
     table: String,
     ddb: Proxy,
     kms: Proxy,
@@ -336,7 +338,7 @@ impl Stack {
     /// A fresh table (and, for `signer` kms or sealed, a fresh KMS key), or `None` when the
     /// services are absent.
     async fn new(signer: &str) -> Option<Self> {
-        let (store, _, table) = common::dynamo().await?;
+        let (store, direct, table) = common::dynamo().await?;
         let kms_key = match signer {
             "local" => String::new(),
             "sealed" => {
@@ -347,7 +349,7 @@ impl Stack {
         let kms_url = std::env::var("GATEHOUSE_TEST_KMS_URL").unwrap_or_else(|_| "http://127.0.0.1:9".into());
         let ddb = Proxy::start(&env("GATEHOUSE_TEST_DYNAMODB_URL")).await;
         let kms = Proxy::start(&kms_url).await;
-        Some(Self { store, table, ddb, kms, kms_key })
+        Some(Self { store, direct, table, ddb, kms, kms_key })
     }
 
     /// Clients as the functions build them, each pair with a retry partition of its own: the
@@ -929,6 +931,102 @@ async fn admin_revocation_while_dynamodb_fails() {
     for t in &tokens {
         assert_active(&i.app, &rs, t, false).await;
     }
+}
+
+// ---------------------------------------------------------------- gatehouse upgrade-table
+
+/// `upgrade_table` stopped by a failing DynamoDB says how far it got, keeps what it did, and a
+/// rerun finishes the rest: three clients and users of an earlier version (without their
+/// listing keys), and every UpdateItem after the first failing (500, the SDK's three attempts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_stopped_by_a_fault_says_how_far_it_got_and_a_rerun_finishes() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use gatehouse::store::dynamo::{UpgradeError, Upgraded, upgrade_table};
+
+    let Some(stack) = Stack::new("local").await else { return };
+    let app = common::app(&common::state_on(stack.store.clone()));
+    let clients = [common::cc_client(&app).await, common::cc_client(&app).await];
+    let r =
+        send(&app, admin("POST", "/admin/users", Some(json!({"username": "old-user", "password": PASSWORD})))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let old = [
+        (format!("CLIENT#{}", clients[0].id), "CLIENT", "client_pk"),
+        (format!("CLIENT#{}", clients[1].id), "CLIENT", "client_pk"),
+        ("USER#old-user".to_owned(), "USER", "user_pk"),
+    ];
+    for (pk, sk, list) in &old {
+        stack
+            .direct
+            .update_item()
+            .table_name(&stack.table)
+            .key("pk", AttributeValue::S(pk.clone()))
+            .key("sk", AttributeValue::S((*sk).into()))
+            .update_expression(format!("REMOVE {list}, issued_sk"))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Which of them carry their listing key, read directly from the table.
+    let upgraded = || async {
+        let mut n = 0;
+        for (pk, sk, list) in &old {
+            let item = stack
+                .direct
+                .get_item()
+                .table_name(&stack.table)
+                .key("pk", AttributeValue::S(pk.clone()))
+                .key("sk", AttributeValue::S((*sk).into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            n += usize::from(item.contains_key(*list) && item.contains_key("issued_sk"));
+        }
+        n
+    };
+    assert_eq!(upgraded().await, 0);
+    let ddb = stack.clients().await.dynamodb;
+
+    stack.ddb.set(Rule::on(UPDATE, Fault::ServerError).after(1));
+    let Err(stopped) = upgrade_table(&ddb, &stack.table, 1).await else {
+        panic!("the upgrade must stop on the failing UpdateItem")
+    };
+    let UpgradeError { done, error } = &stopped;
+    assert!(matches!(error, gatehouse::store::StoreError::Unavailable(_)), "{error:?}");
+    assert_eq!(done.clients + done.users, 1, "{done:?}");
+    assert_eq!(upgraded().await, 1, "the first item's keys are kept");
+    let message = stopped.to_string();
+    assert!(message.starts_with("store unavailable: dynamodb: "), "{message}");
+    let progress = if done.clients == 1 { "1 client and 0 users" } else { "0 clients and 1 user" };
+    assert!(
+        message.ends_with(&format!(
+            " (listing keys were added to {progress} before it; run it again to finish: upgraded items are skipped)"
+        )),
+        "{message}"
+    );
+
+    stack.ddb.pass();
+    let rest = upgrade_table(&ddb, &stack.table, 1).await.unwrap();
+    assert_eq!(
+        Upgraded { clients: done.clients + rest.clients, users: done.users + rest.users },
+        Upgraded { clients: 2, users: 1 }
+    );
+    assert_eq!(upgraded().await, 3);
+    assert_eq!(upgrade_table(&ddb, &stack.table, 1).await.unwrap(), Upgraded::default());
+    // Listed by the admin API.
+    let r = send(&app, admin("GET", "/admin/clients", None)).await;
+    let mut listed: Vec<&str> =
+        r.body["clients"].as_array().unwrap().iter().map(|c| c["client_id"].as_str().unwrap()).collect();
+    listed.sort();
+    let mut ids = [clients[0].id.as_str(), clients[1].id.as_str()];
+    ids.sort();
+    assert_eq!(listed, ids);
+    let r = send(&app, admin("GET", "/admin/users", None)).await;
+    let users: Vec<&str> =
+        r.body["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert_eq!(users, ["old-user"], "{}", r.text);
 }
 
 /// Every token response and error above is built by the handlers; this checks the proxy

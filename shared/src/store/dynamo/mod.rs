@@ -46,7 +46,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 pub use schema::{INDEXES, create_table, create_table_from_env};
-pub use upgrade::{SCAN_PAGE, Upgraded, upgrade_table, upgrade_table_from_env};
+pub use upgrade::{SCAN_PAGE, UpgradeError, Upgraded, upgrade_table, upgrade_table_from_env};
 
 use super::*;
 

@@ -18,18 +18,45 @@ pub struct Upgraded {
     pub users: usize,
 }
 
+impl std::fmt::Display for Upgraded {
+    /// "1 client and 2 users".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        write!(f, "{} client{} and {} user{}", self.clients, plural(self.clients), self.users, plural(self.users))
+    }
+}
+
+/// An [`upgrade_table`] run that stopped on a store error, with what it had changed by then.
+/// Running it again is safe and finishes the job: the items already upgraded are skipped.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} (listing keys were added to {done} before it; run it again to finish: upgraded items are skipped)")]
+pub struct UpgradeError {
+    /// What the run changed before the error.
+    pub done: Upgraded,
+    /// The error that stopped it.
+    pub error: StoreError,
+}
+
 /// Items a Scan request reads for [`upgrade_table_from_env`] (DynamoDB also ends a page at 1 MB).
 pub const SCAN_PAGE: i32 = 1000;
 
 /// [`upgrade_table`] with a client from the standard AWS chain, as `create_table_from_env`.
-pub async fn upgrade_table_from_env(table: &str) -> StoreResult<Upgraded> {
+pub async fn upgrade_table_from_env(table: &str) -> Result<Upgraded, UpgradeError> {
     upgrade_table(&Ddb::new(&crate::state::aws_sdk_config().await), table, SCAN_PAGE).await
 }
 
 /// Adds the listing keys to every client and user item of `table` that lacks them, reading
-/// the table `scan_page` items per request.
-pub async fn upgrade_table(ddb: &Ddb, table: &str, scan_page: i32) -> StoreResult<Upgraded> {
+/// the table `scan_page` items per request. On a store error, says how far it got.
+pub async fn upgrade_table(ddb: &Ddb, table: &str, scan_page: i32) -> Result<Upgraded, UpgradeError> {
     let mut done = Upgraded::default();
+    match upgrade_items(ddb, table, scan_page, &mut done).await {
+        Ok(()) => Ok(done),
+        Err(error) => Err(UpgradeError { done, error }),
+    }
+}
+
+/// [`upgrade_table`]'s work, counting into `done` as it goes.
+async fn upgrade_items(ddb: &Ddb, table: &str, scan_page: i32, done: &mut Upgraded) -> StoreResult<()> {
     let mut start: Option<Item> = None;
     loop {
         let page = ddb
@@ -78,7 +105,7 @@ pub async fn upgrade_table(ddb: &Ddb, table: &str, scan_page: i32) -> StoreResul
         }
         match page.last_evaluated_key {
             Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(done),
+            _ => return Ok(()),
         }
     }
 }
