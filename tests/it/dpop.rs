@@ -723,3 +723,82 @@ async fn a_bound_token_at_a_resource_server_dynamodb() {
     let Some((store, _, _)) = common::dynamo().await else { return };
     resource_case(store).await;
 }
+
+// ---------------------------------------------------------------- the admin API
+
+const ADMIN_URL: &str = "https://auth.test.example/admin/settings";
+
+/// `GET /admin/settings` with `authorization` and the `DPoP` headers given.
+async fn admin_get(app: &Router, authorization: &str, proofs: &[&str]) -> Resp {
+    let mut b = Request::get("/admin/settings").header(header::AUTHORIZATION, authorization);
+    for p in proofs {
+        b = b.header("DPoP", *p);
+    }
+    send(app, b.body(Body::empty()).unwrap()).await
+}
+
+/// A DPoP-bound `gatehouse:admin` token administers only with the DPoP scheme and a proof by
+/// its key for the admin request (RFC 9449 §7.1), never as a Bearer token; an unbound one only
+/// as Bearer; and a token for a registered resource server never administers (RFC 9068 §4: that
+/// server could replay it).
+#[tokio::test]
+async fn the_admin_api_holds_a_bound_token_to_its_key_and_a_token_to_its_audience() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let robot = register(&app, json!({"grant_types": ["client_credentials"], "scope": "gatehouse:admin"})).await;
+    let (key, other) = (DpopKey::new(), DpopKey::new());
+    let r = cc_with(&app, &robot, &[&key.token_proof(&state)]).await;
+    assert_eq!(r.body["token_type"], "DPoP", "{}", r.text);
+    let at = s(&r.body, "access_token");
+    let now = state.clock.now();
+    let ath = b64(Sha256::digest(at.as_bytes()));
+    let proof = |k: &DpopKey, htm: &str, htu: &str| k.proof_at(htm, htu, now, json!({"ath": ath}));
+    let dpop_auth = format!("DPoP {at}");
+
+    let r = admin_get(&app, &format!("Bearer {at}"), &[&proof(&key, "GET", ADMIN_URL)]).await;
+    assert_dpop_401(
+        &r,
+        "invalid_token",
+        "the access token is DPoP-bound: present it with the DPoP scheme and a DPoP proof (RFC 9449 §7.1)",
+    );
+    let r = admin_get(&app, &dpop_auth, &[]).await;
+    assert_dpop_401(&r, "invalid_dpop_proof", "a DPoP proof is required with a DPoP-bound access token");
+    let r = admin_get(&app, &dpop_auth, &[&proof(&other, "GET", ADMIN_URL)]).await;
+    assert_dpop_401(&r, "invalid_token", "the DPoP proof's key is not the key the access token is bound to");
+    for (htm, htu) in [("POST", ADMIN_URL), ("GET", "https://auth.test.example/admin/clients")] {
+        let r = admin_get(&app, &dpop_auth, &[&proof(&key, htm, htu)]).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_dpop_proof");
+    }
+    let good = proof(&key, "GET", ADMIN_URL);
+    let r = admin_get(&app, &dpop_auth, &[&good]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["settings"]["access_token_ttl"].is_number(), "{}", r.text);
+    let r = admin_get(&app, &dpop_auth, &[&good]).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_dpop_proof");
+
+    // An unbound admin token: Bearer only.
+    let bearer_at = s(&cc_with(&app, &robot, &[]).await.body, "access_token");
+    let r = admin_get(&app, &format!("Bearer {bearer_at}"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = admin_get(&app, &format!("DPoP {bearer_at}"), &[&key.proof_at("GET", ADMIN_URL, now, json!({}))]).await;
+    assert_dpop_401(&r, "invalid_token", "the access token is not DPoP-bound: present it as a Bearer token");
+
+    // A token whose audience is a registered resource server that offers the scope: 401.
+    let rs = json!({"identifier": "https://api.example.com", "scopes": ["gatehouse:admin"]});
+    let r = send(&app, admin("POST", "/admin/resource-servers", Some(rs))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = send(
+        &app,
+        token_request(
+            Some(&robot.basic()),
+            "grant_type=client_credentials&resource=https%3A%2F%2Fapi.example.com",
+            &[],
+        ),
+    )
+    .await;
+    let for_api = s(&r.body, "access_token");
+    assert_eq!(claims(&for_api)["aud"], "https://api.example.com");
+    assert_eq!(claims(&for_api)["scope"], "gatehouse:admin");
+    let r = admin_get(&app, &format!("Bearer {for_api}"), &[]).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+}

@@ -620,11 +620,17 @@ async fn real_responses_match_the_documented_schemas() {
     assert_eq!(r.body["count"], 2);
     let r = c.admin("GET", "/admin/tokens", "/admin/tokens?type=bearer&client_id=x", None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    // A token without the admin scope is refused with 403.
-    let req = Request::get("/admin/clients").header(header::AUTHORIZATION, format!("Bearer {at}")).body(Body::empty());
-    let r = send(&c.app, req.unwrap()).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
-    check_response(&c.doc, "/admin/clients", "GET", &r);
+    // A token for Gatehouse without the admin scope is refused with 403; one for another
+    // audience with 401.
+    let r = c.form("/token", Some(&auth), "grant_type=client_credentials&scope=read").await;
+    let own = r.body["access_token"].as_str().unwrap().to_owned();
+    for (token, status) in [(&own, StatusCode::FORBIDDEN), (&at, StatusCode::UNAUTHORIZED)] {
+        let req =
+            Request::get("/admin/clients").header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty());
+        let r = send(&c.app, req.unwrap()).await;
+        assert_eq!(r.status, status, "{}", r.text);
+        check_response(&c.doc, "/admin/clients", "GET", &r);
+    }
     let r = c.admin("POST", "/admin/tokens/revoke", "/admin/tokens/revoke", Some(json!({"token": at}))).await;
     assert_eq!(r.body, json!({"revoked": true}));
     let r = c.form("/revoke", Some(&auth), &format!("token={rt}&token_type_hint=refresh_token")).await;

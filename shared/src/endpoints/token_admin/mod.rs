@@ -18,8 +18,8 @@ mod users;
 
 use axum::Router;
 use axum::body::Body;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use lambda_http::request::RequestContext;
@@ -113,8 +113,9 @@ pub const ADMIN_SCOPE: &str = "gatehouse:admin";
 /// Checks the admin credential, in this order: the IAM identity API Gateway verified (when
 /// `GATEHOUSE_ADMIN_IAM=true`), the static `GATEHOUSE_ADMIN_TOKEN`, or an active access token of
 /// this tenant with the scope [`ADMIN_SCOPE`] that a client obtained for itself (client
-/// credentials grant; a token a user delegated never administers). Every admitted call is
-/// audited with its actor; every refusal too, without the credential.
+/// credentials grant; a token a user delegated never administers), meant for this server
+/// (`aud`), and presented with its DPoP proof when DPoP-bound. Every admitted call is audited
+/// with its actor; every refusal too, without the credential.
 pub async fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
     let actor = authenticate(state, parts).await?;
     audit::record(AuditEvent::AdminCall {
@@ -133,18 +134,13 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
         let who = iam.user_arn.clone().or_else(|| iam.caller_id.clone()).unwrap_or_else(|| "iam".into());
         return Ok(Actor(format!("iam:{who}")));
     }
-    let presented = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
-    let Some(presented) = presented else {
+    // `Bearer <token>` (RFC 6750 §2.1), or `DPoP <token>` for a DPoP-bound access token.
+    let Some((scheme, presented)) = crate::dpop::presented_token(&parts.headers) else {
         audit::record(AuditEvent::AdminRefused { reason: "missing admin credential" });
         return Err(OAuthError::AdminUnauthorized);
     };
-    if let Some(expected) = state.config.admin_token.as_deref()
+    if scheme == crate::dpop::Scheme::Bearer
+        && let Some(expected) = state.config.admin_token.as_deref()
         && crate::crypto::ct_eq(&crate::crypto::digest(presented), &crate::crypto::digest(expected))
     {
         return Ok(Actor("admin-token".into()));
@@ -152,6 +148,30 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
     if presented.split('.').count() == 3
         && let Some((_, record)) = crate::endpoints::introspect::active_access_token(state, presented).await?
     {
+        // RFC 9449 §7.1: a DPoP-bound token only with the DPoP scheme and a proof by its key
+        // for this request (`htu` as the token endpoint's: the issuer and the path); an
+        // unbound one only as Bearer. Refusals are 401 `invalid_token`/`invalid_dpop_proof`.
+        let htu = state.config.endpoint(parts.uri.path());
+        let dpop = crate::dpop::verify_for_resource(
+            state,
+            parts.method.as_str(),
+            &htu,
+            &parts.headers,
+            presented,
+            record.jkt.as_deref(),
+        )
+        .await;
+        if let Err(e) = dpop {
+            audit::record(AuditEvent::AdminRefused { reason: "access token presented without its DPoP proof" });
+            return Err(e);
+        }
+        // RFC 9068 §4: only a token meant for this server (`aud` the issuer, or the tenant's
+        // default audience, which is the issuer unless configured). A token for any other
+        // resource server never administers: that server holds it and could replay it here.
+        if record.audience != state.config.issuer && record.audience != state.config.default_audience {
+            audit::record(AuditEvent::AdminRefused { reason: "access token for another audience" });
+            return Err(OAuthError::AdminUnauthorized);
+        }
         if record.scope.contains(ADMIN_SCOPE) && record.grant_type == crate::model::GrantType::ClientCredentials {
             return Ok(Actor(format!("client:{}", record.client_id)));
         }
