@@ -64,8 +64,15 @@ fn lock_key(username: &str) -> String {
     format!("signin:{}", username.to_lowercase())
 }
 
-/// Checks a username and password, with lockout. Store errors propagate (503), never
-/// counting as a failed sign-in.
+/// Checks a username and password, with lockout. Store errors before the password check
+/// propagate (503) without counting an attempt.
+///
+/// Each attempt takes its place in the failure count *before* its password is checked, and an
+/// attempt past the threshold is refused unchecked: concurrent guesses (a burst of password
+/// grants, or many Lambda instances at once) get at most `lockout_threshold` password checks
+/// per window, as sequential ones do (RFC 6749 §4.3.2 and RFC 9700 §2.4: the lockout bounds
+/// guessing however fast the guesses arrive). A success clears the count; a failure keeps its
+/// place, and the one that reaches the threshold locks the username for the cool-down.
 pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result<Result<User, SignInError>> {
     let now = state.clock.now();
     let key = lock_key(username);
@@ -78,21 +85,25 @@ pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result
         return Ok(Err(SignInError::Locked));
     }
     let user = state.store.get_user(username).await?;
+    let settings = state.settings().await?;
+    let attempt = state.store.increment_counter(&key, now, settings.lockout_window as i64).await?;
+    if attempt.is_locked(now) || u64::from(attempt.count) > settings.lockout_threshold {
+        // Locked meanwhile, or more attempts than the threshold already counted or in flight.
+        // The attempt that reached the threshold locks (below); this one is refused unchecked.
+        audit::record(AuditEvent::SignInFailed { username: username.to_owned(), reason: "locked" });
+        return Ok(Err(SignInError::Locked));
+    }
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
     let pw = password.to_owned();
     let ok = tokio::task::spawn_blocking(move || verify(&pw, &hash)).await.map_err(OAuthError::server)?;
     match user {
         Some(u) if ok && u.enabled => {
-            // A success forgets earlier failures; with none counted there is nothing to delete.
-            if counter.is_some() {
-                state.store.clear_counter(&key).await?;
-            }
+            // A success forgets earlier failures, and this attempt's place.
+            state.store.clear_counter(&key).await?;
             Ok(Ok(u))
         }
         _ => {
-            let settings = state.settings().await?;
-            let c = state.store.increment_counter(&key, now, settings.lockout_window as i64).await?;
-            let locked = u64::from(c.count) >= settings.lockout_threshold;
+            let locked = u64::from(attempt.count) >= settings.lockout_threshold;
             if locked {
                 state.store.lock_counter(&key, now + settings.lockout_cooldown as i64).await?;
                 audit::record(AuditEvent::LockedOut { username: username.to_owned() });

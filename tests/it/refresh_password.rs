@@ -651,3 +651,53 @@ async fn concurrent_failures_are_all_counted_dynamodb() {
     let Some((store, _, _)) = common::dynamo().await else { return };
     concurrent_failures_are_all_counted(common::state_on(store)).await;
 }
+
+/// A burst of guesses gets no more password checks than sequential guesses would: 20 at once,
+/// and only the first five counted are checked (the fifth locks); the other 15 are refused
+/// unchecked, and even the right password is refused until the cool-down ends.
+async fn a_burst_of_guesses_gets_only_the_thresholds_checks(state: AppState) {
+    gatehouse::audit::start_capture();
+    let app = common::app(&state);
+    let c = password_client(&app).await;
+    let user = format!("burst-{}", gatehouse::crypto::random_id());
+    create_user(&app, &user, PASSWORD).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let body = format!("grant_type=password&{}", credentials(&user, &format!("guess number {i}")));
+            let (app, auth) = (app.clone(), c.basic());
+            tokio::spawn(async move { send(&app, form("/token", Some(&auth), &body)).await })
+        })
+        .collect();
+    let invalid = "the resource owner credentials are invalid";
+    let locked = "too many failed sign-in attempts; try again later";
+    let mut answers = std::collections::BTreeMap::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+        *answers.entry(r.body["error_description"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(answers, [(invalid.to_owned(), 4), (locked.to_owned(), 16)].into_iter().collect());
+    let reasons: Vec<String> = audit_lines(&user)
+        .iter()
+        .filter(|l| l["event"] == "sign_in_failed")
+        .map(|l| l["reason"].as_str().unwrap().to_owned())
+        .collect();
+    let checked = reasons.iter().filter(|r| *r == "invalid credentials").count();
+    assert_eq!(checked, 5, "five passwords checked: {reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| *r == "locked").count(), 15, "{reasons:?}");
+    assert_invalid_grant(&password_grant(&app, &c, &credentials(&user, PASSWORD)).await, locked);
+    state.clock.advance(901);
+    assert_eq!(password_grant(&app, &c, &credentials(&user, PASSWORD)).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_guesses_gets_only_the_thresholds_checks_embedded() {
+    let (state, _dir) = common::embedded_state();
+    a_burst_of_guesses_gets_only_the_thresholds_checks(state).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_guesses_gets_only_the_thresholds_checks_dynamodb() {
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    a_burst_of_guesses_gets_only_the_thresholds_checks(common::state_on(store)).await;
+}

@@ -209,9 +209,11 @@ async fn endpoint_counts(signer: &'static str, sign: &[&'static str]) {
     let code = code_from(&decide(&i.app, &page, "approve").await);
     let consent = i.calls();
     assert_eq!(authorize, [GET, PUT], "GET /authorize: the client (first use), the pending request");
-    // Sign-in: the pending request, the lockout counter (none: nothing to clear), the user, a
-    // prior consent, the pending request updated, the resource servers (scope descriptions).
-    assert_eq!(login, [GET, GET, GET, GET, PUT, QUERY], "POST /authorize/login");
+    // Sign-in: the pending request, the lockout counter (none), the user; the attempt counted
+    // before the password check (no live counter: the update's condition fails, then a new
+    // one is put) and cleared after its success; a prior consent, the pending request
+    // updated, the resource servers (scope descriptions).
+    assert_eq!(login, [GET, GET, GET, UPDATE, PUT, DELETE, GET, PUT, QUERY], "POST /authorize/login");
     // Consent: the pending request, the prior consent, the pending request consumed, the
     // consent stored, the code stored.
     assert_eq!(consent, [GET, GET, DELETE, PUT, PUT], "POST /authorize/consent");
