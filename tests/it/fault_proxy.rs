@@ -84,6 +84,12 @@ impl Rule {
         self.times = Some(n);
         self
     }
+
+    /// Only requests whose body contains `text`.
+    pub(crate) fn containing(mut self, text: &str) -> Self {
+        self.body = Some(text.to_owned());
+        self
+    }
 }
 
 #[derive(Default)]
@@ -931,6 +937,32 @@ async fn admin_revocation_while_dynamodb_fails() {
     for t in &tokens {
         assert_active(&i.app, &rs, t, false).await;
     }
+}
+
+// ---------------------------------------------------------------- read consistency
+
+/// Queries of the table itself are strongly consistent (a signing key retired, a resource
+/// server or a consent changed, is seen by the next read); Queries of an index are not
+/// (DynamoDB refuses `ConsistentRead` there). Checked on the wire: only requests that ask for
+/// a consistent read fail here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_of_the_table_are_strongly_consistent() {
+    use gatehouse::store::{ConsentStore, KeyStore, ResourceServerStore, TokenStore};
+
+    let Some(stack) = Stack::new("local").await else { return };
+    let store = DynamoStore::new(stack.clients().await.dynamodb, stack.table.clone());
+    stack.ddb.set(Rule::on(Some("Query"), Fault::ServerError).containing("\"ConsistentRead\":true"));
+    let unavailable = |r: Result<(), gatehouse::store::StoreError>| {
+        assert!(matches!(r, Err(gatehouse::store::StoreError::Unavailable(_))), "{r:?}");
+    };
+    unavailable(store.list_signing_keys().await.map(drop));
+    unavailable(store.list_resource_servers().await.map(drop));
+    unavailable(store.list_consents("alice").await.map(drop));
+    assert_eq!(store.list_family("family", T0).await.unwrap(), vec![], "an index Query");
+    let q = TokenQuery { kind: TokenKind::Access, client_id: Some("c".into()), end_user: None };
+    assert_eq!(store.count_tokens(&q, T0).await.unwrap(), 0, "an index Query");
+    stack.ddb.pass();
+    assert_eq!(store.list_signing_keys().await.unwrap(), vec![]);
 }
 
 // ---------------------------------------------------------------- gatehouse upgrade-table

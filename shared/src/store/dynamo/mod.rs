@@ -290,7 +290,9 @@ impl DynamoStore {
     /// The Query loop of [`Self::query_pages`] and [`Self::query_after`]: partition `#k = :k`,
     /// or `range`'s key condition with its `:range` value; `filter` and its values; `limit`
     /// items per request; follows `LastEvaluatedKey` until `each` returns `false` or the
-    /// partition ends.
+    /// partition ends. A Query of the table itself is strongly consistent: the signing keys,
+    /// resource servers and consents it serves are read right after an admin changed them (a
+    /// key retired, a consent to delete with its user). An index cannot be.
     #[allow(clippy::too_many_arguments)]
     async fn query_loop(
         &self,
@@ -309,6 +311,7 @@ impl DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .set_index_name(index.map(str::to_owned))
+                .consistent_read(index.is_none())
                 .key_condition_expression("#k = :k")
                 .expression_attribute_names("#k", key_attr)
                 .expression_attribute_values(":k", s(key))
