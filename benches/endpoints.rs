@@ -176,6 +176,7 @@ async fn mint_code(state: &AppState, client: &Client) -> String {
         issued_at: now,
         expires_at: now + 600,
         consumed_at: None,
+        issued: vec![],
     };
     state.store.put_code(&record).await.unwrap();
     code

@@ -55,6 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             issued_at: now,
             expires_at: now + 600,
             consumed_at: None,
+            issued: vec![],
         };
         store.put_code(&record).await?;
         out.push_str(&code);

@@ -701,3 +701,76 @@ async fn a_burst_of_guesses_gets_only_the_thresholds_checks_dynamodb() {
     let Some((store, _, _)) = common::dynamo().await else { return };
     a_burst_of_guesses_gets_only_the_thresholds_checks(common::state_on(store)).await;
 }
+
+/// On DynamoDB a family is listed through an index, which is eventually consistent: a token
+/// issued a moment ago may not be in it yet. Here the index never catches up (the tokens'
+/// `family_pk` removed in the table), and every revocation still takes them: a replayed code
+/// the tokens its redemption issued (recorded on the code), a reused refresh token its
+/// successors (from the sealed successor responses), a revoked refresh token itself.
+#[tokio::test]
+async fn revocations_do_not_wait_for_the_family_index_dynamodb() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    let Some((store, ddb, table)) = common::dynamo().await else { return };
+    let state = common::state_on(store);
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let unlisted = |ids: Vec<String>| {
+        let (ddb, table) = (ddb.clone(), table.clone());
+        async move {
+            for id in ids {
+                ddb.update_item()
+                    .table_name(&table)
+                    .key("pk", AttributeValue::S(format!("TOKEN#{id}")))
+                    .key("sk", AttributeValue::S("TOKEN".into()))
+                    .update_expression("REMOVE family_pk")
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let ids = |body: &Value| {
+        let at = s(body, "access_token");
+        vec![
+            claims(&at)["jti"].as_str().unwrap().to_owned(),
+            gatehouse::crypto::opaque_token_id(&s(body, "refresh_token")),
+        ]
+    };
+
+    // A replayed code.
+    let code = crate::code_flow::code_for(&app, &pkce_query(&c.id, ""), "alice", PASSWORD).await;
+    let first = crate::code_flow::exchange_public(&app, &c, &code).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    unlisted(ids(&first.body)).await;
+    assert_invalid_grant(
+        &crate::code_flow::exchange_public(&app, &c, &code).await,
+        "the authorization code was already used",
+    );
+    assert_inactive(&app, &rs, &s(&first.body, "access_token")).await;
+    assert_inactive(&app, &rs, &s(&first.body, "refresh_token")).await;
+
+    // A reused refresh token, two rotations later.
+    let tokens = tokens_for(&app, &c, "alice", "").await;
+    let rt1 = s(&tokens, "refresh_token");
+    let second = refresh(&app, &c, &rt1, "").await.body;
+    let third = refresh(&app, &c, &s(&second, "refresh_token"), "").await.body;
+    assert_active(&app, &rs, &s(&third, "refresh_token")).await;
+    unlisted([ids(&second), ids(&third)].concat()).await;
+    state.clock.advance(11); // past the grace window
+    assert_invalid_grant(&refresh(&app, &c, &rt1, "").await, "the refresh token was already used");
+    for t in ["access_token", "refresh_token"] {
+        assert_inactive(&app, &rs, &s(&second, t)).await;
+        assert_inactive(&app, &rs, &s(&third, t)).await;
+    }
+
+    // A revoked refresh token.
+    let tokens = tokens_for(&app, &c, "alice", "").await;
+    let rt = s(&tokens, "refresh_token");
+    unlisted(ids(&tokens)).await;
+    let r = send(&app, form("/revoke", None, &format!("token={}&client_id={}", enc(&rt), enc(&c.id)))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_inactive(&app, &rs, &rt).await;
+}

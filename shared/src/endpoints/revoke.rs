@@ -73,7 +73,10 @@ pub fn still_revocable(record: &crate::model::TokenRecord, now: i64) -> bool {
 /// grant) with it (RFC 7009 §2.1).
 pub async fn revoke_record(state: &AppState, by: &str, record: &crate::model::TokenRecord) -> Result<bool> {
     let revoked = match (&record.kind, &record.family) {
-        (crate::model::TokenKind::Refresh, Some(f)) => crate::grants::revoke_family(state, f).await? > 0,
+        // The token itself by id too: the family's listing may lag behind its issue (DynamoDB).
+        (crate::model::TokenKind::Refresh, Some(f)) => {
+            crate::grants::revoke_family(state, f, std::slice::from_ref(&record.id)).await? > 0
+        }
         _ => state.store.revoke_token(&record.id, state.clock.now()).await?,
     };
     if revoked {

@@ -76,9 +76,19 @@ fn key_holds(bound: Option<&str>, dpop: Option<&Proof>) -> Result<()> {
     }
 }
 
-/// Revokes the tokens of a replayed code and answers `invalid_grant`.
+/// Revokes the tokens of a replayed code and answers `invalid_grant`. The tokens its redemption
+/// issued are read back with the code (a consistent read: `code` may be the copy read before a
+/// redemption that lost a race), so they are revoked even while the family's listing lags.
 async fn replayed(state: &AppState, code: &AuthorizationCode) -> OAuthError {
-    let revoked = match revoke_family(state, &code.family).await {
+    let issued = if code.issued.is_empty() {
+        match state.store.get_code(&code.id, state.clock.now()).await {
+            Ok(c) => c.map(|c| c.issued).unwrap_or_default(),
+            Err(e) => return e.into(),
+        }
+    } else {
+        code.issued.clone()
+    };
+    let revoked = match revoke_family(state, &code.family, &issued).await {
         Ok(n) => n,
         Err(e) => return e,
     };

@@ -317,9 +317,26 @@ pub fn gets_refresh_token(client: &Client, settings: &crate::settings::Settings)
 /// conditional update per token: the access tokens first, the refresh token last. A failure
 /// part-way (503) then leaves the refresh token active, so a client that retries with it runs
 /// the whole revocation again (RFC 7009 §2.1: the family's access tokens go with it).
-pub async fn revoke_family(state: &AppState, family: &str) -> Result<u64> {
+///
+/// The tokens are those the family's listing finds, and `known`: ids the caller has from
+/// consistent reads (the tokens a code's redemption issued, the successors of a rotated
+/// refresh token, the presented token). On DynamoDB the listing is a Query of an index, which
+/// is eventually consistent: a token issued a moment before (the winner of a race with a
+/// replayed code or refresh token) may be missing from it, and `known` names exactly those.
+pub async fn revoke_family(state: &AppState, family: &str, known: &[String]) -> Result<u64> {
     let now = state.clock.now();
     let mut tokens = state.store.list_family(family, now).await?;
+    for id in known {
+        if tokens.iter().any(|t| &t.id == id) {
+            continue;
+        }
+        if let Some(t) = state.store.get_token(id, now).await?
+            && t.family.as_deref() == Some(family)
+            && t.is_active(now)
+        {
+            tokens.push(t);
+        }
+    }
     tokens.sort_by_key(|t| t.kind == TokenKind::Refresh); // stable: access tokens first, in order
     let mut revoked = 0;
     for t in tokens {

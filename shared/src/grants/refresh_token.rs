@@ -63,6 +63,41 @@ fn open(token: &str, sealed: &str) -> Option<TokenResponse> {
     serde_json::from_slice(&plain).ok()
 }
 
+/// The ids of the tokens issued after the rotated `rec` in its family, read from the successor
+/// responses sealed on each rotated token (each readable with the token before it, the first
+/// with `token`, the one presented): its rotation's access and refresh tokens, their
+/// successors, and so on to the family's current refresh token. Each record is a consistent
+/// read, so a reuse revokes the newest tokens even while the family's listing lags
+/// ([`revoke_family`]). At most [`MAX_SUCCESSORS`] rotations are followed.
+async fn successor_ids(state: &AppState, rec: &TokenRecord, token: &str) -> Result<Vec<String>> {
+    let now = state.clock.now();
+    let mut ids = Vec::new();
+    let (mut sealed, mut token) = (rec.successor_response.clone(), token.to_owned());
+    for _ in 0..MAX_SUCCESSORS {
+        let Some(resp) = sealed.as_deref().and_then(|s| open(&token, s)) else { break };
+        if let Some(jti) = jwt_id(&resp.access_token) {
+            ids.push(jti);
+        }
+        let Some(next) = resp.refresh_token else { break };
+        let id = crate::crypto::opaque_token_id(&next);
+        ids.push(id.clone());
+        sealed = state.store.get_token(&id, now).await?.and_then(|r| r.successor_response);
+        token = next;
+    }
+    Ok(ids)
+}
+
+/// Rotations [`successor_ids`] follows: a reuse detected long after many rotations finds the
+/// older tokens through the family's listing anyway.
+const MAX_SUCCESSORS: usize = 16;
+
+/// The `jti` of an access token this server signed (read without verifying: it comes from a
+/// sealed response only this server wrote).
+fn jwt_id(jwt: &str) -> Option<String> {
+    let claims = crate::crypto::b64url_decode(jwt.split('.').nth(1)?)?;
+    serde_json::from_slice::<serde_json::Value>(&claims).ok()?["jti"].as_str().map(str::to_owned)
+}
+
 /// A rotated token was presented: within the grace window, the same successor tokens;
 /// otherwise refresh-token reuse, and the family is revoked.
 async fn rotated_again(state: &AppState, rec: &TokenRecord, token: &str) -> Result<TokenResponse> {
@@ -85,7 +120,8 @@ async fn rotated_again(state: &AppState, rec: &TokenRecord, token: &str) -> Resu
         return Ok(resp);
     }
     let family = rec.family.clone().unwrap_or_default();
-    let revoked = revoke_family(state, &family).await?;
+    let successors = successor_ids(state, rec, token).await?;
+    let revoked = revoke_family(state, &family, &successors).await?;
     audit::record(AuditEvent::RefreshReuseDetected { client_id: rec.client_id.clone(), family, revoked });
     Err(invalid("the refresh token was already used"))
 }

@@ -60,4 +60,8 @@ pub struct AuthorizationCode {
     /// Set by the one successful redemption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumed_at: Option<i64>,
+    /// The ids of the tokens the redemption issued, set with `consumed_at`: a replay revokes
+    /// them by id, read with the code, where the family's listing may lag (a DynamoDB index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issued: Vec<String>,
 }

@@ -315,9 +315,10 @@ pub trait AuthorizationStore: Send + Sync {
     async fn put_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
     /// Reads a code, consumed or not; `None` when unknown or expired at `now`.
     async fn get_code(&self, id: &str, now: i64) -> StoreResult<Option<AuthorizationCode>>;
-    /// Redeems a code exactly once, atomically with storing the tokens issued for it: `true`
-    /// when this call consumed it; `false`, with nothing written, when it was consumed already,
-    /// expired at `now` or unknown.
+    /// Redeems a code exactly once, atomically with storing the tokens issued for it and
+    /// recording their ids on the code (`AuthorizationCode::issued`): `true` when this call
+    /// consumed it; `false`, with nothing written, when it was consumed already, expired at
+    /// `now` or unknown.
     async fn redeem_code(&self, id: &str, now: i64, tokens: &[TokenRecord]) -> StoreResult<bool>;
 }
 

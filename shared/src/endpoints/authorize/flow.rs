@@ -217,6 +217,7 @@ async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> 
         issued_at: now,
         expires_at: now + state.settings().await?.code_ttl as i64,
         consumed_at: None,
+        issued: vec![],
     };
     state.store.put_code(&record).await?;
     audit::record(AuditEvent::CodeIssued { client_id: p.client_id.clone(), username, scope: p.scope.to_string() });

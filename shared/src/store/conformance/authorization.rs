@@ -41,6 +41,7 @@ pub fn code(id: &str) -> AuthorizationCode {
         issued_at: NOW,
         expires_at: NOW + 60,
         consumed_at: None,
+        issued: vec![],
     }
 }
 
@@ -122,10 +123,14 @@ pub async fn codes(s: &dyn Store) {
     assert_eq!(stored(s, &first).await, first.iter().cloned().map(Some).collect::<Vec<_>>());
     let consumed = s.get_code("k1", NOW + 2).await.unwrap().expect("a consumed code is still read");
     assert_eq!(consumed.consumed_at, Some(NOW + 1));
+    let ids = |ts: &[TokenRecord]| ts.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+    assert_eq!(consumed.issued, ids(&first), "the redemption records its tokens' ids");
+    assert_eq!(consumed, AuthorizationCode { consumed_at: Some(NOW + 1), issued: ids(&first), ..c.clone() });
     let replay = issued("k1", "replay");
     assert!(!s.redeem_code("k1", NOW + 2, &replay).await.unwrap(), "single use");
     assert_eq!(stored(s, &replay).await, [None, None], "a failed redemption stores no tokens");
-    assert_eq!(s.get_code("k1", NOW + 2).await.unwrap().unwrap().consumed_at, Some(NOW + 1), "first time stands");
+    let after = s.get_code("k1", NOW + 2).await.unwrap().unwrap();
+    assert_eq!((after.consumed_at, after.issued), (Some(NOW + 1), ids(&first)), "first time stands");
 
     s.put_code(&code("k2")).await.unwrap();
     let late = issued("k2", "late");
@@ -142,11 +147,12 @@ pub async fn codes(s: &dyn Store) {
     clash[1].id = first[1].id.clone();
     let r = s.redeem_code("k2", NOW + 1, &clash).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
-    assert_eq!(s.get_code("k2", NOW).await.unwrap().unwrap().consumed_at, None, "the code is not consumed");
+    assert_eq!(s.get_code("k2", NOW).await.unwrap().unwrap(), code("k2"), "the code is not consumed, nor marked");
     assert_eq!(s.get_token(&clash[0].id, NOW + 2).await.unwrap(), None, "no token of it is stored");
     assert_eq!(s.get_token(&first[1].id, NOW + 2).await.unwrap(), Some(first[1].clone()), "nor overwritten");
     let retry = issued("k2", "retry");
     assert!(s.redeem_code("k2", NOW + 1, &retry).await.unwrap(), "still redeemable");
+    assert_eq!(s.get_code("k2", NOW + 2).await.unwrap().unwrap().issued, ids(&retry));
 }
 
 /// 20 concurrent redemptions of one code, each with its own tokens: exactly one wins, and

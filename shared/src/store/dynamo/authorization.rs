@@ -56,9 +56,10 @@ impl AuthorizationStore for DynamoStore {
             .table_name(&self.table)
             .key("pk", s(format!("CODE#{id}")))
             .key("sk", s("CODE"))
-            .update_expression("SET consumed_at = :now")
+            .update_expression("SET consumed_at = :now, issued = :issued")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(consumed_at) AND expires_at > :now")
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":issued", AttributeValue::L(tokens.iter().map(|t| s(&t.id)).collect()))
             .build();
         let mut actions = vec![TransactWriteItem::builder().update(built(consume)?).build()];
         actions.extend(self.put_token_actions(tokens)?);

@@ -145,11 +145,19 @@ impl TokenWrite {
     fn run(&self, tx: &mut rusqlite::Transaction<'_>) -> Result<StoreResult<bool>, StoreError> {
         // An INSERT is atomic on its own (SQLite undoes a failed statement, e.g. a duplicate
         // id, and the transaction goes on without it): no savepoint.
+        let issued = match self {
+            // The code's `issued`: the ids of its tokens, a JSON array.
+            Self::Redeem { tokens, .. } => {
+                serde_json::Value::from_iter(tokens.iter().map(|t| t.id.as_str())).to_string()
+            }
+            _ => String::new(),
+        };
         let (sql, update_params, tokens): (&str, Vec<&dyn rusqlite::ToSql>, &[TokenRecord]) = match self {
             Self::Insert(t) => return Ok(tokens::insert_token(tx, t).map(|()| true)),
             Self::Redeem { id, now, tokens } => (
-                "UPDATE codes SET consumed_at = ?2 WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2",
-                vec![id, now],
+                "UPDATE codes SET consumed_at = ?2, body = json_set(body, '$.issued', json(?3))
+                 WHERE id = ?1 AND consumed_at IS NULL AND expires_at > ?2",
+                vec![id, now, &issued],
                 tokens,
             ),
             Self::Rotate { id, now, successor, tokens } => (
@@ -196,7 +204,9 @@ impl TokenWrite {
         }
         let (sql, id) = match self {
             Self::Insert(_) => return Ok(()),
-            Self::Redeem { id, .. } => ("UPDATE codes SET consumed_at = NULL WHERE id = ?1", id),
+            Self::Redeem { id, .. } => {
+                ("UPDATE codes SET consumed_at = NULL, body = json_remove(body, '$.issued') WHERE id = ?1", id)
+            }
             Self::Rotate { id, .. } => {
                 ("UPDATE tokens SET rotated_at = NULL, successor_response = NULL WHERE id = ?1", id)
             }
