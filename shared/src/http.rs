@@ -220,6 +220,9 @@ pub fn presented_credentials(headers: &HeaderMap, form: &Params) -> Result<Prese
 /// unknown client and a wrong secret take the same time.
 const DUMMY_DIGEST: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
+/// Longest `client_id` looked up (bytes); a longer one is an unknown client.
+pub const MAX_CLIENT_ID: usize = 256;
+
 /// RFC 6749 §2.3 / §3.2.1: authenticates the client of a token, introspection or revocation
 /// request. The presented method must be the client's registered
 /// `token_endpoint_auth_method`; secrets are compared as digests in constant time, against the
@@ -242,7 +245,7 @@ pub async fn authenticate_client(state: &AppState, headers: &HeaderMap, form: &P
     let Some(client_id) = presented.client_id() else {
         return Err(fail(None, "no client credentials"));
     };
-    if client_id.len() > 256 {
+    if client_id.len() > MAX_CLIENT_ID {
         return Err(fail(None, "client_id too long"));
     }
     if let Presented::Assertion { assertion, .. } = &presented {

@@ -81,6 +81,10 @@ impl AppState {
     /// every `cache::CLIENT_TTL` seconds per id, unknown ids included. Admin handlers that
     /// change a client read the store directly and call [`AppState::invalidate_client`].
     pub async fn client(&self, client_id: &str) -> crate::Result<Option<Arc<Client>>> {
+        // No client has a longer id (they are generated, 22 characters); never a store key.
+        if client_id.len() > crate::http::MAX_CLIENT_ID {
+            return Ok(None);
+        }
         let store = &self.store;
         Ok(self.client_cache.get_or_load(client_id, self.clock.now(), || store.get_client(client_id)).await?)
     }

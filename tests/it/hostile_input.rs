@@ -608,3 +608,82 @@ async fn free_form_json_beyond_what_the_store_holds_is_400_dynamodb() {
     let Some((store, _, _)) = common::dynamo().await else { return };
     free_form_json_beyond_what_the_store_holds_is_400(store).await;
 }
+
+/// Ids, names and resources longer than any key can be: unknown, never a store error. On
+/// DynamoDB a partition key holds at most 2048 bytes and a sort key 1024, and a request with a
+/// longer one fails as a whole (it was a 500): a `client_id` over 256 bytes is an unknown
+/// client, a `resource` over 1024 bytes `invalid_target` (and no resource server is registered
+/// with a longer identifier), an admin path segment over 1024 bytes names no object (404), and
+/// the DynamoDB store's reads find nothing under such keys.
+async fn over_long_keys(store: std::sync::Arc<dyn gatehouse::store::Store>) {
+    let state = common::state_on(store.clone());
+    let app = common::app(&state);
+    let c = cc_client(&app).await;
+    let long = "a".repeat(3000);
+
+    let r = send(
+        &app,
+        Request::get(format!("/authorize?client_id={long}&response_type=code")).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_error_page(&r, StatusCode::BAD_REQUEST, "unknown client_id");
+    let r = send(&app, form("/token", None, &format!("grant_type=client_credentials&client_id={long}"))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_client"); // no Authorization header: 400
+
+    let identifier = |n: usize| format!("https://x.example/{}", "b".repeat(n - "https://x.example/".len()));
+    let encoded = |i: &str| i.replace(':', "%3A").replace('/', "%2F");
+    let rs = |i: String| common::admin("POST", "/admin/resource-servers", Some(json!({"identifier": i})));
+    assert_eq!(send(&app, rs(identifier(1024))).await.status, StatusCode::CREATED, "the longest identifier");
+    assert_error(&send(&app, rs(identifier(1025))).await, StatusCode::BAD_REQUEST, "invalid_request");
+    let token =
+        |i: &str| form("/token", Some(&c.basic()), &format!("grant_type=client_credentials&resource={}", encoded(i)));
+    let r = send(&app, token(&identifier(1024))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_error(&send(&app, token(&identifier(1025))).await, StatusCode::BAD_REQUEST, "invalid_target");
+    assert_error(&send(&app, token(&identifier(3000))).await, StatusCode::BAD_REQUEST, "invalid_target");
+
+    let rs_path = format!("/admin/resource-servers/{}", encoded(&identifier(1024)));
+    assert_eq!(send(&app, common::admin("GET", &rs_path, None)).await.status, StatusCode::OK);
+    for (method, path) in [
+        ("GET", format!("/admin/users/{long}")),
+        ("DELETE", format!("/admin/users/{long}")),
+        ("GET", format!("/admin/users/{long}/groups")),
+        ("GET", format!("/admin/users/{long}/consents")),
+        ("GET", format!("/admin/clients/{long}")),
+        ("DELETE", format!("/admin/clients/{long}")),
+        ("GET", format!("/admin/groups/{long}")),
+        ("GET", format!("/admin/groups/{long}/members")),
+        ("GET", format!("/admin/resource-servers/{}", encoded(&identifier(1025)))),
+        ("DELETE", format!("/admin/resource-servers/{}", encoded(&identifier(3000)))),
+        ("POST", format!("/admin/keys/{long}/retire")),
+    ] {
+        let r = send(&app, common::admin(method, &path, None)).await;
+        assert_eq!(
+            (r.status, &r.body),
+            (StatusCode::NOT_FOUND, &json!({"error": "not_found", "error_description": "no such object"})),
+            "{method} {}",
+            &path[..40]
+        );
+    }
+
+    // The store itself, below those checks.
+    assert_eq!(store.get_user(&long).await.unwrap(), None);
+    assert_eq!(store.get_client(&long).await.unwrap(), None);
+    assert_eq!(store.get_group(&long).await.unwrap(), None);
+    assert_eq!(store.get_resource_server(&identifier(1025)).await.unwrap(), None);
+    assert_eq!(store.get_token(&long, common::T0).await.unwrap(), None);
+    assert_eq!(store.list_consents(&long).await.unwrap(), vec![]);
+    assert_eq!(store.groups_of(&long).await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn over_long_keys_embedded() {
+    let (store, _dir) = common::embedded();
+    over_long_keys(store).await;
+}
+
+#[tokio::test]
+async fn over_long_keys_dynamodb() {
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    over_long_keys(store).await;
+}

@@ -25,9 +25,11 @@ impl Request {
     }
 }
 
-/// RFC 8707 §2: `resource` is an absolute URI without a fragment.
+/// RFC 8707 §2: `resource` is an absolute URI without a fragment (and no longer than a
+/// resource server's identifier can be).
 pub fn parse_resource(r: &str) -> Result<String> {
-    let ok = r.len() <= 2048 && url::Url::parse(r).is_ok_and(|u| u.fragment().is_none());
+    let ok = r.len() <= crate::model::ResourceServer::MAX_IDENTIFIER
+        && url::Url::parse(r).is_ok_and(|u| u.fragment().is_none());
     if ok {
         Ok(r.to_owned())
     } else {

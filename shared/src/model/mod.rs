@@ -165,6 +165,11 @@ pub struct ResourceServer {
 }
 
 impl ResourceServer {
+    /// Longest identifier, in bytes: the identifier is a sort key in DynamoDB, whose sort keys
+    /// hold at most 1024 bytes. A `resource` parameter longer than this names no resource
+    /// server (`invalid_target`).
+    pub const MAX_IDENTIFIER: usize = 1024;
+
     /// The scope names this resource server defines.
     pub fn scope_names(&self) -> impl Iterator<Item = &str> {
         self.scopes.iter().map(|s| s.name.as_str())

@@ -123,8 +123,17 @@ pub async fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
         method: parts.method.to_string(),
         path: parts.uri.path().chars().take(256).collect(),
     });
+    // Every object the admin API names has a key of at most 1024 bytes (DynamoDB's limit for
+    // a sort key; names and ids are validated shorter when created): a longer path segment
+    // names nothing, and never reaches the store (where DynamoDB would refuse it: a 500).
+    if parts.uri.path().split('/').any(|segment| percent_encoding::percent_decode_str(segment).count() > MAX_SEGMENT) {
+        return Err(OAuthError::NotFound("no such object".into()));
+    }
     Ok(actor)
 }
+
+/// Longest path segment (bytes, percent-decoded) that can name an object.
+const MAX_SEGMENT: usize = 1024;
 
 async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
     if state.config.admin_iam

@@ -64,7 +64,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option
 }
 
 /// Longest identifier (bytes), which also bounds a listing's cursor.
-const MAX_IDENTIFIER: usize = 2048;
+const MAX_IDENTIFIER: usize = ResourceServer::MAX_IDENTIFIER;
 
 fn invalid(msg: impl Into<String>) -> OAuthError {
     OAuthError::InvalidRequest(msg.into().into())

@@ -70,6 +70,14 @@ fn n(v: i64) -> AttributeValue {
 /// Maps an SDK error: throttling, timeouts and 5xx are `Unavailable` (retry later), a failed
 /// condition is `Conflict`, everything else `Backend`. A 5xx is `Unavailable` whatever its body
 /// says: one without a known error code (an empty body from a failing front end) too.
+/// Whether a key (a partition key and a sort key, or a Query's partition key and its sort-key
+/// bound) is within DynamoDB's limits: 2048 bytes for a partition key, 1024 for a sort key.
+/// A longer one names no item (nothing could have written it), so a read with it finds nothing,
+/// where DynamoDB would answer a `ValidationException` (a 500) to the caller's long id.
+fn key_fits(pk: &str, sk: &str) -> bool {
+    pk.len() <= 2048 && sk.len() <= 1024
+}
+
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(e: SdkError<E, HttpResponse>) -> StoreError {
     const RETRYABLE: &[&str] = &[
         "ProvisionedThroughputExceededException",
@@ -173,6 +181,9 @@ impl DynamoStore {
     }
 
     async fn get(&self, pk: String, sk: &str) -> StoreResult<Option<Item>> {
+        if !key_fits(&pk, sk) {
+            return Ok(None); // no item has such a key: DynamoDB would refuse the request
+        }
         let out = self
             .ddb
             .get_item()
@@ -304,6 +315,9 @@ impl DynamoStore {
         limit: Option<i32>,
         mut each: impl FnMut(Item) -> bool,
     ) -> StoreResult<()> {
+        if !key_fits(key, range.map_or("", |(_, v)| v)) {
+            return Ok(()); // no item has such a key: DynamoDB would refuse the request
+        }
         let mut start: Option<Item> = None;
         loop {
             let mut q = self
