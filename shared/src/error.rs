@@ -91,9 +91,13 @@ pub enum OAuthError {
     /// RFC 7591 §3.2.2 `invalid_redirect_uri` (400).
     #[error("invalid_redirect_uri: {0}")]
     InvalidRedirectUri(Desc),
-    /// Admin API: a missing or wrong admin credential (401, Bearer challenge without error code).
+    /// Admin API: no admin credential (401, Bearer challenge without error code, RFC 6750 §3.1).
     #[error("unauthorized")]
     AdminUnauthorized,
+    /// Admin API: a credential that is wrong, expired, revoked or for another audience (401 as
+    /// [`Self::AdminUnauthorized`], the challenge with `error="invalid_token"`, RFC 6750 §3.1).
+    #[error("unauthorized")]
+    AdminInvalidCredential,
     /// Admin API: the named object does not exist (404 `not_found`).
     #[error("not_found: {0}")]
     NotFound(Desc),
@@ -157,7 +161,7 @@ impl OAuthError {
             Self::InsufficientScope(_) | Self::ScopeRequired { .. } => "insufficient_scope",
             Self::InvalidClientMetadata(_) => "invalid_client_metadata",
             Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
-            Self::AdminUnauthorized | Self::BearerTokenRequired => "unauthorized",
+            Self::AdminUnauthorized | Self::AdminInvalidCredential | Self::BearerTokenRequired => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
@@ -188,7 +192,7 @@ impl OAuthError {
             Self::AccessDenied => "the resource owner denied the request".into(),
             Self::UnsupportedResponseType => "the response_type is not supported".into(),
             Self::UnsupportedTokenType => "revocation of this token type is not supported".into(),
-            Self::AdminUnauthorized => "a valid admin credential is required".into(),
+            Self::AdminUnauthorized | Self::AdminInvalidCredential => "a valid admin credential is required".into(),
             Self::BearerTokenRequired => "an access token is required: Authorization: Bearer <token>".into(),
             Self::MethodNotAllowed(allow) => format!("use {allow} on this endpoint").into(),
             Self::PayloadTooLarge => "the request body is too large".into(),
@@ -204,6 +208,7 @@ impl OAuthError {
             Self::InvalidClient { .. }
             | Self::InvalidToken(_)
             | Self::AdminUnauthorized
+            | Self::AdminInvalidCredential
             | Self::BearerTokenRequired => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope(_) | Self::ScopeRequired { .. } => StatusCode::FORBIDDEN,
             Self::DpopUnauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -234,6 +239,7 @@ impl OAuthError {
                 scope.replace(['"', '\\'], "'")
             )),
             Self::AdminUnauthorized | Self::BearerTokenRequired => Some(format!("Bearer realm=\"{REALM}\"")),
+            Self::AdminInvalidCredential => Some(format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"")),
             Self::DpopUnauthorized { .. } => Some(format!(
                 "DPoP realm=\"{REALM}\", error=\"{}\", error_description=\"{}\", algs=\"{}\"",
                 self.code(),

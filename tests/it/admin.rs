@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use crate::common::{self, ADMIN, T0, TestClient, admin, assert_error, cc_client, cc_token, form, register, send};
 
 const BEARER_CHALLENGE: &str = "Bearer realm=\"gatehouse\"";
+/// RFC 6750 §3.1: a credential was presented, and it is wrong (or expired, revoked, ...).
+const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
 
 fn jti(token: &str) -> String {
     let p = token.split('.').nth(1).unwrap();
@@ -88,9 +90,12 @@ fn every_admin_call() -> Vec<(&'static str, String, Option<Value>)> {
     ]
 }
 
-fn assert_admin_refused(r: &common::Resp) {
+/// 401 `unauthorized`: without a bearer credential, a bare challenge; with a wrong one,
+/// `error="invalid_token"`.
+fn assert_admin_refused(r: &common::Resp, presented: bool) {
     assert_error(r, StatusCode::UNAUTHORIZED, "unauthorized");
-    assert_eq!(r.header("www-authenticate"), Some(BEARER_CHALLENGE));
+    let challenge = if presented { INVALID_TOKEN_CHALLENGE } else { BEARER_CHALLENGE };
+    assert_eq!(r.header("www-authenticate"), Some(challenge));
 }
 
 fn assert_no_store(r: &common::Resp) {
@@ -117,7 +122,7 @@ async fn missing_or_wrong_credentials_are_refused_everywhere() {
     for (method, path, body) in every_admin_call() {
         for auth in auths {
             let r = send(&app, admin_with(method, &path, auth, body.clone())).await;
-            assert_admin_refused(&r);
+            assert_admin_refused(&r, auth == Some(wrong_bearer.as_str()));
             assert!(!r.text.contains(ADMIN), "the admin token is never echoed");
         }
     }
@@ -139,12 +144,12 @@ async fn no_configured_admin_credential_refuses_everything() {
     for (method, path, body) in every_admin_call() {
         for auth in [None, Some(format!("Bearer {ADMIN}")), Some("Bearer ".to_owned())] {
             let r = send(&app, admin_with(method, &path, auth.as_deref(), body.clone())).await;
-            assert_admin_refused(&r);
+            assert_admin_refused(&r, auth.as_deref() == Some(&format!("Bearer {ADMIN}")));
         }
         // Even with an IAM context: it is not trusted unless configured.
         let mut req = admin_with(method, &path, None, body.clone());
         req.extensions_mut().insert(iam_context(Some("arn:aws:iam::123456789012:user/ops")));
-        assert_admin_refused(&send(&app, req).await);
+        assert_admin_refused(&send(&app, req).await, false);
     }
     assert!(state.store.list_resource_servers().await.unwrap().is_empty());
 }
@@ -183,13 +188,13 @@ async fn iam_context_is_accepted_only_when_configured() {
 
     // Without the context, or with an authorizer that carries no IAM identity: refused.
     let r = send(&app, admin_with("POST", "/admin/clients", None, Some(metadata.clone()))).await;
-    assert_admin_refused(&r);
+    assert_admin_refused(&r, false);
     let mut req = admin_with("POST", "/admin/clients", None, Some(metadata.clone()));
     req.extensions_mut().insert(iam_context(None));
-    assert_admin_refused(&send(&app, req).await);
+    assert_admin_refused(&send(&app, req).await, false);
     // A bearer is no substitute when no admin token is configured.
     let r = send(&app, admin("GET", &format!("/admin/clients/{id}"), None)).await;
-    assert_admin_refused(&r);
+    assert_admin_refused(&r, true);
 
     // GATEHOUSE_ADMIN_IAM=true with an admin token too: both credentials work.
     let (state, _dir2) = state_with_config(&[("GATEHOUSE_ADMIN_IAM", "true"), ("GATEHOUSE_ADMIN_TOKEN", ADMIN)]);
@@ -205,11 +210,11 @@ async fn iam_context_is_accepted_only_when_configured() {
     let app = common::app(&state);
     let mut req = admin_with("POST", "/admin/clients", None, Some(metadata.clone()));
     req.extensions_mut().insert(iam_context(Some("arn:aws:iam::123456789012:user/ops")));
-    assert_admin_refused(&send(&app, req).await);
+    assert_admin_refused(&send(&app, req).await, false);
     // ... and with a wrong bearer as well.
     let mut req = admin_with("POST", "/admin/clients", Some("Bearer wrong"), Some(metadata));
     req.extensions_mut().insert(iam_context(Some("arn:aws:iam::123456789012:user/ops")));
-    assert_admin_refused(&send(&app, req).await);
+    assert_admin_refused(&send(&app, req).await, true);
 }
 
 // ---------------------------------------------------------------- clients

@@ -244,8 +244,10 @@ async fn gatehouse_admin_access_tokens() {
     assert_eq!(r.status, StatusCode::OK);
     let r = send(&app, bearer(&token)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let invalid = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
+    assert_eq!(r.header("www-authenticate"), Some(invalid), "RFC 6750 §3.1");
     let r = send(&app, bearer(&format!("{token}x"))).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!((r.status, r.header("www-authenticate")), (StatusCode::UNAUTHORIZED, Some(invalid)));
     assert!(
         gatehouse::audit::captured().iter().any(|l| l["event"] == "admin_refused" && !l.to_string().contains(&jti))
     );

@@ -179,7 +179,7 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
         // resource server never administers: that server holds it and could replay it here.
         if record.audience != state.config.issuer && record.audience != state.config.default_audience {
             audit::record(AuditEvent::AdminRefused { reason: "access token for another audience" });
-            return Err(OAuthError::AdminUnauthorized);
+            return Err(OAuthError::AdminInvalidCredential);
         }
         if record.scope.contains(ADMIN_SCOPE) && record.grant_type == crate::model::GrantType::ClientCredentials {
             return Ok(Actor(format!("client:{}", record.client_id)));
@@ -191,7 +191,7 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
         ));
     }
     audit::record(AuditEvent::AdminRefused { reason: "wrong admin bearer token" });
-    Err(OAuthError::AdminUnauthorized)
+    Err(OAuthError::AdminInvalidCredential)
 }
 
 /// Parses a JSON body (unknown fields refused by the target type). Errors name the field.
