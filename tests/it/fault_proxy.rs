@@ -939,6 +939,39 @@ async fn admin_revocation_while_dynamodb_fails() {
     }
 }
 
+// ---------------------------------------------------------------- retried conditional puts
+
+/// The reply to a conditional PutItem is lost after DynamoDB wrote it, and the SDK retries: the
+/// retry finds the item its first attempt wrote. A first use (a DPoP proof's or an assertion's
+/// `jti`) stays a first use, and a create stays a success, not a replay or a conflict; a second
+/// call with the same key is the replay or the conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_put_recognises_its_own_first_attempt() {
+    use gatehouse::store::{ClientStore, ReplayStore, StoreError};
+
+    let Some(stack) = Stack::new("local").await else { return };
+    let store = DynamoStore::new(stack.clients().await.dynamodb, stack.table.clone());
+    stack.ddb.set(Rule::on(PUT, Fault::LoseReply).times(1));
+    assert!(store.first_use("jti-1", T0, T0 + 60).await.unwrap(), "the retry of a written first use");
+    let retried = || {
+        let seen = stack.ddb.seen();
+        assert!(seen.len() >= 2 && seen.iter().all(|o| o == "PutItem"), "the reply lost, then retried: {seen:?}");
+    };
+    retried();
+    assert!(!store.first_use("jti-1", T0 + 1, T0 + 60).await.unwrap(), "a real replay");
+
+    let app = common::app(&common::state_on(stack.store.clone()));
+    let c = common::cc_client(&app).await;
+    let client = stack.store.get_client(&c.id).await.unwrap().unwrap();
+    let mut copy = client.clone();
+    copy.client_id = "copy".into();
+    stack.ddb.set(Rule::on(PUT, Fault::LoseReply).times(1));
+    store.create_client(&copy).await.unwrap();
+    retried();
+    assert_eq!(stack.store.get_client("copy").await.unwrap(), Some(copy.clone()));
+    assert!(matches!(store.create_client(&copy).await, Err(StoreError::Conflict)), "a real conflict");
+}
+
 // ---------------------------------------------------------------- read consistency
 
 /// Queries of the table itself are strongly consistent (a signing key retired, a resource

@@ -632,5 +632,5 @@ fn the_introspect_role_writes_only_single_use_records() {
     assert_eq!(writes[0]["Action"], "dynamodb:PutItem");
     assert_eq!(writes[0]["Condition"], json!({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["REPLAY#*"]}}));
     let replay = read(&root().join("shared/src/store/dynamo/replay.rs"));
-    assert!(replay.contains(r#".item("pk", s(format!("REPLAY#{key}")))"#), "the store keys replay items REPLAY#");
+    assert!(replay.contains(r#"("pk".into(), s(format!("REPLAY#{key}")))"#), "the store keys replay items REPLAY#");
 }

@@ -32,7 +32,12 @@ pub enum StoreError {
     /// A conditional write found the item already there.
     #[error("the item exists already")]
     Conflict,
-    /// The backend is unreachable, throttled or timed out: retry later. Nothing was written.
+    /// The backend is unreachable, throttled or timed out: retry later. Unreachable or
+    /// throttled, nothing was written. After a timeout or a lost reply the write may have
+    /// happened, and the SDK's own retry meets it: transactions carry an idempotency token and
+    /// conditional puts recognise their own earlier attempt (DynamoDB's `put_once`), so both
+    /// answer as the first attempt would have; a conditional update or delete answers `false`
+    /// (as if another call had done it), and a failure counter's increment may count twice.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// Anything else (a bug, a corrupt item, a permissions error).

@@ -169,15 +169,44 @@ impl DynamoStore {
     }
 
     async fn put_new(&self, item: Item) -> StoreResult<()> {
-        self.ddb
-            .put_item()
+        let put = self.ddb.put_item().condition_expression("attribute_not_exists(pk)");
+        self.put_once(put, item).await
+    }
+
+    /// Sends a conditional PutItem of `item`, recognising its own earlier attempt: the item
+    /// carries a random write id (`wid`), and a failed condition returns the item in the way
+    /// (`ALL_OLD`). The SDK retries an attempt whose reply was lost or late (a timeout, a
+    /// dropped connection) although DynamoDB may have written it; the retry then fails the
+    /// condition on the item its first attempt wrote. With the same `wid` that is this
+    /// write's success, not a conflict (a create answered 409, a first use taken for a replay).
+    /// `Conflict` only when another write's item is in the way.
+    async fn put_once(
+        &self,
+        put: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+        mut item: Item,
+    ) -> StoreResult<()> {
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+
+        let wid = s(crate::crypto::random_id());
+        item.insert("wid".into(), wid.clone());
+        let r = put
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if let Some(PutItemError::ConditionalCheckFailedException(c)) = e.as_service_error()
+                    && c.item().and_then(|old| old.get("wid")) == Some(&wid)
+                {
+                    return Ok(()); // our own earlier attempt wrote it
+                }
+                Err(classify(e))
+            }
+        }
     }
 
     async fn get(&self, pk: String, sk: &str) -> StoreResult<Option<Item>> {

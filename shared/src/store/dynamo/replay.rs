@@ -8,18 +8,18 @@ use super::*;
 #[async_trait]
 impl ReplayStore for DynamoStore {
     async fn first_use(&self, key: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
-        let r = self
+        let item = Item::from([
+            ("pk".into(), s(format!("REPLAY#{key}"))),
+            ("sk".into(), s("REPLAY")),
+            ("expires_at".into(), n(expires_at)),
+            ("ttl".into(), n(expires_at)),
+        ]);
+        let put = self
             .ddb
             .put_item()
-            .table_name(&self.table)
-            .item("pk", s(format!("REPLAY#{key}")))
-            .item("sk", s("REPLAY"))
-            .item("expires_at", n(expires_at))
-            .item("ttl", n(expires_at))
             .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        condition_met(r.map(drop).map_err(classify))
+            .expression_attribute_values(":now", n(now));
+        // A retried attempt whose first one was written is this use, not a replay.
+        condition_met(self.put_once(put, item).await)
     }
 }
