@@ -1026,6 +1026,62 @@ async fn prior_consent_covers_the_same_or_fewer_scopes_and_a_broader_request_ask
     code_from(&sign_in(&app, &s, "alice", PASSWORD).await);
 }
 
+/// A consent is for the resource it was given for: two resource servers both define `read`,
+/// and approving the blog's `read` does not approve the bank's (RFC 8707 §2: a scope means
+/// something only at its resource; RFC 9700 §2.3). Each approval is remembered for its own
+/// resource, and the admin API shows every scope approved.
+#[tokio::test]
+async fn a_consent_covers_only_the_resource_it_was_given_for() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    for api in ["https://blog.example", "https://bank.example"] {
+        let rs = json!({"identifier": api, "scopes": ["read"]});
+        assert_eq!(send(&app, admin("POST", "/admin/resource-servers", Some(rs))).await.status, StatusCode::CREATED);
+    }
+    let c = register(
+        &app,
+        json!({"grant_types": ["authorization_code"], "token_endpoint_auth_method": "none",
+               "redirect_uris": [REDIRECT], "scope": "read"}),
+    )
+    .await;
+    create_user(&app, "alice", PASSWORD).await;
+    let query = |api: &str| pkce_query(&c.id, &format!("&scope=read&resource={}", enc(api)));
+    let asked = |api: &'static str| {
+        let (app, query) = (app.clone(), query(api));
+        async move {
+            let s = open(&app, &query).await;
+            let r = sign_in(&app, &s, "alice", PASSWORD).await;
+            (s, r)
+        }
+    };
+
+    let (s, r) = asked("https://blog.example").await;
+    assert!(r.text.contains("<h1>Allow access?</h1>"), "{}", r.text);
+    code_from(&decide(&app, &s, "approve").await);
+    let (_, r) = asked("https://blog.example").await;
+    code_from(&r); // remembered for the blog
+    let (s, r) = asked("https://bank.example").await;
+    assert_eq!(r.status, StatusCode::OK, "the bank's read was never approved: {}", r.text);
+    assert!(r.text.contains("<h1>Allow access?</h1>"));
+    let code = code_from(&decide(&app, &s, "approve").await);
+    let tokens = exchange_public(&app, &c, &code).await;
+    assert_eq!(claims(tokens.body["access_token"].as_str().unwrap())["aud"], "https://bank.example");
+    for api in ["https://blog.example", "https://bank.example"] {
+        code_from(&asked(api).await.1);
+    }
+    let consent = state.store.get_consent("alice", &c.id).await.unwrap().unwrap();
+    let read = gatehouse::model::Scope::parse("read").unwrap();
+    assert_eq!(consent.scope, read);
+    assert_eq!(
+        consent.resources,
+        [("https://bank.example".to_owned(), read.clone()), ("https://blog.example".to_owned(), read)].into()
+    );
+    let r = send(&app, admin("GET", "/admin/users/alice/consents", None)).await;
+    let listed = json!({"client_id": c.id, "scope": "read", "granted_at": T0,
+                        "resources": {"https://bank.example": "read", "https://blog.example": "read"}});
+    assert_eq!(r.body, json!({"consents": [listed]}), "{}", r.text);
+}
+
 #[tokio::test]
 async fn pre_approved_scopes_skip_consent() {
     let (state, _dir) = common::embedded_state();
@@ -1060,7 +1116,8 @@ async fn admin_lists_and_revokes_consents() {
     let r = send(&app, admin("GET", "/admin/users/alice/consents", None)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    assert_eq!(r.body, json!({"consents": [{"client_id": c.id, "scope": "read", "granted_at": T0}]}));
+    let listed = json!({"client_id": c.id, "scope": "read", "resources": {ISSUER: "read"}, "granted_at": T0});
+    assert_eq!(r.body, json!({"consents": [listed]}));
 
     let r = send(&app, admin("DELETE", &format!("/admin/users/alice/consents/{}", c.id), None)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);

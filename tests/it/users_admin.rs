@@ -441,7 +441,9 @@ async fn users_and_consents_on_dynamodb() {
     assert_error(&r, StatusCode::CONFLICT, "conflict");
     let t = tokens_for(&app, &web, "alice", "").await;
     let r = send(&app, admin("GET", "/admin/users/alice/consents", None)).await;
-    assert_eq!(r.body, json!({"consents": [{"client_id": web.id, "scope": "read write", "granted_at": T0}]}));
+    let listed =
+        json!({"client_id": web.id, "scope": "read write", "resources": {ISSUER: "read write"}, "granted_at": T0});
+    assert_eq!(r.body, json!({"consents": [listed]}));
     let r = send(&app, admin("GET", &format!("/admin/tokens?type=refresh&end_user=alice&client_id={}", web.id), None))
         .await;
     assert_eq!(r.body["tokens"].as_array().unwrap().len(), 1, "{}", r.text);

@@ -19,13 +19,22 @@ pub struct User {
     pub updated_at: i64,
 }
 
-/// A persisted consent: `username` approved `scope` for `client_id` (OAM seed: consent
-/// management). A later request for the same or fewer scopes skips the consent page.
+/// A persisted consent: `username` approved scopes for `client_id` (OAM seed: consent
+/// management). A later request for the same or fewer scopes of the same resource skips the
+/// consent page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Consent {
     pub username: String,
     pub client_id: String,
+    /// Every scope approved, for any resource.
     pub scope: Scope,
+    /// The scopes approved for each resource (the audience of the tokens). A scope name means
+    /// something only at the resource server that defines it, so an approval for one resource
+    /// never covers another that uses the same name (RFC 8707 §2; RFC 9700 §2.3, least
+    /// privilege). A consent recorded before resources were kept has none: it covers nothing,
+    /// and the user is asked once more.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub resources: std::collections::BTreeMap<String, Scope>,
     pub granted_at: i64,
 }
 

@@ -120,16 +120,18 @@ async fn try_login(state: &AppState, req: Request<Body>) -> Result<Response> {
 
 /// Consent is skipped when the tenant turned consent management off (identity-domain settings),
 /// or when every requested scope is pre-approved for the client or was approved by this user
-/// before (a request with no scope needs a prior consent).
+/// before for the same resource (the request's audience: the same scope name at another
+/// resource server is another permission). A request with no scope needs a prior consent for
+/// its resource.
 async fn needs_consent(state: &AppState, p: &PendingAuthorization, client: &Client, user: &User) -> Result<bool> {
     if !state.settings().await?.consent_enabled {
         return Ok(false);
     }
     let prior = state.store.get_consent(&user.username, &client.client_id).await?;
-    let covered =
-        |t: &str| client.pre_approved_scopes.contains(t) || prior.as_ref().is_some_and(|c| c.scope.contains(t));
+    let approved = prior.as_ref().and_then(|c| c.resources.get(&p.audience));
+    let covered = |t: &str| client.pre_approved_scopes.contains(t) || approved.is_some_and(|s| s.contains(t));
     let all_covered = p.scope.iter().all(covered);
-    Ok(!(all_covered && (prior.is_some() || !p.scope.is_empty())))
+    Ok(!(all_covered && (approved.is_some() || !p.scope.is_empty())))
 }
 
 /// Each requested scope with the description its resource server gives (the audience's first).
@@ -174,10 +176,15 @@ async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
     }
     let prior = state.store.get_consent(&username, &pending.client_id).await?;
     let merged = Scope::from_tokens(prior.iter().flat_map(|c| c.scope.iter()).chain(pending.scope.iter()));
+    let mut resources = prior.map(|c| c.resources).unwrap_or_default();
+    let for_resource = resources.get(&pending.audience).into_iter().flat_map(|s| s.iter());
+    let for_resource = Scope::from_tokens(for_resource.chain(pending.scope.iter()));
+    resources.insert(pending.audience.clone(), for_resource);
     let consent = crate::model::Consent {
         username: username.clone(),
         client_id: pending.client_id.clone(),
         scope: merged,
+        resources,
         granted_at: state.clock.now(),
     };
     let resp = finish(state, &pending).await?;

@@ -306,7 +306,12 @@ pub(super) async fn consents(
     let list = state.store.list_consents(&username).await?;
     let items: Vec<Value> = list
         .iter()
-        .map(|c| json!({"client_id": c.client_id, "scope": c.scope.to_string(), "granted_at": c.granted_at}))
+        .map(|c| {
+            let resources: serde_json::Map<String, Value> =
+                c.resources.iter().map(|(aud, s)| (aud.clone(), Value::from(s.to_string()))).collect();
+            json!({"client_id": c.client_id, "scope": c.scope.to_string(), "resources": resources,
+                   "granted_at": c.granted_at})
+        })
         .collect();
     Ok(ok(json!({ "consents": items })))
 }

@@ -22,7 +22,9 @@ pub fn user(name: &str) -> User {
 }
 
 fn consent(user: &str, client: &str, scope: &str) -> Consent {
-    Consent { username: user.into(), client_id: client.into(), scope: Scope::parse(scope).unwrap(), granted_at: NOW }
+    let scope = Scope::parse(scope).unwrap();
+    let resources = [("https://api.example".to_owned(), scope.clone())].into();
+    Consent { username: user.into(), client_id: client.into(), scope, resources, granted_at: NOW }
 }
 
 /// Create, conflict without overwriting, read, update existing and missing, delete once.
