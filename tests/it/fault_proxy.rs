@@ -972,6 +972,38 @@ async fn a_retried_put_recognises_its_own_first_attempt() {
     assert!(matches!(store.create_client(&copy).await, Err(StoreError::Conflict)), "a real conflict");
 }
 
+// ---------------------------------------------------------------- group deletion
+
+/// A group deletion that stops part-way (DynamoDB fails after the group is marked, before its
+/// memberships are deleted): from the mark on the group grants nothing, although a membership
+/// is still stored, and the retried deletion finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_deletion_stopped_part_way_grants_nothing_and_a_retry_finishes() {
+    use gatehouse::store::{GroupStore, StoreError};
+
+    let Some(stack) = Stack::new("local").await else { return };
+    let app = common::app(&common::state_on(stack.store.clone()));
+    create_user(&app, "alice", PASSWORD).await;
+    let r = send(&app, admin("POST", "/admin/groups", Some(json!({"name": "staff"})))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = send(&app, admin("PUT", "/admin/groups/staff/members/alice", None)).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    assert!(stack.store.is_member("staff", "alice").await.unwrap());
+
+    let store = DynamoStore::new(stack.clients().await.dynamodb, stack.table.clone());
+    stack.ddb.set(Rule::on(TRANSACT, Fault::ServerError));
+    let r = store.delete_group("staff").await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    stack.ddb.pass();
+    assert_eq!(stack.store.groups_of("alice").await.unwrap(), ["staff"], "the membership is still stored");
+    assert!(!stack.store.is_member("staff", "alice").await.unwrap(), "a group being deleted grants nothing");
+    assert_eq!(stack.store.get_group("staff").await.unwrap(), None);
+
+    assert!(store.delete_group("staff").await.unwrap(), "the retry finishes the deletion");
+    assert_eq!(stack.store.groups_of("alice").await.unwrap(), Vec::<String>::new());
+    assert!(!stack.store.is_member("staff", "alice").await.unwrap());
+}
+
 // ---------------------------------------------------------------- read consistency
 
 /// Queries of the table itself are strongly consistent (a signing key retired, a resource

@@ -279,8 +279,13 @@ impl GroupStore for DynamoStore {
         .await
     }
 
+    /// The membership, and then the group: a group marked for deletion grants nothing, also
+    /// while a deletion that stopped part-way (a 503, to be retried) has left memberships.
     async fn is_member(&self, group: &str, username: &str) -> StoreResult<bool> {
-        Ok(self.get(group_pk(group), &format!("{MEMBER}{username}")).await?.is_some())
+        if self.get(group_pk(group), &format!("{MEMBER}{username}")).await?.is_none() {
+            return Ok(false);
+        }
+        Ok(self.get(GROUP_LIST.into(), group).await?.is_some_and(|g| !g.contains_key(DELETING)))
     }
 
     async fn list_members(
