@@ -98,8 +98,11 @@ pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result
     let ok = tokio::task::spawn_blocking(move || verify(&pw, &hash)).await.map_err(OAuthError::server)?;
     match user {
         Some(u) if ok && u.enabled => {
-            // A success forgets earlier failures, and this attempt's place.
-            state.store.clear_counter(&key).await?;
+            // A success forgets earlier failures, and this attempt's place. The password was right:
+            // a store error here only leaves the attempt counted, it does not refuse the user.
+            if let Err(e) = state.store.clear_counter(&key).await {
+                tracing::warn!(error = %e, "clearing a sign-in counter failed");
+            }
             Ok(Ok(u))
         }
         _ => {

@@ -774,3 +774,33 @@ async fn revocations_do_not_wait_for_the_family_index_dynamodb() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_inactive(&app, &rs, &rt).await;
 }
+
+/// A cool-down shorter than the counting window: after it, the right password works, and the
+/// next failures are counted afresh (the lock restarts the count) until they lock again.
+#[tokio::test]
+async fn after_the_cool_down_the_right_password_works_even_within_the_window() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let settings = json!({"lockout_window": 86_400, "lockout_cooldown": 300});
+    let r = send(&app, admin("PATCH", "/admin/settings", Some(settings))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let c = password_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let (invalid, locked) =
+        ("the resource owner credentials are invalid", "too many failed sign-in attempts; try again later");
+    let bad = credentials("alice", "wrong password");
+    let wrong = || password_grant(&app, &c, &bad);
+    for _ in 0..4 {
+        assert_invalid_grant(&wrong().await, invalid);
+    }
+    assert_invalid_grant(&wrong().await, locked);
+    state.clock.advance(299);
+    assert_invalid_grant(&password_grant(&app, &c, &credentials("alice", PASSWORD)).await, locked);
+    state.clock.advance(2);
+    let r = password_grant(&app, &c, &credentials("alice", PASSWORD)).await;
+    assert_eq!(r.status, StatusCode::OK, "after the cool-down: {}", r.text);
+    for _ in 0..4 {
+        assert_invalid_grant(&wrong().await, invalid);
+    }
+    assert_invalid_grant(&wrong().await, locked);
+}

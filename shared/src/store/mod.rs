@@ -298,8 +298,8 @@ pub trait CounterStore: Send + Sync {
     /// Atomically adds one failure: to the live counter, or to a new one that expires at
     /// `now + window` (an expired counter starts over). Returns the counter after the change.
     async fn increment_counter(&self, key: &str, now: i64, window: i64) -> StoreResult<FailureCounter>;
-    /// Locks `key` until `until` (the counter lives at least that long; its count is kept, or is
-    /// 0 when there was no counter).
+    /// Locks `key` until `until` (the counter lives at least that long) and sets its count to 0:
+    /// after the cool-down, the next attempts of the window are counted (and checked) afresh.
     async fn lock_counter(&self, key: &str, until: i64) -> StoreResult<()>;
     /// Forgets the counter (a successful sign-in).
     async fn clear_counter(&self, key: &str) -> StoreResult<()>;

@@ -167,9 +167,7 @@ impl CounterStore for DynamoStore {
                 .table_name(&self.table)
                 .key("pk", counter_pk(key))
                 .key("sk", s("COUNTER"))
-                .update_expression(
-                    "SET locked_until = :until, expires_at = :until, #ttl = :until, #count = if_not_exists(#count, :zero)",
-                )
+                .update_expression("SET locked_until = :until, expires_at = :until, #ttl = :until, #count = :zero")
                 .condition_expression("attribute_not_exists(pk) OR expires_at < :until")
                 .expression_attribute_names("#ttl", "ttl")
                 .expression_attribute_names("#count", "count")
@@ -187,9 +185,11 @@ impl CounterStore for DynamoStore {
                 .table_name(&self.table)
                 .key("pk", counter_pk(key))
                 .key("sk", s("COUNTER"))
-                .update_expression("SET locked_until = :until")
+                .update_expression("SET locked_until = :until, #count = :zero")
                 .condition_expression("expires_at >= :until")
+                .expression_attribute_names("#count", "count")
                 .expression_attribute_values(":until", n(until))
+                .expression_attribute_values(":zero", n(0))
                 .send()
                 .await;
             if condition_met(r.map(drop).map_err(classify))? {

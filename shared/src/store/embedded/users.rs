@@ -163,7 +163,7 @@ impl CounterStore for EmbeddedStore {
         self.with(move |c| {
             c.execute(
                 "INSERT INTO counters (counter_key, count, expires_at, locked_until) VALUES (?1, 0, ?2, ?2)
-                 ON CONFLICT (counter_key) DO UPDATE SET locked_until = ?2, expires_at = MAX(expires_at, ?2)",
+                 ON CONFLICT (counter_key) DO UPDATE SET locked_until = ?2, expires_at = MAX(expires_at, ?2), count = 0",
                 params![key, until],
             )
             .map_err(err)?;
