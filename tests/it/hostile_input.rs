@@ -642,6 +642,18 @@ async fn over_long_keys(store: std::sync::Arc<dyn gatehouse::store::Store>) {
     assert_error(&send(&app, token(&identifier(1025))).await, StatusCode::BAD_REQUEST, "invalid_target");
     assert_error(&send(&app, token(&identifier(3000))).await, StatusCode::BAD_REQUEST, "invalid_target");
 
+    // Keys built from a segment and a prefix: past DynamoDB's limits although the segment is not.
+    create_user_and_group(&app).await;
+    let near = "a".repeat(1020);
+    for path in [format!("/admin/users/alice/consents/{near}"), format!("/admin/groups/staff/members/{near}")] {
+        let r = send(&app, common::admin("DELETE", &path, None)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}: {}", &path[..30], r.text);
+    }
+    let r = send(&app, common::admin("GET", &format!("/admin/tokens/count?type=access&client_id={long}"), None)).await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"count": 0})), "{}", r.text);
+    let r = send(&app, common::admin("GET", &format!("/admin/tokens?type=access&end_user={long}"), None)).await;
+    assert_eq!((r.status, &r.body["tokens"]), (StatusCode::OK, &json!([])), "{}", r.text);
+
     let rs_path = format!("/admin/resource-servers/{}", encoded(&identifier(1024)));
     assert_eq!(send(&app, common::admin("GET", &rs_path, None)).await.status, StatusCode::OK);
     for (method, path) in [
@@ -674,6 +686,16 @@ async fn over_long_keys(store: std::sync::Arc<dyn gatehouse::store::Store>) {
     assert_eq!(store.get_token(&long, common::T0).await.unwrap(), None);
     assert_eq!(store.list_consents(&long).await.unwrap(), vec![]);
     assert_eq!(store.groups_of(&long).await.unwrap(), Vec::<String>::new());
+}
+
+async fn create_user_and_group(app: &axum::Router) {
+    for (path, body) in [
+        ("/admin/users", json!({"username": "alice", "password": "correct horse battery"})),
+        ("/admin/groups", json!({"name": "staff"})),
+    ] {
+        let r = send(app, common::admin("POST", path, Some(body))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}: {}", r.text);
+    }
 }
 
 #[tokio::test]

@@ -68,34 +68,44 @@ fn open(token: &str, sealed: &str) -> Option<TokenResponse> {
 /// with `token`, the one presented): its rotation's access and refresh tokens, their
 /// successors, and so on to the family's current refresh token. Each record is a consistent
 /// read, so a reuse revokes the newest tokens even while the family's listing lags
-/// ([`revoke_family`]). At most [`MAX_SUCCESSORS`] rotations are followed.
+/// ([`revoke_family`]).
+///
+/// The walk ends at a refresh token that is revoked (the family was revoked before: nothing
+/// newer is active) or gone (expired), and after [`MAX_SUCCESSORS`] rotations; expired access
+/// tokens are left out. A replay of a token more than that many rotations old relies on the
+/// listing for the newest ones, which lags by seconds only.
 async fn successor_ids(state: &AppState, rec: &TokenRecord, token: &str) -> Result<Vec<String>> {
     let now = state.clock.now();
     let mut ids = Vec::new();
     let (mut sealed, mut token) = (rec.successor_response.clone(), token.to_owned());
     for _ in 0..MAX_SUCCESSORS {
         let Some(resp) = sealed.as_deref().and_then(|s| open(&token, s)) else { break };
-        if let Some(jti) = jwt_id(&resp.access_token) {
+        if let Some((jti, exp)) = jwt_id(&resp.access_token)
+            && exp > now
+        {
             ids.push(jti);
         }
         let Some(next) = resp.refresh_token else { break };
         let id = crate::crypto::opaque_token_id(&next);
-        ids.push(id.clone());
-        sealed = state.store.get_token(&id, now).await?.and_then(|r| r.successor_response);
+        let Some(next_rec) = state.store.get_token(&id, now).await?.filter(|r| r.revoked_at.is_none()) else {
+            break;
+        };
+        ids.push(id);
+        sealed = next_rec.successor_response;
         token = next;
     }
     Ok(ids)
 }
 
-/// Rotations [`successor_ids`] follows: a reuse detected long after many rotations finds the
-/// older tokens through the family's listing anyway.
-const MAX_SUCCESSORS: usize = 16;
+/// Rotations [`successor_ids`] follows at most (one consistent read each).
+const MAX_SUCCESSORS: usize = 64;
 
-/// The `jti` of an access token this server signed (read without verifying: it comes from a
-/// sealed response only this server wrote).
-fn jwt_id(jwt: &str) -> Option<String> {
+/// The `jti` and `exp` of an access token this server signed (read without verifying: it
+/// comes from a sealed response only this server wrote).
+fn jwt_id(jwt: &str) -> Option<(String, i64)> {
     let claims = crate::crypto::b64url_decode(jwt.split('.').nth(1)?)?;
-    serde_json::from_slice::<serde_json::Value>(&claims).ok()?["jti"].as_str().map(str::to_owned)
+    let claims = serde_json::from_slice::<serde_json::Value>(&claims).ok()?;
+    Some((claims["jti"].as_str()?.to_owned(), claims["exp"].as_i64()?))
 }
 
 /// A rotated token was presented: within the grace window, the same successor tokens;

@@ -105,7 +105,7 @@ impl NewResourceServer {
     fn validate(self, now: i64) -> Result<ResourceServer> {
         let url = url::Url::parse(&self.identifier).map_err(|_| invalid("identifier: must be an absolute URI"))?;
         if url.fragment().is_some() || self.identifier.len() > MAX_IDENTIFIER {
-            return Err(invalid("identifier: no fragment, at most 2048 characters (RFC 8707 §2)"));
+            return Err(invalid(format!("identifier: no fragment (RFC 8707 §2), at most {MAX_IDENTIFIER} bytes")));
         }
         let scopes = validate_scopes(self.scopes)?;
         validate_name(self.name.as_deref())?;

@@ -7,7 +7,8 @@
 //! | its mirror | `USER#<username>` | `GROUP#<name>` |
 //!
 //! Groups share one partition, so listing them is a Query (as for resource servers);
-//! `is_member` is one GetItem of the membership; `groups_of` is one Query of the user's partition.
+//! `is_member` is a GetItem of the membership, then (for a member) of the group, which must not be
+//! marked for deletion; `groups_of` is one Query of the user's partition.
 //! A membership and its mirror are written and deleted together, in one transaction.
 //!
 //! `add_member` is a transaction that checks the group (not being deleted) and the user exist.
@@ -77,6 +78,9 @@ impl DynamoStore {
         page: usize,
         mut each: impl FnMut(Item) -> bool,
     ) -> StoreResult<()> {
+        if !key_fits(&pk, &format!("{prefix}{}", after.unwrap_or_default())) {
+            return Ok(()); // no item has such a key
+        }
         let mut start: Option<Item> = None;
         loop {
             let mut q = self
@@ -261,6 +265,10 @@ impl GroupStore for DynamoStore {
 
     async fn remove_member(&self, group: &str, username: &str) -> StoreResult<bool> {
         let [member, mirror] = membership_items(group, username);
+        let fits = |i: &Item| key_fits(i["pk"].as_s().map_or("", |v| v), i["sk"].as_s().map_or("", |v| v));
+        if !fits(&member) || !fits(&mirror) {
+            return Ok(false); // no such membership can exist
+        }
         let first = Delete::builder()
             .table_name(&self.table)
             .key("pk", member["pk"].clone())

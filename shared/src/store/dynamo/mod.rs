@@ -74,7 +74,7 @@ fn n(v: i64) -> AttributeValue {
 /// bound) is within DynamoDB's limits: 2048 bytes for a partition key, 1024 for a sort key.
 /// A longer one names no item (nothing could have written it), so a read with it finds nothing,
 /// where DynamoDB would answer a `ValidationException` (a 500) to the caller's long id.
-fn key_fits(pk: &str, sk: &str) -> bool {
+pub(super) fn key_fits(pk: &str, sk: &str) -> bool {
     pk.len() <= 2048 && sk.len() <= 1024
 }
 
@@ -241,6 +241,9 @@ impl DynamoStore {
 
     /// Deletes an item; `true` only for the call that deleted it.
     async fn delete_existing(&self, pk: String, sk: &str) -> StoreResult<bool> {
+        if !key_fits(&pk, sk) {
+            return Ok(false); // no item has such a key
+        }
         let r = self
             .ddb
             .delete_item()

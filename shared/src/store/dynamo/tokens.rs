@@ -179,6 +179,9 @@ impl TokenStore for DynamoStore {
 
     async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {
         let (index, attr, key) = token_index(q)?;
+        if !key_fits(&key, "") {
+            return Ok(0); // no item has such a key
+        }
         let mut total = 0u64;
         let mut start: Option<Item> = None;
         loop {
