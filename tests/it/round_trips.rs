@@ -163,12 +163,12 @@ async fn endpoint_counts(signer: &'static str, sign: &[&'static str]) {
     let clock = Clock::manual(T0);
     let i = stack.start(KeyUse::Sign, &clock).await;
     // A new tenant's first cold start: the (empty) ring, its first key joined (sealed: generated
-    // and sealed by `Encrypt`; kms: the alias's public key), the ring again, the signing key
-    // loaded (sealed: `Decrypt`); alongside, the settings and the resource server of the default
-    // audience (none: the absence is cached too).
+    // and sealed by `Encrypt`; kms: the alias's public key; stored with its `kid` marker in one
+    // transaction), the ring again, the signing key loaded (sealed: `Decrypt`); alongside, the
+    // settings and the resource server of the default audience (none: the absence is cached too).
     let first_key: &[&str] = match signer {
-        "kms" => &[QUERY, GET_PUBLIC_KEY, PUT, QUERY],
-        _ => &[QUERY, "KMS:Encrypt", PUT, QUERY, "KMS:Decrypt"],
+        "kms" => &[QUERY, GET_PUBLIC_KEY, TRANSACT, QUERY],
+        _ => &[QUERY, "KMS:Encrypt", TRANSACT, QUERY, "KMS:Decrypt"],
     };
     assert_cold_start(i.calls(), first_key, 2, "cold start");
     let (m2m, public) = setup(&i).await;

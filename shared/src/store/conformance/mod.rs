@@ -283,6 +283,8 @@ pub async fn signing_keys(s: &dyn Store) {
     assert!(s.list_signing_keys().await.unwrap().is_empty());
     s.put_signing_key(&key(1, "k1")).await.unwrap();
     assert!(matches!(s.put_signing_key(&key(1, "k1-racer")).await, Err(StoreError::Conflict)));
+    let r = s.put_signing_key(&key(5, "k1")).await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "a kid is stored once: {r:?}");
     let mut k2 = key(2, "k2");
     k2.retired_at = Some(NOW + 100);
     s.put_signing_key(&k2).await.unwrap();

@@ -6,6 +6,7 @@
 //! | resource server | `RESOURCE_SERVERS` | `<identifier>` | |
 //! | token record | `TOKEN#<id>` | `TOKEN` | `client_pk`, `user_pk`, `client_user_pk`, `family_pk`, `issued_sk`, `ttl` |
 //! | signing key | `SIGNING_KEYS` | `KEY#<generation>` | |
+//! | a signing key's `kid`, stored once | `SIGNING_KEY_IDS` | `<kid>` | |
 //! | user | `USER#<username>` | `USER` | `user_pk` = `USERS`, `issued_sk` = username |
 //! | consent | `USER#<username>` | `CONSENT#<client_id>` | |
 //! | group, membership, its mirror | `GROUPS`, `GROUP#<name>`, `USER#<username>` | `<name>`, `MEMBER#<username>`, `GROUP#<name>` | see `groups.rs` |
@@ -20,7 +21,8 @@
 //! lists the clients. Cursors are sort keys (a key condition `issued_sk >` the cursor). `ttl`
 //! holds the expiry, and expired items are filtered on every read because TTL deletion can lag
 //! two days.
-//! Creation is `attribute_not_exists(pk)`; client updates are conditional on the `version` read;
+//! Creation is `attribute_not_exists(pk)` (with a random `wid` on the item, so that a retried
+//! put recognises its own first attempt: `put_once`); client updates are conditional on the `version` read;
 //! revocation is a conditional update; code redemption
 //! and refresh rotation are single `TransactWriteItems` (a conditional update of the code or old
 //! token plus conditional puts of the new tokens). Items an earlier version wrote without a key
@@ -432,11 +434,29 @@ impl ResourceServerStore for DynamoStore {
 
 #[async_trait]
 impl KeyStore for DynamoStore {
+    /// The key's slot and, in the same transaction, a `SIGNING_KEY_IDS` / `<kid>` item: both
+    /// must be new, so a generation or a `kid` is never stored twice (as SQLite's unique
+    /// columns ensure). Keys stored before the marker existed have none.
     async fn put_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
+        use aws_sdk_dynamodb::types::Put;
+
         let mut item = encode(key)?;
         item.insert("pk".into(), s("SIGNING_KEYS"));
         item.insert("sk".into(), s(format!("KEY#{:010}", key.generation)));
-        self.put_new(item).await
+        let marker = Item::from([("pk".into(), s("SIGNING_KEY_IDS")), ("sk".into(), s(&key.kid))]);
+        let mut actions = Vec::new();
+        for item in [item, marker] {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build();
+            actions.push(TransactWriteItem::builder().put(built(put)?).build());
+        }
+        match self.transact_single_use(actions).await? {
+            true => Ok(()),
+            false => Err(StoreError::Conflict), // the generation exists
+        }
     }
 
     async fn replace_signing_key(&self, key: &StoredSigningKey) -> StoreResult<bool> {
