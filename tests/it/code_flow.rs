@@ -301,9 +301,11 @@ pub(crate) fn assert_error_page(r: &Resp, status: StatusCode, code: &str, descri
     assert!(r.text.contains(&format!("Error code: <code>{code}</code>")), "{}", r.text);
 }
 
-/// The sign-in page again, with the error text: 401, no new cookie.
+/// The sign-in page again, with the error text: 200 (a 401 would need a `WWW-Authenticate`
+/// challenge, RFC 9110 §15.5.2), no challenge, no new cookie.
 pub(crate) fn assert_sign_in_refused(r: &Resp, text: &str) {
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("www-authenticate"), None);
     assert_page_headers(r);
     assert_eq!(
         element_text(&r.text, "<p class=\"error\" role=\"alert\" id=\"error\">").as_deref(),

@@ -48,6 +48,10 @@ fn cookie<'a>(state: &AppState, parts: &'a Parts) -> Option<&'a str> {
 }
 
 /// The sign-in page (with a new cookie on first display).
+///
+/// A refused sign-in shows the page again with its message and status 200, as Keycloak does:
+/// a 401 must carry a `WWW-Authenticate` challenge (RFC 9110 §15.5.2), and an HTML form is no
+/// HTTP authentication scheme. The failure is in the audit line, not the status.
 pub(super) fn show_login(
     state: &AppState,
     client: &Client,
@@ -58,8 +62,7 @@ pub(super) fn show_login(
     first: bool,
 ) -> Response {
     let name = client.client_name.as_deref().unwrap_or(&client.client_id);
-    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
-    let mut resp = pages::page(status, &Login { client_name: name, csrf, username, error });
+    let mut resp = pages::page(StatusCode::OK, &Login { client_name: name, csrf, username, error });
     if first {
         set_cookie(state, &mut resp, &pending.id, state.config.login_ttl);
     }
