@@ -705,8 +705,9 @@ async fn a_burst_of_guesses_gets_only_the_thresholds_checks_dynamodb() {
 /// On DynamoDB a family is listed through an index, which is eventually consistent: a token
 /// issued a moment ago may not be in it yet. Here the index never catches up (the tokens'
 /// `family_pk` removed in the table), and every revocation still takes them: a replayed code
-/// the tokens its redemption issued (recorded on the code), a reused refresh token its
-/// successors (from the sealed successor responses), a revoked refresh token itself.
+/// the tokens its redemption issued (recorded on the code), a reused refresh token the access
+/// token issued with it (recorded on it) and its successors (from the sealed successor
+/// responses), a revoked refresh token itself and the access token issued with it.
 #[tokio::test]
 async fn revocations_do_not_wait_for_the_family_index_dynamodb() {
     use aws_sdk_dynamodb::types::AttributeValue;
@@ -758,9 +759,10 @@ async fn revocations_do_not_wait_for_the_family_index_dynamodb() {
     let second = refresh(&app, &c, &rt1, "").await.body;
     let third = refresh(&app, &c, &s(&second, "refresh_token"), "").await.body;
     assert_active(&app, &rs, &s(&third, "refresh_token")).await;
-    unlisted([ids(&second), ids(&third)].concat()).await;
+    unlisted([ids(&tokens), ids(&second), ids(&third)].concat()).await;
     state.clock.advance(11); // past the grace window
     assert_invalid_grant(&refresh(&app, &c, &rt1, "").await, "the refresh token was already used");
+    assert_inactive(&app, &rs, &s(&tokens, "access_token")).await;
     for t in ["access_token", "refresh_token"] {
         assert_inactive(&app, &rs, &s(&second, t)).await;
         assert_inactive(&app, &rs, &s(&third, t)).await;
@@ -773,6 +775,7 @@ async fn revocations_do_not_wait_for_the_family_index_dynamodb() {
     let r = send(&app, form("/revoke", None, &format!("token={}&client_id={}", enc(&rt), enc(&c.id)))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_inactive(&app, &rs, &rt).await;
+    assert_inactive(&app, &rs, &s(&tokens, "access_token")).await;
 }
 
 /// A cool-down shorter than the counting window: after it, the right password works, and the

@@ -73,9 +73,10 @@ pub fn still_revocable(record: &crate::model::TokenRecord, now: i64) -> bool {
 /// grant) with it (RFC 7009 §2.1).
 pub async fn revoke_record(state: &AppState, by: &str, record: &crate::model::TokenRecord) -> Result<bool> {
     let revoked = match (&record.kind, &record.family) {
-        // The token itself by id too: the family's listing may lag behind its issue (DynamoDB).
+        // The token itself and the access token issued with it by id too: the family's
+        // listing may lag behind their issue (DynamoDB).
         (crate::model::TokenKind::Refresh, Some(f)) => {
-            crate::grants::revoke_family(state, f, std::slice::from_ref(&record.id)).await? > 0
+            crate::grants::revoke_family(state, f, &record.with_sibling()).await? > 0
         }
         _ => state.store.revoke_token(&record.id, state.clock.now()).await?,
     };

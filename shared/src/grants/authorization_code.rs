@@ -117,7 +117,15 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
         sign_access_token(state, client, Some(&user), GrantType::AuthorizationCode, &grant, Some(&code.family)).await?;
     let settings = state.settings().await?;
     let refresh = gets_refresh_token(client, &settings).then(|| {
-        new_refresh_token(state, &settings, client, &code.username, &grant, GrantType::AuthorizationCode, &code.family)
+        new_refresh_token(
+            state,
+            &settings,
+            client,
+            &code.username,
+            &grant,
+            GrantType::AuthorizationCode,
+            &access.record,
+        )
     });
     let mut records = vec![access.record.clone()];
     records.extend(refresh.iter().map(|(_, r)| r.clone()));

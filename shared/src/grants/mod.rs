@@ -205,6 +205,7 @@ pub async fn sign_access_token(
         rotated_at: None,
         successor_response: None,
         jkt: grant.jkt.clone(),
+        issued_with: None,
     };
     let mut claims = json!({
         "iss": state.config.issuer,
@@ -272,7 +273,8 @@ pub fn audit_issued(record: &TokenRecord) {
 }
 
 /// A new opaque refresh token (256 random bits after a time prefix, `crypto::opaque_token`) and
-/// its record, stored by `crypto::opaque_token_id`, never by the token (RFC 6749 §10.4).
+/// its record, stored by `crypto::opaque_token_id`, never by the token (RFC 6749 §10.4), issued
+/// with `access` (the same user and family; the record names it, `issued_with`).
 pub fn new_refresh_token(
     state: &AppState,
     settings: &crate::settings::Settings,
@@ -280,7 +282,7 @@ pub fn new_refresh_token(
     username: &str,
     grant: &Grant,
     origin: GrantType,
-    family: &str,
+    access: &TokenRecord,
 ) -> (String, TokenRecord) {
     let token = crate::crypto::opaque_token();
     let now = state.clock.now();
@@ -297,12 +299,13 @@ pub fn new_refresh_token(
         issued_at: now,
         expires_at: now + lifetime as i64,
         revoked_at: None,
-        family: Some(family.to_owned()),
+        family: access.family.clone(),
         rotated_at: None,
         successor_response: None,
         // RFC 9449 §5: only a public client's refresh token is bound (a confidential client's
         // is already bound to its credentials).
         jkt: if client.is_public() { grant.jkt.clone() } else { None },
+        issued_with: Some(access.id.clone()),
     };
     (token, record)
 }

@@ -46,7 +46,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     let access = sign_access_token(state, client, Some(&user), GrantType::Password, &grant, Some(&family)).await?;
     let settings = state.settings().await?;
     let refresh = gets_refresh_token(client, &settings)
-        .then(|| new_refresh_token(state, &settings, client, name, &grant, GrantType::Password, &family));
+        .then(|| new_refresh_token(state, &settings, client, name, &grant, GrantType::Password, &access.record));
     if let Some((_, r)) = &refresh {
         state.store.put_token(r).await?;
     }

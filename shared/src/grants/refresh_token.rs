@@ -63,10 +63,11 @@ fn open(token: &str, sealed: &str) -> Option<TokenResponse> {
     serde_json::from_slice(&plain).ok()
 }
 
-/// The ids of the tokens issued after the rotated `rec` in its family, read from the successor
-/// responses sealed on each rotated token (each readable with the token before it, the first
-/// with `token`, the one presented): its rotation's access and refresh tokens, their
-/// successors, and so on to the family's current refresh token. Each record is a consistent
+/// The ids of the tokens issued with and after the rotated `rec` in its family: the access
+/// token issued with it, then those read from the successor responses sealed on each rotated
+/// token (each readable with the token before it, the first with `token`, the one presented):
+/// its rotation's access and refresh tokens, their successors, and so on to the family's
+/// current refresh token. Each record is a consistent
 /// read, so a reuse revokes the newest tokens even while the family's listing lags
 /// ([`revoke_family`]).
 ///
@@ -76,7 +77,7 @@ fn open(token: &str, sealed: &str) -> Option<TokenResponse> {
 /// listing for the newest ones, which lags by seconds only.
 async fn successor_ids(state: &AppState, rec: &TokenRecord, token: &str) -> Result<Vec<String>> {
     let now = state.clock.now();
-    let mut ids = Vec::new();
+    let mut ids: Vec<String> = rec.issued_with.iter().cloned().collect();
     let (mut sealed, mut token) = (rec.successor_response.clone(), token.to_owned());
     for _ in 0..MAX_SUCCESSORS {
         let Some(resp) = sealed.as_deref().and_then(|s| open(&token, s)) else { break };
@@ -183,7 +184,8 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     let access =
         sign_access_token(state, client, Some(&user), GrantType::RefreshToken, &access_grant, Some(&family)).await?;
     let keep = Grant { audience: rec.audience.clone(), scope: rec.scope.clone(), jkt: None }.bound_to(dpop);
-    let (new_token, new_rec) = new_refresh_token(state, &settings, client, &username, &keep, rec.grant_type, &family);
+    let (new_token, new_rec) =
+        new_refresh_token(state, &settings, client, &username, &keep, rec.grant_type, &access.record);
     let access_rec = access.record.clone();
     let resp = TokenResponse::with_refresh(access, Some(new_token));
     let sealed = seal(&req.refresh_token, &resp)?;

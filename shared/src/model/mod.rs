@@ -240,12 +240,23 @@ pub struct TokenRecord {
     /// DPoP-bound access token, or a refresh token of a public client issued with a proof (§5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
+    /// Refresh tokens: the `jti` of the access token issued in the same response, so revoking
+    /// the refresh token takes it by id even before the family's listing shows it (RFC 7009
+    /// §2.1; on DynamoDB the listing is an eventually consistent index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_with: Option<String>,
 }
 
 impl TokenRecord {
     /// Active means: not expired at `now`, not revoked and not rotated.
     pub fn is_active(&self, now: i64) -> bool {
         self.revoked_at.is_none() && self.rotated_at.is_none() && self.expires_at > now
+    }
+
+    /// The token's id and that of the access token issued with it: the ids a revocation of
+    /// its family knows without the family's listing (`grants::revoke_family`).
+    pub fn with_sibling(&self) -> Vec<String> {
+        std::iter::once(&self.id).chain(&self.issued_with).cloned().collect()
     }
 }
 

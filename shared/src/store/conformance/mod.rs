@@ -105,6 +105,7 @@ pub fn token(id: &str, kind: TokenKind, client: &str, user: Option<&str>, issued
         rotated_at: None,
         successor_response: None,
         jkt: None,
+        issued_with: None,
     }
 }
 

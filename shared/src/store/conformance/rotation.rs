@@ -12,12 +12,12 @@ pub fn family_token(id: &str, kind: TokenKind, family: &str, issued_at: i64) -> 
     t
 }
 
-/// The successor refresh and access tokens of a rotation.
+/// The successor refresh and access tokens of a rotation (the refresh token names its sibling,
+/// which the stores keep as they keep every other field).
 fn successors(prefix: &str, family: &str) -> Vec<TokenRecord> {
-    vec![
-        family_token(&format!("{prefix}-refresh"), TokenKind::Refresh, family, NOW + 10),
-        family_token(&format!("{prefix}-access"), TokenKind::Access, family, NOW + 10),
-    ]
+    let mut refresh = family_token(&format!("{prefix}-refresh"), TokenKind::Refresh, family, NOW + 10);
+    refresh.issued_with = Some(format!("{prefix}-access"));
+    vec![refresh, family_token(&format!("{prefix}-access"), TokenKind::Access, family, NOW + 10)]
 }
 
 async fn stored(s: &dyn Store, tokens: &[TokenRecord]) -> Vec<Option<TokenRecord>> {

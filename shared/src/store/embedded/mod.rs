@@ -127,7 +127,7 @@ struct TokenWriter {
 #[derive(Debug)]
 enum TokenWrite {
     /// `put_token`: a new record (`Conflict` if its id exists). Answers `true`.
-    Insert(TokenRecord),
+    Insert(Box<TokenRecord>),
     /// `redeem_code`: consumes the code `id` if it is unconsumed and unexpired at `now`, and
     /// inserts `tokens`; `false` (and nothing written) if the code was not redeemable.
     Redeem { id: String, now: i64, tokens: Vec<TokenRecord> },
@@ -610,7 +610,7 @@ mod tests {
         dup.scope = crate::model::Scope::parse("other").unwrap();
         let b = conformance::token("b", TokenKind::Access, "c1", None, conformance::NOW);
         let c = conformance::token("c", TokenKind::Access, "c1", Some("alice"), conformance::NOW);
-        let results = run_batch(&s, "", &[b.clone(), dup, c.clone()].map(TokenWrite::Insert), "");
+        let results = run_batch(&s, "", &[b.clone(), dup, c.clone()].map(|t| TokenWrite::Insert(Box::new(t))), "");
         assert!(matches!(results[..], [Ok(true), Err(StoreError::Conflict), Ok(true)]), "{results:?}");
         for t in [&first, &b, &c] {
             assert_eq!(s.get_token(&t.id, conformance::NOW).await.unwrap().as_ref(), Some(t));
@@ -644,7 +644,7 @@ mod tests {
                 tokens: vec![successor.clone(), taken.clone()],
             },
             TokenWrite::Redeem { id: "k2".into(), now: NOW + 1, tokens: vec![issued("b1").remove(0), taken.clone()] },
-            TokenWrite::Insert(conformance::token("after", TokenKind::Access, "c1", None, NOW + 1)),
+            TokenWrite::Insert(Box::new(conformance::token("after", TokenKind::Access, "c1", None, NOW + 1))),
         ];
         let results = run_batch(&s, "", &writes, "");
         assert!(
@@ -723,9 +723,9 @@ mod tests {
         s.put_token(&taken).await.unwrap();
         let a1 = family_token("a1", TokenKind::Access, "fam-k1", NOW + 1);
         let writes = [
-            TokenWrite::Insert(conformance::token("before", TokenKind::Access, "c1", None, NOW + 1)),
+            TokenWrite::Insert(Box::new(conformance::token("before", TokenKind::Access, "c1", None, NOW + 1))),
             TokenWrite::Redeem { id: "k1".into(), now: NOW + 1, tokens: vec![a1.clone(), taken.clone()] },
-            TokenWrite::Insert(conformance::token("after", TokenKind::Access, "c1", None, NOW + 1)),
+            TokenWrite::Insert(Box::new(conformance::token("after", TokenKind::Access, "c1", None, NOW + 1))),
         ];
         let refuse =
             "CREATE TEMP TRIGGER refuse_undo BEFORE DELETE ON tokens BEGIN SELECT RAISE(ABORT, 'refused'); END;";

@@ -86,7 +86,7 @@ fn select(c: &Connection, filter: &str, p: Vec<Value>) -> StoreResult<Vec<TokenR
 impl TokenStore for EmbeddedStore {
     async fn put_token(&self, t: &TokenRecord) -> StoreResult<()> {
         let due = self.purge_due(Purge::Tokens, t.issued_at);
-        self.tokens.run(TokenWrite::Insert(t.clone())).await?;
+        self.tokens.run(TokenWrite::Insert(Box::new(t.clone()))).await?;
         if due.is_some() {
             // Housekeeping after the insert, on the ordinary write path (its own transaction).
             // The token is stored: a failed sweep must not fail the request (the next is due in
