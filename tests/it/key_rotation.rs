@@ -133,9 +133,13 @@ async fn drill_after_join(s: &mut Stack, client: &common::TestClient, k1: &str, 
     let retire = format!("/admin/keys/{k1}/retire");
     let r = send(&s.router, admin("POST", &retire, None)).await;
     assert_error(&r, StatusCode::CONFLICT, "conflict");
-    assert!(r.body["error_description"].as_str().unwrap().contains(&format!("until {}", joined_at + 600 + 86_400)));
+    let safe_at = joined_at + 600 + 86_400 + keys::RELOAD_INTERVAL;
+    assert!(r.body["error_description"].as_str().unwrap().contains(&format!("until {safe_at}")));
     s.all_valid(client).await;
-    s.state.clock.advance(86_400);
+    s.state.clock.advance(safe_at - 1 - s.now());
+    let r = send(&s.router, admin("POST", &retire, None)).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    s.state.clock.advance(1);
     let r = send(&s.router, admin("POST", &retire, None)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!((r.body["status"].as_str(), r.body["retired_at"].as_i64()), (Some("retired"), Some(s.now())));
@@ -253,6 +257,59 @@ async fn kms_drill(store: Arc<dyn Store>) {
     assert!(stored[1].kms_key_id.as_deref().unwrap().ends_with(&k2_id), "signs by the key's ARN");
     assert_eq!(stored[1].active_from, Some(joined_at + keys::DEFAULT_ACTIVATION_DELAY));
     drill_after_join(&mut s, &client, &k1, joined_at).await;
+
+    // The alias moves on, then disappears (deleted, or KMS denies it) while the new key is
+    // pending: the signing instances go on with the ring and switch at its activation.
+    let k3_id = common::kms_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    kms.update_alias().alias_name(&alias).target_key_id(&k3_id).send().await.unwrap();
+    s.state.clock.advance(keys::RELOAD_INTERVAL);
+    let joined_at = s.now();
+    let k2 = s.state.signer.kid();
+    assert_eq!(s.issue(&client, 1).await, [k2]);
+    let k3 = s.ring().await["keys"][2]["kid"].as_str().unwrap().to_owned();
+    kms.delete_alias().alias_name(&alias).send().await.unwrap();
+    s.state.clock.advance(joined_at + keys::DEFAULT_ACTIVATION_DELAY - s.now());
+    assert_eq!(s.issue(&client, 2).await, [k3.clone(), k3.clone()], "activation without the alias");
+    s.stale.refresh(s.now(), None).await;
+    assert_eq!(s.stale.kid(), k3);
+    s.all_valid(&client).await;
+}
+
+/// A rotation cancelled by retiring its pending key does not count as superseding the signing
+/// key, which goes on signing: retiring it later waits for its tokens from after the cancel.
+#[tokio::test]
+async fn a_cancelled_rotation_does_not_shorten_the_wait_before_retiring() {
+    let Some(kms) = common::kms().await else { return };
+    let (store, _dir) = common::embedded();
+    let seal = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let make =
+        async |u: KeyUse| KeyRing::sealed(kms.clone(), seal.clone(), "test", store.clone(), u, T0).await.unwrap();
+    let mut s = stack(store.clone(), make).await;
+    let client = cc_client(&s.router).await;
+    let k1 = s.state.signer.kid();
+    let r = send(&s.router, admin("POST", "/admin/keys/rotate", Some(json!({"activate_after": 600})))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let cancelled = r.body["kid"].as_str().unwrap().to_owned();
+    let r = send(&s.router, admin("POST", &format!("/admin/keys/{cancelled}/retire"), None)).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("retired")), "{}", r.text);
+
+    // Five days on, k1 still signs; a rotation that takes effect at once.
+    s.state.clock.advance(5 * 86_400);
+    assert_eq!(s.issue(&client, 1).await, [k1.as_str()]);
+    let r = send(&s.router, admin("POST", "/admin/keys/rotate", Some(json!({"activate_after": 0})))).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::CREATED, Some("signing")), "{}", r.text);
+    let stopped = s.now();
+    let r = send(&s.router, admin("POST", &format!("/admin/keys/{k1}/retire"), None)).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let safe_at = stopped + 86_400 + keys::RELOAD_INTERVAL;
+    assert_eq!(
+        r.body["error_description"],
+        format!(
+            "tokens signed by this key may be live until {safe_at} (it stopped signing at {stopped}); retire it \
+             then, or pass \"force\": true to invalidate them now"
+        )
+    );
+    s.all_valid(&client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -106,9 +106,13 @@ pub fn signing_record(ring: &[StoredSigningKey], now: i64) -> Option<&StoredSign
 }
 
 /// When `key` stopped signing: the activation of the first newer key that has signed since.
+/// A newer key retired while pending (a cancelled rotation) never signed, so `key` went on
+/// signing past its `active_from`: it does not count. A key that signed is never retired
+/// before its successor signs (the admin API refuses to retire the signing key).
 pub fn superseded_at(ring: &[StoredSigningKey], key: &StoredSigningKey, now: i64) -> Option<i64> {
     ring.iter()
         .filter(|k| k.generation > key.generation && k.active_from() <= now)
+        .filter(|k| k.retired_at.is_none_or(|r| r > k.active_from()))
         .map(StoredSigningKey::active_from)
         .min()
 }
@@ -179,8 +183,19 @@ impl KeyRing {
         let mut ring = self.store.list_signing_keys().await?;
         if self.key_use == KeyUse::Sign {
             let joined = match &self.source {
+                // A ring with keys goes on without the alias's key when KMS does not answer for
+                // it (alias deleted, access denied, outage): the ring's own changes (a pending
+                // key's activation, a retirement) must still reach this instance, which signs
+                // by each key's ARN.
                 Source::Kms { kms, alias } => {
-                    self.join_kms_key_after(kms, alias, &ring, now, DEFAULT_ACTIVATION_DELAY, false).await?.is_some()
+                    match self.join_kms_key_after(kms, alias, &ring, now, DEFAULT_ACTIVATION_DELAY, false).await {
+                        Ok(joined) => joined.is_some(),
+                        Err(e) if !ring.is_empty() => {
+                            tracing::warn!(error = %e, "the KMS alias's key could not be read; the ring's keys stay in use");
+                            false
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 Source::Sealed { .. } if ring.is_empty() => {
                     // A new tenant: racing cold starts agree on slot 1 (conditional put).

@@ -138,7 +138,9 @@ pub(super) async fn retire(
         KeyStatus::Pending => {}
         KeyStatus::Previous => {
             let stopped = superseded_at(&stored, key, now).unwrap_or(now);
-            let safe_at = stopped.saturating_add(MAX_ACCESS_TOKEN_LIFETIME);
+            // A warm signing instance may sign with it until its next reload after `stopped`.
+            let safe_at =
+                stopped.saturating_add(MAX_ACCESS_TOKEN_LIFETIME).saturating_add(crate::keys::RELOAD_INTERVAL);
             if now < safe_at && !r.force {
                 return Err(OAuthError::Conflict(
                     format!(
