@@ -159,3 +159,52 @@ async fn reserved_and_malformed_claims_are_refused() {
     let r = send(&app, admin("GET", "/admin/clients", None)).await;
     assert_eq!(r.body["clients"], json!([]), "nothing stored");
 }
+
+/// Claims that would make an access token longer than Gatehouse verifies (8192 bytes): the
+/// token is refused with 500 `server_error` before anything is stored, so no token exists that
+/// its client could neither introspect nor revoke; the same client gets tokens again once the
+/// claims fit.
+#[tokio::test]
+async fn a_token_too_long_to_verify_is_never_issued() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let big = |i: usize| json!({"name": format!("c{i}"), "value": "x".repeat(1000)});
+    let c = register(
+        &app,
+        json!({"grant_types": ["password", "client_credentials", "refresh_token"], "scope": "read",
+               "custom_claims": [{"name": "bio", "attribute": "bio"}]}),
+    )
+    .await;
+    let user = json!({"username": "alice", "password": PASSWORD, "attributes": {"bio": "y".repeat(7000)}});
+    let r = send(&app, admin("POST", "/admin/users", Some(user))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let password = format!("grant_type=password&username=alice&password={}", enc(PASSWORD));
+    let refused = |r: &common::Resp| {
+        assert_error(r, StatusCode::INTERNAL_SERVER_ERROR, "server_error");
+        assert_eq!(r.body["error_description"], "the server encountered an unexpected condition");
+    };
+    // A dynamic claim from a long profile attribute.
+    refused(&send(&app, form("/token", Some(&c.basic()), &password)).await);
+    // Static claims (eight of 1000 bytes each fit their limits one by one).
+    let claims: Vec<Value> = (0..8).map(big).collect();
+    let r =
+        send(&app, admin("PATCH", &format!("/admin/clients/{}", c.id), Some(json!({"custom_claims": claims})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    refused(&send(&app, form("/token", Some(&c.basic()), "grant_type=client_credentials")).await);
+    let now = state.clock.now();
+    for kind in [gatehouse::model::TokenKind::Access, gatehouse::model::TokenKind::Refresh] {
+        let q = gatehouse::store::TokenQuery { kind, client_id: Some(c.id.clone()), end_user: None };
+        assert_eq!(state.store.count_tokens(&q, now).await.unwrap(), 0, "nothing stored");
+    }
+    // Fewer claims: tokens again, and they introspect.
+    let claims: Vec<Value> = (0..4).map(big).collect();
+    let r =
+        send(&app, admin("PATCH", &format!("/admin/clients/{}", c.id), Some(json!({"custom_claims": claims})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = send(&app, form("/token", Some(&c.basic()), "grant_type=client_credentials")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let at = r.body["access_token"].as_str().unwrap();
+    assert!(at.len() > 5000, "{}", at.len());
+    let r = send(&app, form("/introspect", Some(&c.basic()), &format!("token={at}"))).await;
+    assert_eq!(r.body["active"], true, "{}", r.text);
+}

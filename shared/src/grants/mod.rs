@@ -231,6 +231,16 @@ pub async fn sign_access_token(
     // A warm instance picks up key rotations here (one store query per `RELOAD_INTERVAL`).
     state.signer.refresh(state.clock.now(), None).await;
     let token = state.signer.sign("at+jwt", &claims).await?;
+    // A token longer than the verifiers accept (custom claims too large) could be neither
+    // introspected nor revoked by its client (RFC 7009 §2.1): refused before anything is stored.
+    if token.len() > crate::keys::MAX_TOKEN_LEN {
+        return Err(OAuthError::server(format_args!(
+            "an access token for client {} would be {} bytes, over the {} that verify: make its custom claims smaller",
+            client.client_id,
+            token.len(),
+            crate::keys::MAX_TOKEN_LEN
+        )));
+    }
     Ok(IssuedAccessToken { token, record })
 }
 

@@ -83,8 +83,9 @@ fn thumbprint(canonical: &str) -> String {
     b64url(Sha256::digest(canonical.as_bytes()))
 }
 
-/// Longest access token Gatehouse parses (its own tokens are far shorter).
-pub(crate) const MAX_TOKEN_LEN: usize = 8192;
+/// Longest access token Gatehouse parses, and so the longest it issues (`grants::sign_access_token`;
+/// its own tokens are far shorter unless custom claims are large).
+pub const MAX_TOKEN_LEN: usize = 8192;
 
 /// One verification key: its JWK and the parsed key.
 pub struct VerificationKey {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
-pub use jwks::{AccessClaims, KeySet, PublicJwk, VerificationKey};
+pub use jwks::{AccessClaims, KeySet, MAX_TOKEN_LEN, PublicJwk, VerificationKey};
 pub use local::LocalSigner;
 pub use ring::{
     DEFAULT_ACTIVATION_DELAY, FORCED_RELOAD_INTERVAL, KeyRing, KeyStatus, KeyUse, RELOAD_INTERVAL, signing_record,
