@@ -1004,6 +1004,47 @@ async fn a_group_deletion_stopped_part_way_grants_nothing_and_a_retry_finishes()
     assert!(!stack.store.is_member("staff", "alice").await.unwrap());
 }
 
+/// A deletion held up after its mark (its membership transaction or its final DeleteItem is
+/// delayed in the proxy) while another deletion runs to the end and the group is created again
+/// with a member: the delayed step finds the group no longer marked and changes nothing; the
+/// late deletion answers `false` (the other one deleted the group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_group_deletion_leaves_the_group_created_again() {
+    use gatehouse::store::GroupStore;
+
+    let Some(stack) = Stack::new("local").await else { return };
+    let app = common::app(&common::state_on(stack.store.clone()));
+    create_user(&app, "alice", PASSWORD).await;
+    let late = Arc::new(DynamoStore::new(stack.clients().await.dynamodb, stack.table.clone()));
+    for step in ["TransactWriteItems", "DeleteItem"] {
+        let r = send(&app, admin("POST", "/admin/groups", Some(json!({"name": "staff"})))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert!(stack.store.add_member("staff", "alice").await.unwrap());
+        let group = stack.store.get_group("staff").await.unwrap().unwrap();
+
+        stack.ddb.set(Rule::on(Some(step), Fault::Delay(1_500)).times(1));
+        stack.ddb.seen();
+        let deletion = tokio::spawn({
+            let late = late.clone();
+            async move { late.delete_group("staff").await }
+        });
+        while !stack.ddb.seen().contains(&step.to_owned()) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Meanwhile: another deletion, then the group again, with alice.
+        assert!(stack.store.delete_group("staff").await.unwrap(), "{step}");
+        stack.store.create_group(&group).await.unwrap();
+        assert!(stack.store.add_member("staff", "alice").await.unwrap());
+
+        assert!(!deletion.await.unwrap().unwrap(), "{step}: the late deletion deleted nothing");
+        stack.ddb.pass();
+        assert_eq!(stack.store.get_group("staff").await.unwrap(), Some(group), "{step}");
+        assert!(stack.store.is_member("staff", "alice").await.unwrap(), "{step}");
+        assert_eq!(stack.store.groups_of("alice").await.unwrap(), ["staff"], "{step}");
+        assert!(stack.store.delete_group("staff").await.unwrap());
+    }
+}
+
 // ---------------------------------------------------------------- read consistency
 
 /// Queries of the table itself are strongly consistent (a signing key retired, a resource

@@ -14,7 +14,9 @@
 //! `add_member` is a transaction that checks the group (not being deleted) and the user exist.
 //! Deleting a group first marks it `deleting` (from then on it is hidden and takes no members),
 //! then deletes its memberships, then the group item: a membership never outlives its group, and
-//! a deletion cut short (a crash, a timeout) is finished by deleting the group again.
+//! a deletion cut short (a crash, a timeout) is finished by deleting the group again. Every step
+//! after the mark is conditional on it, so a deletion delayed past another's end (the group gone,
+//! perhaps created again with new members) changes nothing.
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
 
@@ -22,7 +24,8 @@ use super::*;
 
 /// The partition holding every group.
 const GROUP_LIST: &str = "GROUPS";
-/// Memberships deleted per transaction (two items each; well under the 100-item limit).
+/// Memberships deleted per transaction (two items each, plus the group's check; well under the
+/// 100-item limit).
 const DELETE_CHUNK: usize = 25;
 /// Set on a group while it is being deleted.
 const DELETING: &str = "deleting";
@@ -159,10 +162,27 @@ impl DynamoStore {
         items.iter().map(|i| Ok((text(i, "group")?.to_owned(), text(i, "username")?.to_owned()))).collect()
     }
 
-    /// Deletes memberships, each with its mirror, a few per transaction.
-    async fn delete_memberships(&self, memberships: &[(String, String)]) -> StoreResult<()> {
+    /// The condition that `group` is marked for deletion (`delete_group`'s later steps).
+    fn being_deleted(&self, group: &str) -> StoreResult<TransactWriteItem> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(GROUP_LIST))
+            .key("sk", s(group))
+            .condition_expression("attribute_exists(#deleting)")
+            .expression_attribute_names("#deleting", DELETING)
+            .build();
+        Ok(TransactWriteItem::builder().condition_check(built(check)?).build())
+    }
+
+    /// Deletes memberships, each with its mirror, a few per transaction. With `deleting`, each
+    /// transaction is conditional on that group's deletion mark: `false` (the rest kept) once
+    /// the group is no longer marked (another deletion finished it; it may exist again since).
+    async fn delete_memberships(&self, deleting: Option<&str>, memberships: &[(String, String)]) -> StoreResult<bool> {
         for chunk in memberships.chunks(DELETE_CHUNK) {
-            let mut actions = Vec::with_capacity(chunk.len() * 2);
+            let mut actions = Vec::with_capacity(chunk.len() * 2 + 1);
+            if let Some(group) = deleting {
+                actions.push(self.being_deleted(group)?);
+            }
             for (group, username) in chunk {
                 for item in membership_items(group, username) {
                     let d = Delete::builder()
@@ -173,9 +193,11 @@ impl DynamoStore {
                     actions.push(TransactWriteItem::builder().delete(built(d)?).build());
                 }
             }
-            self.transact_single_use(actions).await?;
+            if !self.transact_single_use(actions).await? {
+                return Ok(false);
+            }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -229,9 +251,21 @@ impl GroupStore for DynamoStore {
         }
         // 2. Its memberships: every one committed before the mark is seen (consistent Query).
         let members = self.memberships_in(group_pk(name), MEMBER).await?;
-        self.delete_memberships(&members).await?;
-        // 3. The group itself; `true` for the one call that deleted it.
-        self.delete_existing(GROUP_LIST.into(), name).await
+        if !self.delete_memberships(Some(name), &members).await? {
+            return Ok(false);
+        }
+        // 3. The group itself, still marked; `true` for the one call that deleted it.
+        let r = self
+            .ddb
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(GROUP_LIST))
+            .key("sk", s(name))
+            .condition_expression("attribute_exists(#deleting)")
+            .expression_attribute_names("#deleting", DELETING)
+            .send()
+            .await;
+        condition_met(r.map(drop).map_err(classify))
     }
 
     async fn add_member(&self, group: &str, username: &str) -> StoreResult<bool> {
@@ -313,7 +347,7 @@ impl GroupStore for DynamoStore {
 
     async fn remove_user_from_groups(&self, username: &str) -> StoreResult<u64> {
         let memberships = self.memberships_in(user_pk(username), MIRROR).await?;
-        self.delete_memberships(&memberships).await?;
+        self.delete_memberships(None, &memberships).await?;
         Ok(memberships.len() as u64)
     }
 }
