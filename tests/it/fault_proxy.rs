@@ -972,6 +972,72 @@ async fn a_retried_put_recognises_its_own_first_attempt() {
     assert!(matches!(store.create_client(&copy).await, Err(StoreError::Conflict)), "a real conflict");
 }
 
+/// The same for conditional updates and deletes: a revocation, a failure counter's start and
+/// increment, a client's versioned update, the consumption of a pending sign-in and a client's
+/// deletion each answer as their first attempt did (revoked, counted once, no conflict with
+/// itself, deleted), and a second call is the real "already done".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_updates_and_deletes_recognise_their_own_first_attempt() {
+    use gatehouse::model::TokenKind;
+    use gatehouse::store::conformance::{client, pending, token};
+    use gatehouse::store::{AuthorizationStore, ClientStore, CounterStore, StoreError, TokenStore};
+
+    let Some(stack) = Stack::new("local").await else { return };
+    let store = DynamoStore::new(stack.clients().await.dynamodb, stack.table.clone());
+    let lose_one = |op: Option<&'static str>| {
+        stack.ddb.set(Rule::on(op, Fault::LoseReply).times(1));
+        stack.ddb.seen();
+    };
+    let retried = |op: &str| {
+        let seen = stack.ddb.seen();
+        assert!(seen.len() >= 2 && seen.iter().all(|o| o == op), "the reply lost, then retried: {seen:?}");
+    };
+
+    let t = token(&format!("t-{}", gatehouse::crypto::random_id()), TokenKind::Access, "c1", None, T0);
+    stack.store.put_token(&t).await.unwrap();
+    lose_one(UPDATE);
+    assert!(store.revoke_token(&t.id, T0 + 1).await.unwrap(), "the retry of a written revocation");
+    retried("UpdateItem");
+    assert_eq!(stack.store.get_token(&t.id, T0 + 1).await.unwrap().unwrap().revoked_at, Some(T0 + 1));
+    assert!(!store.revoke_token(&t.id, T0 + 2).await.unwrap(), "revoked already");
+
+    let key = format!("u-{}", gatehouse::crypto::random_id());
+    lose_one(PUT);
+    assert_eq!(store.increment_counter(&key, T0, 900).await.unwrap().count, 1, "a started counter");
+    let seen = stack.ddb.seen();
+    assert_eq!(seen, ["UpdateItem", "PutItem", "PutItem"], "no live counter, then the start lost and retried");
+    lose_one(UPDATE);
+    assert_eq!(store.increment_counter(&key, T0 + 1, 900).await.unwrap().count, 2, "counted once");
+    retried("UpdateItem");
+    assert_eq!(stack.store.get_counter(&key, T0 + 2).await.unwrap().unwrap().count, 2);
+    assert_eq!(store.increment_counter(&key, T0 + 2, 900).await.unwrap().count, 3);
+
+    let c = client(&format!("c-{}", gatehouse::crypto::random_id()));
+    stack.store.create_client(&c).await.unwrap();
+    let stored = stack.store.get_client(&c.client_id).await.unwrap().unwrap();
+    let changed =
+        gatehouse::model::Client { client_name: Some("renamed".into()), version: stored.version + 1, ..stored.clone() };
+    lose_one(PUT);
+    assert!(store.update_client(&changed, stored.version).await.unwrap(), "no conflict with itself");
+    retried("PutItem");
+    assert_eq!(stack.store.get_client(&c.client_id).await.unwrap(), Some(changed.clone()));
+    assert!(matches!(store.update_client(&changed, stored.version).await, Err(StoreError::Conflict)));
+
+    let p = pending(&format!("p-{}", gatehouse::crypto::random_id()));
+    stack.store.put_pending(&p).await.unwrap();
+    lose_one(TRANSACT);
+    assert!(store.delete_pending(&p.id).await.unwrap(), "the retry of a written consumption");
+    retried("TransactWriteItems");
+    assert_eq!(stack.store.get_pending(&p.id, T0).await.unwrap(), None);
+    assert!(!store.delete_pending(&p.id).await.unwrap(), "consumed already");
+
+    lose_one(TRANSACT);
+    assert!(store.delete_client(&c.client_id).await.unwrap(), "the retry of a written deletion");
+    retried("TransactWriteItems");
+    assert_eq!(stack.store.get_client(&c.client_id).await.unwrap(), None);
+    assert!(!store.delete_client(&c.client_id).await.unwrap(), "deleted already");
+}
+
 // ---------------------------------------------------------------- group deletion
 
 /// A group deletion that stops part-way (DynamoDB fails after the group is marked, before its

@@ -34,10 +34,12 @@ pub enum StoreError {
     Conflict,
     /// The backend is unreachable, throttled or timed out: retry later. Unreachable or
     /// throttled, nothing was written. After a timeout or a lost reply the write may have
-    /// happened, and the SDK's own retry meets it: transactions carry an idempotency token and
-    /// conditional puts recognise their own earlier attempt (DynamoDB's `put_once`), so both
-    /// answer as the first attempt would have; a conditional update or delete answers `false`
-    /// (as if another call had done it), and a failure counter's increment may count twice.
+    /// happened, and the SDK's own retry meets it: transactions (and the deletions that answer
+    /// whether they deleted) carry an idempotency token, and conditional puts and updates
+    /// recognise their own earlier attempt by its `wid` (DynamoDB's `put_once`, `update_once`),
+    /// so the retry answers as the first attempt would have (a revocation `true`, a counter's
+    /// increment counted once, a client's versioned update no conflict with itself). Writes
+    /// without a condition (or whose condition the retry meets again) are simply repeated.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// Anything else (a bug, a corrupt item, a permissions error).

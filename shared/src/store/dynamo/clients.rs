@@ -31,17 +31,7 @@ impl ClientStore for DynamoStore {
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
-        let out = self
-            .ddb
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("CLIENT#{client_id}")))
-            .key("sk", s("CLIENT"))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        self.delete_existing(format!("CLIENT#{client_id}"), "CLIENT").await
     }
 
     async fn update_client(&self, client: &Client, read_version: u64) -> StoreResult<bool> {
@@ -51,18 +41,15 @@ impl ClientStore for DynamoStore {
         } else {
             "attribute_exists(pk) AND #v = :v"
         };
-        let r = self
+        let put = self
             .ddb
             .put_item()
-            .table_name(&self.table)
-            .set_item(Some(client_item(client)?))
             .condition_expression(condition)
             .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":v", AttributeValue::N(read_version.to_string()))
-            .send()
-            .await;
-        match r.map_err(classify) {
-            Ok(_) => Ok(true),
+            .expression_attribute_values(":v", AttributeValue::N(read_version.to_string()));
+        // `put_once`: a retry of an attempt whose reply was lost meets the version it wrote.
+        match self.put_once(put, client_item(client)?).await {
+            Ok(()) => Ok(true),
             // Gone, or changed since it was read.
             Err(StoreError::Conflict) => match self.get_client(&client.client_id).await? {
                 Some(_) => Err(StoreError::Conflict),

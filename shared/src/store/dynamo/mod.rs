@@ -23,7 +23,10 @@
 //! two days.
 //! Creation is `attribute_not_exists(pk)` (with a random `wid` on the item, so that a retried
 //! put recognises its own first attempt: `put_once`); client updates are conditional on the `version` read;
-//! revocation is a conditional update; code redemption
+//! revocation and a failure counter's increment are conditional updates that set a `wid` the
+//! same way (`update_once`); a deletion that answers whether it deleted (`delete_existing`) is a
+//! one-action transaction, whose idempotency token makes the SDK's retry answer as the first
+//! attempt; code redemption
 //! and refresh rotation are single `TransactWriteItems` (a conditional update of the code or old
 //! token plus conditional puts of the new tokens). Items an earlier version wrote without a key
 //! this one needs are brought up to date by [`upgrade_table`] (`gatehouse upgrade-table`).
@@ -211,6 +214,42 @@ impl DynamoStore {
         }
     }
 
+    /// Sends a conditional UpdateItem whose update expression also sets `wid = :wid`, and whose
+    /// condition fails on an item with that `wid` (as [`Self::put_once`] does for puts): the item after the update (`ReturnValues` as the
+    /// caller asked, else empty) when it applied, including when a retry of an attempt whose
+    /// reply was lost finds its own `wid` (then the item as that attempt left it); `None` when
+    /// the condition failed on another write's item.
+    async fn update_once(
+        &self,
+        update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> StoreResult<Option<Item>> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+
+        let wid = s(crate::crypto::random_id());
+        let r = update
+            .table_name(&self.table)
+            .expression_attribute_values(":wid", wid.clone())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e) => {
+                if let Some(UpdateItemError::ConditionalCheckFailedException(c)) = e.as_service_error()
+                    && let Some(old) = c.item()
+                    && old.get("wid") == Some(&wid)
+                {
+                    return Ok(Some(old.clone())); // our own earlier attempt applied it
+                }
+                match classify(e) {
+                    StoreError::Conflict => Ok(None),
+                    other => Err(other),
+                }
+            }
+        }
+    }
+
     async fn get(&self, pk: String, sk: &str) -> StoreResult<Option<Item>> {
         if !key_fits(&pk, sk) {
             return Ok(None); // no item has such a key: DynamoDB would refuse the request
@@ -246,16 +285,16 @@ impl DynamoStore {
         if !key_fits(&pk, sk) {
             return Ok(false); // no item has such a key
         }
-        let r = self
-            .ddb
-            .delete_item()
+        // A transaction, for its idempotency token: the SDK's retry of an attempt whose reply
+        // was lost is answered as that attempt (deleted: `true`), where a retried DeleteItem
+        // would find nothing and answer `false`.
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(sk))
             .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        condition_met(r.map(drop).map_err(classify))
+            .build();
+        self.transact_single_use(vec![TransactWriteItem::builder().delete(built(delete)?).build()]).await
     }
 
     /// Runs one `TransactWriteItems` whose first action carries a single-use condition: `true`

@@ -76,18 +76,15 @@ impl TokenStore for DynamoStore {
     }
 
     async fn revoke_token(&self, id: &str, at: i64) -> StoreResult<bool> {
-        let r = self
+        let update = self
             .ddb
             .update_item()
-            .table_name(&self.table)
             .key("pk", s(format!("TOKEN#{id}")))
             .key("sk", s("TOKEN"))
-            .update_expression("SET revoked_at = :at")
+            .update_expression("SET revoked_at = :at, wid = :wid")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
-            .expression_attribute_values(":at", n(at))
-            .send()
-            .await;
-        condition_met(r.map(drop).map_err(classify))
+            .expression_attribute_values(":at", n(at));
+        Ok(self.update_once(update).await?.is_some())
     }
 
     async fn rotate_refresh(

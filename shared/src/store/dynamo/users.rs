@@ -94,25 +94,19 @@ fn counter_pk(key: &str) -> AttributeValue {
 impl DynamoStore {
     /// Adds one to the live counter of `key`; `None` when there is no live counter.
     async fn add_to_live_counter(&self, key: &str, now: i64) -> StoreResult<Option<FailureCounter>> {
-        let r = self
+        // `wid`: the SDK's retry of an attempt whose reply was lost does not count twice.
+        let update = self
             .ddb
             .update_item()
-            .table_name(&self.table)
             .key("pk", counter_pk(key))
             .key("sk", s("COUNTER"))
-            .update_expression("ADD #count :one")
-            .condition_expression("expires_at > :now")
+            .update_expression("ADD #count :one SET wid = :wid")
+            .condition_expression("expires_at > :now AND (attribute_not_exists(wid) OR wid <> :wid)")
             .expression_attribute_names("#count", "count")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match r.map_err(classify) {
-            Ok(out) => Ok(Some(decode(out.attributes.unwrap_or_default())?)),
-            Err(StoreError::Conflict) => Ok(None),
-            Err(e) => Err(e),
-        }
+            .return_values(ReturnValue::AllNew);
+        self.update_once(update).await?.map(decode).transpose()
     }
 
     /// Writes `fresh` where there is no live counter of `key`; `false` if one appeared.
@@ -121,16 +115,12 @@ impl DynamoStore {
         item.insert("pk".into(), counter_pk(key));
         item.insert("sk".into(), s("COUNTER"));
         item.insert("ttl".into(), n(fresh.expires_at));
-        let r = self
+        let put = self
             .ddb
             .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        condition_met(r.map(drop).map_err(classify))
+            .expression_attribute_values(":now", n(now));
+        condition_met(self.put_once(put, item).await)
     }
 }
 
