@@ -32,7 +32,7 @@ pub struct EmbeddedStore {
     path: Arc<PathBuf>,
     tokens: TokenWriter,
     /// When each [`Purge`] table was last swept of expired rows (seconds).
-    last_purge: Arc<[AtomicI64; 4]>,
+    last_purge: Arc<[AtomicI64; 5]>,
 }
 
 /// Tables whose expired rows are deleted by the writes that add to them (what TTL does for
@@ -44,6 +44,7 @@ enum Purge {
     Codes = 1,
     Pending = 2,
     Counters = 3,
+    Replay = 4,
 }
 
 const PURGE_EVERY_SECS: i64 = 60;
@@ -339,25 +340,35 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("corrupt row: {e}")))
 }
 
-/// Brings a `tokens` table of the previous schema up to date (idempotent).
-fn add_token_columns(conn: &Connection) -> StoreResult<()> {
-    let mut st = conn.prepare("SELECT name FROM pragma_table_info('tokens')").map_err(err)?;
-    let have: Vec<String> = st.query_map([], |r| r.get(0)).map_err(err)?.collect::<Result<_, _>>().map_err(err)?;
+/// Brings a `tokens` table of the previous schema up to date (idempotent). One write
+/// transaction, so that processes starting together on an old database do not both add a column
+/// (the second would fail on the duplicate).
+fn add_token_columns(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+    let have: Vec<String> = {
+        let mut st = tx.prepare("SELECT name FROM pragma_table_info('tokens')").map_err(err)?;
+        st.query_map([], |r| r.get(0)).map_err(err)?.collect::<Result<_, _>>().map_err(err)?
+    };
     for (name, ty) in TOKEN_COLUMNS_ADDED {
         if !have.iter().any(|h| h == name) {
-            conn.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {name} {ty}")).map_err(err)?;
+            tx.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {name} {ty}")).map_err(err)?;
         }
     }
-    Ok(())
+    tx.commit().map_err(err)
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) `gatehouse.db` in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("data dir: {e}")))?;
-        let conn = Connection::open(dir.join("gatehouse.db")).map_err(err)?;
+        let mut conn = Connection::open(dir.join("gatehouse.db")).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // A filesystem without shared memory (some network mounts): still correct, but
+            // readers wait for writers, and several processes contend (busy: 503).
+            tracing::warn!(journal_mode = %mode, dir = %dir.display(), "SQLite cannot use WAL mode in the data directory");
+        }
         conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
         // Statement journals (SQLite's copy of the pages a statement changes inside a larger
         // transaction, to undo that statement alone if it fails) go to a temporary file past
@@ -365,7 +376,7 @@ impl EmbeddedStore {
         // most `TOKEN_BATCH` writes, so they stay small.
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        add_token_columns(&conn)?;
+        add_token_columns(&mut conn)?;
         conn.execute_batch(INDEXES).map_err(err)?;
         conn.execute_batch(groups::SCHEMA).map_err(err)?;
         conn.execute_batch(settings::SCHEMA).map_err(err)?;
@@ -416,6 +427,7 @@ impl EmbeddedStore {
             Purge::Codes => "DELETE FROM codes WHERE expires_at < ?1",
             Purge::Pending => "DELETE FROM pending WHERE expires_at < ?1",
             Purge::Counters => "DELETE FROM counters WHERE expires_at < ?1",
+            Purge::Replay => "DELETE FROM replay WHERE expires_at < ?1",
         };
         Some((sql, now - PURGE_AFTER_SECS))
     }
@@ -549,7 +561,8 @@ mod tests {
     use super::*;
 
     /// A data directory written by the first schema (tokens without the family and rotation
-    /// columns) opens, keeps its rows and takes the new columns.
+    /// columns) opens, keeps its rows and takes the new columns, also when two processes (here:
+    /// threads) open it at once.
     #[tokio::test]
     async fn opens_a_database_of_the_previous_schema() {
         let dir = std::env::temp_dir().join(format!("gatehouse-schema-{}", crate::crypto::random_id()));
@@ -569,7 +582,12 @@ mod tests {
         )
         .unwrap();
         drop(old);
-        drop(EmbeddedStore::open(&dir).unwrap());
+        std::thread::scope(|scope| {
+            let opening = [(); 2].map(|()| scope.spawn(|| EmbeddedStore::open(&dir).map(drop)));
+            for o in opening {
+                o.join().unwrap().unwrap();
+            }
+        });
         let s = EmbeddedStore::open(&dir).unwrap(); // idempotent
         assert_eq!(s.get_token("kept", conformance::NOW).await.unwrap(), Some(t));
         let next = conformance::family_token("next", TokenKind::Refresh, "f1", conformance::NOW);
@@ -597,6 +615,35 @@ mod tests {
         let results = TokenWriter::run_all(&mut conn, writes.iter());
         conn.execute_batch(after).unwrap();
         results
+    }
+
+    /// Single-use ids: an expired id reused; expired rows swept through an index on the expiry
+    /// once a day past it, like the other tables, instead of a scan of the whole table (which an
+    /// unauthenticated caller can fill with DPoP proofs) on every call.
+    #[tokio::test]
+    async fn replay_ids_are_swept_not_scanned() {
+        use crate::store::ReplayStore;
+        let (dir, s) = temp_store();
+        let now = conformance::NOW;
+        assert!(s.first_use("a", now, now + 60).await.unwrap());
+        assert!(!s.first_use("a", now + 59, now + 120).await.unwrap(), "live");
+        assert!(s.first_use("a", now + 60, now + 120).await.unwrap(), "expired: used again");
+        assert!(s.first_use("b", now, now + 60).await.unwrap());
+        let rows = |s: &EmbeddedStore| {
+            s.conn.lock().unwrap().query_row("SELECT count(*) FROM replay", [], |r| r.get::<_, i64>(0)).unwrap()
+        };
+        assert_eq!(rows(&s), 2);
+        // The first call of a minute more than a day later sweeps both (`b` expired at now + 60).
+        assert!(s.first_use("c", now + 120 + PURGE_AFTER_SECS + PURGE_EVERY_SECS, i64::MAX).await.unwrap());
+        assert_eq!(rows(&s), 1);
+        let sweep: String = s
+            .conn
+            .lock()
+            .unwrap()
+            .query_row("EXPLAIN QUERY PLAN DELETE FROM replay WHERE expires_at < 0", [], |r| r.get(3))
+            .unwrap();
+        assert!(sweep.contains("USING COVERING INDEX replay_expiry"), "{sweep}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A batch in which one record's id exists: that record alone fails (`Conflict`), the others

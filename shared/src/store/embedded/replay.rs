@@ -7,21 +7,26 @@ use super::*;
 /// The table, created on open.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS replay (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replay_expiry ON replay (expires_at);
 ";
 
 #[async_trait]
 impl ReplayStore for EmbeddedStore {
     async fn first_use(&self, key: &str, now: i64, expires_at: i64) -> StoreResult<bool> {
         let key = key.to_owned();
+        let due = self.purge_due(Purge::Replay, now);
         self.with(move |c| {
-            // An expired entry may be reused (and is replaced); a live one may not.
-            c.execute("DELETE FROM replay WHERE expires_at <= ?1", params![now]).map_err(err)?;
+            // One statement, one commit: an expired entry may be reused (and is replaced), a
+            // live one may not. Expired rows are swept like every other table's (an index on
+            // the expiry), not scanned for on every call.
             let n = c
-                .execute(
-                    "INSERT INTO replay (key, expires_at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-                    params![key, expires_at],
+                .prepare_cached(
+                    "INSERT INTO replay (key, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE replay.expires_at <= ?3",
                 )
+                .and_then(|mut st| st.execute(params![key, expires_at, now]))
                 .map_err(err)?;
+            purge(c, due)?;
             Ok(n == 1)
         })
         .await
