@@ -26,6 +26,65 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password(&crate::crypto::random_token()).expect("hashing works"))
 }
 
+/// Argon2 computations (hashes and checks) that run at once in this process, at most: each
+/// takes 19 MiB and a CPU for tens of milliseconds, so a flood of sign-ins (each with another
+/// username, which the lockout does not bound) would otherwise take a blocking thread and 19 MiB
+/// apiece, up to tokio's 512 threads (9.5 GiB), and starve the store calls that share the pool.
+/// Two per CPU keeps every CPU busy. A Lambda instance serves one request at a time, so there it
+/// never waits.
+pub fn hashing_limit() -> usize {
+    static LIMIT: std::sync::LazyLock<usize> =
+        std::sync::LazyLock::new(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()));
+    *LIMIT
+}
+
+/// How long a request waits for an Argon2 slot before it is answered 503
+/// `temporarily_unavailable` (with `Retry-After`), having changed nothing.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(hashing_limit()));
+static HASHING_NOW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HASHING_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The most Argon2 computations that ran at once in this process so far (at most
+/// [`hashing_limit`]).
+pub fn hashing_peak() -> usize {
+    HASHING_PEAK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A place to run one Argon2 computation ([`hashing_limit`]).
+pub struct HashingSlot {
+    permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl HashingSlot {
+    /// Waits up to [`HASHING_WAIT`] for a slot; 503 after that.
+    pub async fn take() -> Result<Self> {
+        match tokio::time::timeout(HASHING_WAIT, HASHING.acquire()).await {
+            Ok(Ok(permit)) => Ok(Self { permit }),
+            _ => Err(OAuthError::TemporarilyUnavailable("too many password checks at once; retry shortly".into())),
+        }
+    }
+
+    /// Runs `f` (the Argon2 work) on the blocking pool. The slot is given back when `f` ends,
+    /// also when the request was dropped meanwhile (a client that hung up).
+    pub async fn run<T: Send + 'static>(self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let permit = self.permit;
+        tokio::task::spawn_blocking(move || {
+            let now = HASHING_NOW.fetch_add(1, Relaxed) + 1;
+            HASHING_PEAK.fetch_max(now, Relaxed);
+            let r = f();
+            HASHING_NOW.fetch_sub(1, Relaxed);
+            drop(permit);
+            r
+        })
+        .await
+        .map_err(OAuthError::server)
+    }
+}
+
 fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
@@ -86,6 +145,8 @@ pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result
     }
     let user = state.store.get_user(username).await?;
     let settings = state.settings().await?;
+    // The slot first: an attempt answered 503 for want of one is not counted.
+    let slot = HashingSlot::take().await?;
     let attempt = state.store.increment_counter(&key, now, settings.lockout_window as i64).await?;
     if attempt.is_locked(now) || u64::from(attempt.count) > settings.lockout_threshold {
         // Locked meanwhile, or more attempts than the threshold already counted or in flight.
@@ -95,7 +156,7 @@ pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result
     }
     let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
     let pw = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || verify(&pw, &hash)).await.map_err(OAuthError::server)?;
+    let ok = slot.run(move || verify(&pw, &hash)).await?;
     match user {
         Some(u) if ok && u.enabled => {
             // A success forgets earlier failures, and this attempt's place. The password was right:

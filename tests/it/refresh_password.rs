@@ -702,6 +702,29 @@ async fn a_burst_of_guesses_gets_only_the_thresholds_checks_dynamodb() {
     a_burst_of_guesses_gets_only_the_thresholds_checks(common::state_on(store)).await;
 }
 
+/// A flood of sign-ins, each with another username (which the lockout does not bound): at most
+/// `hashing_limit` Argon2 checks run at once in the process (19 MiB and a CPU each), the others
+/// wait their turn, and every one is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_sign_ins_runs_a_bounded_number_of_argon2_checks_at_once() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = password_client(&app).await;
+    let limit = gatehouse::users::hashing_limit();
+    let tasks: Vec<_> = (0..3 * limit + 2)
+        .map(|i| {
+            let body = format!("grant_type=password&{}", credentials(&format!("flood-{i}"), "a wrong password"));
+            let (app, auth) = (app.clone(), c.basic());
+            tokio::spawn(async move { send(&app, form("/token", Some(&auth), &body)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_invalid_grant(&t.await.unwrap(), "the resource owner credentials are invalid");
+    }
+    let peak = gatehouse::users::hashing_peak();
+    assert!((1..=limit).contains(&peak), "{peak} checks at once (limit {limit})");
+}
+
 /// On DynamoDB a family is listed through an index, which is eventually consistent: a token
 /// issued a moment ago may not be in it yet. Here the index never catches up (the tokens'
 /// `family_pk` removed in the table), and every revocation still takes them: a replayed code

@@ -167,8 +167,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
     validate_attributes(&n.attributes)?;
     let groups = existing_groups(&state.store, n.groups).await?;
     let now = state.clock.now();
-    let password_hash =
-        tokio::task::spawn_blocking(move || hash_password(&n.password)).await.map_err(OAuthError::server)??;
+    let password_hash = crate::users::HashingSlot::take().await?.run(move || hash_password(&n.password)).await??;
     let user = User {
         username: n.username,
         password_hash,
@@ -248,8 +247,7 @@ pub(super) async fn update(
         None => None,
     };
     if let Some(pw) = p.password {
-        user.password_hash =
-            tokio::task::spawn_blocking(move || hash_password(&pw)).await.map_err(OAuthError::server)??;
+        user.password_hash = crate::users::HashingSlot::take().await?.run(move || hash_password(&pw)).await??;
     }
     if let Some(a) = p.attributes {
         user.attributes = a;
