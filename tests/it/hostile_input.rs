@@ -476,6 +476,31 @@ async fn over_tcp_a_stalled_body_is_408_after_the_timeout() {
     assert!(started.elapsed() >= gatehouse::http::BODY_READ_TIMEOUT);
 }
 
+/// A client that sends requests and never reads the answers: once an answer has waited
+/// `server::WRITE_STALL_TIMEOUT` for room, the server closes the connection (the client's
+/// next write fails), instead of holding it, and a shutdown waiting for it, for ever.
+#[tokio::test]
+async fn over_tcp_a_client_that_never_reads_is_closed_after_the_timeout() {
+    let (_state, _dir, app, _c) = fixture().await;
+    let addr = serve(app).await;
+    let timeout = gatehouse::server::WRITE_STALL_TIMEOUT;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let started = std::time::Instant::now();
+    let metadata = "GET /.well-known/oauth-authorization-server HTTP/1.1\r\nHost: gatehouse\r\n\r\n".repeat(64);
+    let written = tokio::time::timeout(timeout * 3, async {
+        let mut n = 0usize;
+        while s.write_all(metadata.as_bytes()).await.is_ok() {
+            n += 64;
+        }
+        n
+    });
+    let n = written.await.expect("the server closed the connection");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= timeout, "closed after {elapsed:?}, {n} requests sent");
+}
+
 /// A request head that stops arriving, a connection that sends nothing, and a keep-alive
 /// connection left idle after its answer are all closed once `server::HEADER_READ_TIMEOUT`
 /// has passed (slowloris); a second request on a keep-alive connection within it is served.
