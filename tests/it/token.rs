@@ -547,3 +547,67 @@ async fn each_token_is_distinct_and_recorded() {
     assert_ne!(jwt_parts(&a).1["jti"], jwt_parts(&b).1["jti"]);
     assert_eq!(active_count(&state, &c.id).await, 2);
 }
+
+/// CORS for browser-based clients (a single-page app with PKCE): `/token`, `/revoke`, the
+/// metadata and the JWKS answer any origin without credentials, a preflight is answered before
+/// the endpoint, and the headers a client reads are exposed. Introspection, the sign-in pages
+/// and the admin API are not offered to other origins; requests without `Origin` are as before.
+#[tokio::test]
+async fn cors_for_browser_based_clients() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let origin = "https://spa.example";
+    let preflight = |path: &str, method: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri(path)
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, method)
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "dpop, content-type")
+            .body(Body::empty())
+            .unwrap()
+    };
+    for (path, methods) in [("/token", "POST"), ("/revoke", "POST"), ("/.well-known/jwks.json", "GET")] {
+        let r = send(&app, preflight(path, methods)).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}");
+        assert_eq!(r.text, "", "{path}");
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{path}");
+        assert_eq!(r.header("access-control-allow-methods"), Some(methods), "{path}");
+        assert_eq!(r.header("access-control-allow-headers"), Some("authorization, content-type, dpop"), "{path}");
+        assert_eq!(r.header("access-control-max-age"), Some("86400"), "{path}");
+        assert_eq!(r.header("access-control-allow-credentials"), None, "{path}: never with credentials");
+    }
+    // The answers themselves, successes and errors.
+    let c = cc_client(&app).await;
+    let mut req = form("/token", Some(&c.basic()), "grant_type=client_credentials");
+    req.headers_mut().insert(header::ORIGIN, origin.parse().unwrap());
+    let r = send(&app, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("access-control-expose-headers"), Some("dpop-nonce, www-authenticate, retry-after"));
+    let mut req = form("/token", Some(&basic(&c.id, "wrong")), "grant_type=client_credentials");
+    req.headers_mut().insert(header::ORIGIN, origin.parse().unwrap());
+    let r = send(&app, req).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"), "a browser client reads its errors too");
+    let get = |path: &str| Request::get(path).header(header::ORIGIN, origin).body(Body::empty()).unwrap();
+    for path in ["/.well-known/oauth-authorization-server", "/.well-known/jwks.json"] {
+        let r = send(&app, get(path)).await;
+        assert_eq!((r.status, r.header("access-control-allow-origin")), (StatusCode::OK, Some("*")), "{path}");
+    }
+    // Without `Origin`: no CORS headers; OPTIONS is the method it always was (405).
+    let r = send(&app, form("/token", Some(&c.basic()), "grant_type=client_credentials")).await;
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (StatusCode::OK, None));
+    let r = send(&app, Request::builder().method("OPTIONS").uri("/token").body(Body::empty()).unwrap()).await;
+    assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "invalid_request");
+    // Not offered: introspection, validation, the sign-in pages, the admin API.
+    for (path, method) in
+        [("/introspect", "POST"), ("/validate", "GET"), ("/authorize/login", "POST"), ("/admin/clients", "POST")]
+    {
+        let r = send(&app, preflight(path, method)).await;
+        assert_ne!(r.status, StatusCode::NO_CONTENT, "{path}");
+        assert_eq!(r.header("access-control-allow-origin"), None, "{path}");
+    }
+    let r = send(&app, get("/authorize?client_id=x")).await;
+    assert_eq!(r.header("access-control-allow-origin"), None);
+}

@@ -13,9 +13,10 @@ use crate::model::GrantType;
 
 /// The metadata routes, for merging.
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route("/.well-known/oauth-authorization-server", get(server_metadata).fallback(method_not_allowed("GET")))
-        .route("/.well-known/jwks.json", get(jwks).fallback(method_not_allowed("GET")))
+        .route("/.well-known/jwks.json", get(jwks).fallback(method_not_allowed("GET")));
+    super::cors::allow(routes, "GET")
 }
 
 /// RFC 8414 §2 authorization server metadata.

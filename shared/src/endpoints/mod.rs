@@ -1,6 +1,7 @@
 //! The HTTP endpoints. Each module exposes `router(state)`; a Lambda function serves one of
 //! them, the local server merges them all ([`all`]).
 pub mod authorize;
+pub mod cors;
 pub mod introspect;
 pub mod metadata;
 pub mod revoke;

@@ -19,7 +19,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The `/revoke` route, for merging.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/revoke", post(handle).fallback(method_not_allowed("POST")))
+    super::cors::allow(Router::new().route("/revoke", post(handle).fallback(method_not_allowed("POST"))), "POST")
 }
 
 async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {

@@ -17,7 +17,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The `/token` route, for merging.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/token", post(handle).fallback(method_not_allowed("POST")))
+    super::cors::allow(Router::new().route("/token", post(handle).fallback(method_not_allowed("POST"))), "POST")
 }
 
 async fn handle(State(state): State<AppState>, req: Request<Body>) -> Response {
