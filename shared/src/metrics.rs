@@ -14,7 +14,7 @@ use std::time::Instant;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -170,6 +170,69 @@ impl Intercept for CallCounter {
             let call = (meta.service().to_owned(), meta.name().to_owned());
             self.0.lock().unwrap_or_else(|p| p.into_inner()).push(call);
         }
+        Ok(())
+    }
+}
+
+/// Tests: an AWS SDK interceptor that records the items each DynamoDB write reaches, as IAM
+/// authorizes them: the per-item action (`PutItem`, `UpdateItem`, `DeleteItem`,
+/// `ConditionCheckItem`; a `TransactWriteItems` is authorized per item by these) and the item's
+/// partition key (IAM's `dynamodb:LeadingKeys`). `tests/it` checks every recorded write against
+/// the role the template gives the function that made it.
+#[derive(Debug, Clone, Default)]
+pub struct WriteRecorder(Arc<Mutex<Vec<(String, String)>>>);
+
+impl WriteRecorder {
+    /// The writes recorded since the last `take`: (IAM action, partition key).
+    pub fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// This recorder as an interceptor to add to SDK clients.
+    pub fn interceptor(&self) -> aws_smithy_runtime_api::client::interceptors::SharedInterceptor {
+        aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(self.clone())
+    }
+}
+
+impl Intercept for WriteRecorder {
+    fn name(&self) -> &'static str {
+        "GatehouseWriteRecorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(meta) = cfg.load::<Metadata>() else { return Ok(()) };
+        if meta.service() != "DynamoDB" {
+            return Ok(());
+        }
+        let Some(body) = context.request().body().bytes() else { return Ok(()) };
+        let v: Value = serde_json::from_slice(body)?;
+        let pk = |item: &Value| item["pk"]["S"].as_str().unwrap_or("?").to_owned();
+        let mut writes = Vec::new();
+        match meta.name() {
+            "PutItem" => writes.push(("PutItem".to_owned(), pk(&v["Item"]))),
+            op @ ("UpdateItem" | "DeleteItem") => writes.push((op.to_owned(), pk(&v["Key"]))),
+            "TransactWriteItems" => {
+                for item in v["TransactItems"].as_array().into_iter().flatten() {
+                    for (kind, action, at) in [
+                        ("Put", "PutItem", "Item"),
+                        ("Update", "UpdateItem", "Key"),
+                        ("Delete", "DeleteItem", "Key"),
+                        ("ConditionCheck", "ConditionCheckItem", "Key"),
+                    ] {
+                        if let Some(x) = item.get(kind) {
+                            writes.push((action.to_owned(), pk(&x[at])));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(writes);
         Ok(())
     }
 }

@@ -50,12 +50,12 @@ fn read(path: &Path) -> String {
 }
 
 /// The template as JSON (YAML anchors and aliases expanded).
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     let path = root().join("infra/template.yaml");
     serde_norway::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn resources(t: &Value) -> &serde_json::Map<String, Value> {
+pub(crate) fn resources(t: &Value) -> &serde_json::Map<String, Value> {
     t["Resources"].as_object().expect("Resources")
 }
 
@@ -605,6 +605,44 @@ fn cargo_lambda_watch_routes_like_the_stack() {
     let stack: BTreeSet<(String, String)> =
         routes(&template()).into_iter().map(|r| (r.path.replace("{proxy+}", "{*proxy}"), r.function)).collect();
     assert_eq!(watch, stack);
+}
+
+/// The functions on the OAuth request path (token, introspect, revoke, authorize; the sign-in
+/// pages face the internet) write only the items they own: every DynamoDB write statement of
+/// their roles is limited by partition key (`dynamodb:LeadingKeys`), none of them may write a
+/// client, the settings or a resource server, and only the token function the signing keys.
+/// `round_trips::every_write_is_allowed_by_the_role_of_the_function_that_makes_it` checks the
+/// other direction: each write the flows make is allowed.
+#[test]
+fn request_path_roles_write_only_their_own_items() {
+    let t = template();
+    for role in ["TokenRole", "IntrospectRole", "RevokeRole", "AuthorizeRole"] {
+        let policies = &resources(&t)[role]["Properties"]["Policies"];
+        let writes: Vec<&Value> = policies
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+            .filter(|s| {
+                ["Put", "Update", "Delete", "BatchWrite", "PartiQL", "ConditionCheck"]
+                    .iter()
+                    .any(|w| s["Action"].to_string().contains(&format!("dynamodb:{w}")))
+            })
+            .collect();
+        assert!(!writes.is_empty(), "{role}");
+        for s in writes {
+            let keys = &s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+            let keys: Vec<&str> =
+                keys.as_array().unwrap_or_else(|| panic!("{role}: {s}")).iter().map(|k| k.as_str().unwrap()).collect();
+            assert!(!keys.is_empty() && keys.iter().all(|k| *k != "*"), "{role}: {s}");
+            for forbidden in ["CLIENT#", "SETTINGS", "RESOURCE_SERVERS", "GROUP"] {
+                assert!(keys.iter().all(|k| !k.starts_with(forbidden)), "{role} may write {forbidden}: {s}");
+            }
+            if role != "TokenRole" {
+                assert!(keys.iter().all(|k| !k.starts_with("SIGNING")), "{role} may write signing keys: {s}");
+            }
+        }
+    }
 }
 
 /// The introspect function (which serves `GET /validate`) writes only single-use records, the

@@ -19,7 +19,7 @@ use gatehouse::AppState;
 use gatehouse::cache::{CLIENT_TTL, RESOURCE_SERVER_TTL};
 use gatehouse::clock::Clock;
 use gatehouse::keys::{KeyUse, RELOAD_INTERVAL};
-use gatehouse::metrics::CallCounter;
+use gatehouse::metrics::{CallCounter, WriteRecorder};
 use gatehouse::settings::SETTINGS_TTL;
 use gatehouse::state::AwsClients;
 use serde_json::json;
@@ -45,6 +45,8 @@ const GET_PUBLIC_KEY: &str = "KMS:GetPublicKey";
 struct Instance {
     app: Router,
     calls: CallCounter,
+    /// Every DynamoDB write, as IAM authorizes it.
+    writes: WriteRecorder,
 }
 
 /// The signer mode and its KMS key (created in moto).
@@ -69,18 +71,18 @@ impl Stack {
     /// A cold start of a function that signs (`Sign`: token) or only verifies (`Verify`:
     /// introspect, revoke, authorize, token-admin), sharing `clock` with the others.
     async fn start(&self, key_use: KeyUse, clock: &Clock) -> Instance {
-        let calls = CallCounter::default();
+        let (calls, writes) = (CallCounter::default(), WriteRecorder::default());
         let env = |v: &str| std::env::var(v).expect("checked by common::dynamo and common::kms");
         let ddb = common::sdk_config(&env("GATEHOUSE_TEST_DYNAMODB_URL")).await;
         let kms = common::sdk_config(&env("GATEHOUSE_TEST_KMS_URL")).await;
         let aws = AwsClients {
-            dynamodb: AwsClients::new(&ddb, &[calls.interceptor()]).dynamodb,
+            dynamodb: AwsClients::new(&ddb, &[calls.interceptor(), writes.interceptor()]).dynamodb,
             kms: AwsClients::new(&kms, &[calls.interceptor()]).kms,
         };
         let config = common::stack_config(&self.table, self.signer, &self.kms_key);
         let state = AppState::build_on(config, key_use, Some(aws), clock.clone()).await.unwrap();
         let app = common::app(&state);
-        Instance { app, calls }
+        Instance { app, calls, writes }
     }
 }
 
@@ -315,6 +317,144 @@ async fn verifying_functions_never_call_kms() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         assert_eq!(calls, [QUERY, GET, GET], "{signer}: the ring, the token, its client (expired)");
     }
+}
+
+// ---------------------------------------------------------------- writes vs the template's roles
+
+/// Whether `role` (a template `AWS::IAM::Role`) allows the DynamoDB `action` on the table item
+/// whose partition key is `pk`: an Allow statement naming the action on the table, with no
+/// condition or a `dynamodb:LeadingKeys` condition one of whose patterns matches `pk` (`*` at
+/// the end only, as the template writes them). Any other condition counts as not allowing.
+fn role_allows(role: &serde_json::Value, action: &str, pk: &str) -> bool {
+    let action = format!("dynamodb:{action}");
+    let listed = |v: &serde_json::Value| match v {
+        serde_json::Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    };
+    role["Properties"]["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone())
+        .filter(|s| s["Effect"] == "Allow")
+        .filter(|s| listed(&s["Action"]).iter().any(|a| *a == json!(action)))
+        .filter(|s| listed(&s["Resource"]).iter().any(|r| *r == json!({"Fn::GetAtt": ["Table", "Arn"]})))
+        .any(|s| match s.get("Condition") {
+            None => true,
+            Some(c) => {
+                let c = c.as_object().unwrap();
+                let (op, keys) = c.iter().next().unwrap();
+                let patterns = &keys["dynamodb:LeadingKeys"];
+                c.len() == 1
+                    && ["ForAllValues:StringLike", "ForAllValues:StringEquals"].contains(&op.as_str())
+                    && keys.as_object().unwrap().len() == 1
+                    && listed(patterns).iter().filter_map(|p| p.as_str()).any(|p| match p.strip_suffix('*') {
+                        Some(prefix) if op.ends_with("StringLike") => pk.starts_with(prefix),
+                        _ => p == pk,
+                    })
+            }
+        })
+}
+
+/// The emulators do not enforce IAM, so a write the template's role does not allow would pass
+/// every other test and fail in AWS. Here the flows each function serves run on DynamoDB Local,
+/// every write (per item, as IAM authorizes a transaction) is recorded with its partition key,
+/// and each must be allowed by the role of the function that made it: a new tenant's first
+/// cold start (the signing key), client credentials (with DPoP), the password grant to a lock
+/// and a success, sign-in and consent pages (a wrong password, a consent), code exchange, code
+/// replay, refresh, refresh-token reuse, revocation, DPoP at `/validate`.
+#[tokio::test]
+async fn every_write_is_allowed_by_the_role_of_the_function_that_makes_it() {
+    use std::collections::BTreeSet;
+
+    use crate::code_flow::{exchange_public, sign_in};
+    use crate::dpop::{DpopKey, token_request};
+
+    let Some(stack) = Stack::new("sealed").await else { return };
+    let clock = Clock::manual(T0);
+    let i = stack.start(KeyUse::Sign, &clock).await;
+    let mut seen: BTreeSet<(&str, String, String)> = BTreeSet::new();
+    let mut record = |function: &'static str, i: &Instance| {
+        seen.extend(i.writes.take().into_iter().map(|(action, pk)| (function, action, pk)));
+    };
+    record("token", &i); // the cold start: the tenant's first signing key
+    let (m2m, public) = setup(&i).await;
+    let _ = i.writes.take(); // token-admin may write anything in the table
+
+    let (_, _) = i.cc_token(&m2m, "").await;
+    let key = DpopKey::new();
+    let proof = key.proof_at("POST", "https://auth.test.example/token", clock.now(), json!({}));
+    let r = send(&i.app, token_request(Some(&m2m.basic()), "grant_type=client_credentials", &[&proof])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let bound = r.body["access_token"].as_str().unwrap().to_owned();
+    record("token", &i);
+    let pw = common::register(&i.app, json!({"grant_types": ["password", "refresh_token"], "scope": "read"})).await;
+    let _ = i.writes.take();
+    let grant = |password: &str| {
+        form("/token", Some(&pw.basic()), &format!("grant_type=password&username=alice&password={}", enc(password)))
+    };
+    for _ in 0..5 {
+        assert_eq!(send(&i.app, grant("a wrong password")).await.status, StatusCode::BAD_REQUEST);
+    }
+    clock.advance(901);
+    let r = send(&i.app, grant(PASSWORD)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    record("token", &i);
+
+    // The pages: a wrong password, then the right one and the consent.
+    let page = open(&i.app, &pkce_query(&public.id, &format!("&scope=read&resource={}", enc(API)))).await;
+    assert_eq!(sign_in(&i.app, &page, "alice", "a wrong password").await.status, StatusCode::OK);
+    assert_eq!(sign_in(&i.app, &page, "alice", PASSWORD).await.status, StatusCode::OK);
+    let code = code_from(&decide(&i.app, &page, "approve").await);
+    record("authorize", &i);
+    let r = exchange_public(&i.app, &public, &code).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(exchange_public(&i.app, &public, &code).await.status, StatusCode::BAD_REQUEST, "a replay");
+    record("token", &i);
+    let code = crate::code_flow::code_for(&i.app, &pkce_query(&public.id, ""), "alice", PASSWORD).await;
+    record("authorize", &i);
+    let first = exchange_public(&i.app, &public, &code).await.body;
+    let rt = first["refresh_token"].as_str().unwrap().to_owned();
+    let (r, _) = i.send(refresh(&public, &rt)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let newer = r.body["refresh_token"].as_str().unwrap().to_owned();
+    clock.advance(60);
+    let (r, _) = i.send(refresh(&public, &rt)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "reuse: {}", r.text);
+    record("token", &i);
+
+    let code = crate::code_flow::code_for(&i.app, &pkce_query(&public.id, ""), "alice", PASSWORD).await;
+    record("authorize", &i);
+    let rt = exchange_public(&i.app, &public, &code).await.body["refresh_token"].as_str().unwrap().to_owned();
+    record("token", &i);
+    let (r, _) = i.send(public_revoke(&public, &rt)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    record("revoke", &i);
+    assert!(!newer.is_empty());
+
+    // A resource server forwards the client's request to it (`htm`, `htu`) with its proof.
+    let resource = "https://api.example.com/photos";
+    let proof = key.proof_at("GET", resource, clock.now(), json!({"ath": gatehouse::crypto::digest(&bound)}));
+    let req = Request::get(format!("/validate?htm=GET&htu={}", enc(resource)))
+        .header(header::AUTHORIZATION, format!("DPoP {bound}"))
+        .header("DPoP", proof)
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&i.app, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    record("introspect", &i);
+
+    let t = crate::infra::template();
+    let roles = crate::infra::resources(&t);
+    let role = |function: &str| match function {
+        "token" => &roles["TokenRole"],
+        "introspect" => &roles["IntrospectRole"],
+        "revoke" => &roles["RevokeRole"],
+        "authorize" => &roles["AuthorizeRole"],
+        other => panic!("{other}"),
+    };
+    let refused: Vec<_> = seen.iter().filter(|(f, action, pk)| !role_allows(role(f), action, pk)).collect();
+    assert!(refused.is_empty(), "writes the roles do not allow: {refused:#?}\nall writes: {seen:#?}");
 }
 
 // ---------------------------------------------------------------- propagation between instances
