@@ -453,3 +453,61 @@ async fn users_and_consents_on_dynamodb() {
     assert_inactive(&app, &rs, &s(&t, "refresh_token")).await;
     assert_eq!(state.store.list_consents("alice").await.unwrap(), vec![]);
 }
+
+/// DynamoDB keeps consents in a partition of their own (`CONSENT#<user>`), apart from the user
+/// record, so that the authorize function's role may write them and never a user. A consent an
+/// earlier version kept in the user's partition is still listed and deleted by the admin API
+/// (and with the user), and is not read when deciding (its user is asked once more).
+#[tokio::test]
+async fn consents_of_an_earlier_version_are_listed_and_deleted_dynamodb() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    let Some((store, ddb, table)) = common::dynamo().await else { return };
+    let state = common::state_on(store.clone());
+    let app = common::app(&state);
+    create_user(&app, "alice", PASSWORD).await;
+    let legacy = |client: &str| {
+        let item = [
+            ("pk", AttributeValue::S("USER#alice".into())),
+            ("sk", AttributeValue::S(format!("CONSENT#{client}"))),
+            ("username", AttributeValue::S("alice".into())),
+            ("client_id", AttributeValue::S(client.into())),
+            ("scope", AttributeValue::S("read".into())),
+            ("granted_at", AttributeValue::N(T0.to_string())),
+        ];
+        ddb.put_item()
+            .table_name(&table)
+            .set_item(Some(item.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+            .send()
+    };
+    legacy("old-app").await.unwrap();
+    legacy("both").await.unwrap();
+    let now = gatehouse::model::Consent {
+        username: "alice".into(),
+        client_id: "both".into(),
+        scope: gatehouse::model::Scope::parse("read write").unwrap(),
+        resources: Default::default(),
+        granted_at: T0 + 1,
+    };
+    store.put_consent(&now).await.unwrap();
+    assert_eq!(store.get_consent("alice", "old-app").await.unwrap(), None, "not read for a decision");
+    assert_eq!(store.get_consent("alice", "both").await.unwrap(), Some(now.clone()));
+    let listed = store.list_consents("alice").await.unwrap();
+    let ids: Vec<(&str, i64)> = listed.iter().map(|c| (c.client_id.as_str(), c.granted_at)).collect();
+    assert_eq!(ids, [("both", T0 + 1), ("old-app", T0)], "one per client, the current one first");
+    let r = send(&app, admin("DELETE", "/admin/users/alice/consents/old-app", None)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_eq!(store.list_consents("alice").await.unwrap(), [now]);
+    let r = send(&app, admin("DELETE", "/admin/users/alice", None)).await;
+    assert!(r.status.is_success(), "{}", r.text);
+    assert_eq!(store.list_consents("alice").await.unwrap(), []);
+    let left = ddb
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("USER#alice".into()))
+        .key("sk", AttributeValue::S("CONSENT#both".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(left.item.is_none(), "the earlier version's copy went with the current one");
+}

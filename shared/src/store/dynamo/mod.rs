@@ -8,7 +8,7 @@
 //! | signing key | `SIGNING_KEYS` | `KEY#<generation>` | |
 //! | a signing key's `kid`, stored once | `SIGNING_KEY_IDS` | `<kid>` | |
 //! | user | `USER#<username>` | `USER` | `user_pk` = `USERS`, `issued_sk` = username |
-//! | consent | `USER#<username>` | `CONSENT#<client_id>` | |
+//! | consent | `CONSENT#<username>` | `CONSENT#<client_id>` | |
 //! | group, membership, its mirror | `GROUPS`, `GROUP#<name>`, `USER#<username>` | `<name>`, `MEMBER#<username>`, `GROUP#<name>` | see `groups.rs` |
 //! | failure counter | `COUNTER#<key>` | `COUNTER` | `ttl` |
 //! | pending request | `PENDING#<id>` | `PENDING` | `ttl` |

@@ -1,4 +1,6 @@
-//! Users (`USER#<username>` / `USER`), their consents (same partition, `CONSENT#<client_id>`)
+//! Users (`USER#<username>` / `USER`), their consents (`CONSENT#<username>` /
+//! `CONSENT#<client_id>`: a partition of their own, so that the authorize function, which
+//! records consents, may write those items and never a user record; IAM `dynamodb:LeadingKeys`)
 //! and sign-in failure counters (`COUNTER#<key>` / `COUNTER`, with `ttl`). Users are listed
 //! through the `by_end_user` index, in a partition of their own (`user_pk` = `USERS`, sort key
 //! `issued_sk` = the username; the token partitions of that index are `U#<user>#<kind>`).
@@ -58,32 +60,53 @@ impl UserStore for DynamoStore {
     }
 }
 
+/// The partition of a user's consents.
+fn consent_pk(username: &str) -> String {
+    format!("CONSENT#{username}")
+}
+
+/// Where versions before the consent partition kept a user's consents: in the user's own
+/// partition. Those are listed and deleted still, never read for a decision (their user is
+/// asked once more, as for any consent recorded before consents named their resources).
+fn legacy_consent_pk(username: &str) -> String {
+    format!("USER#{username}")
+}
+
 #[async_trait]
 impl ConsentStore for DynamoStore {
     async fn put_consent(&self, consent: &Consent) -> StoreResult<()> {
         let mut item = encode(consent)?;
-        item.insert("pk".into(), s(format!("USER#{}", consent.username)));
+        item.insert("pk".into(), s(consent_pk(&consent.username)));
         item.insert("sk".into(), s(format!("CONSENT#{}", consent.client_id)));
         self.ddb.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(classify)?;
         Ok(())
     }
 
     async fn get_consent(&self, username: &str, client_id: &str) -> StoreResult<Option<Consent>> {
-        self.get(format!("USER#{username}"), &format!("CONSENT#{client_id}")).await?.map(decode).transpose()
+        self.get(consent_pk(username), &format!("CONSENT#{client_id}")).await?.map(decode).transpose()
     }
 
     async fn list_consents(&self, username: &str) -> StoreResult<Vec<Consent>> {
         let mut items = Vec::new();
-        self.query_pages(None, "pk", format!("USER#{username}"), Some("CONSENT#"), None, |i| {
-            items.push(i);
-            true
-        })
-        .await?;
-        items.into_iter().map(decode).collect()
+        for pk in [consent_pk(username), legacy_consent_pk(username)] {
+            self.query_pages(None, "pk", pk, Some("CONSENT#"), None, |i| {
+                items.push(i);
+                true
+            })
+            .await?;
+        }
+        let mut consents: Vec<Consent> = items.into_iter().map(decode).collect::<StoreResult<_>>()?;
+        // One per client: the current one over an earlier version's (listed second).
+        let mut seen = std::collections::HashSet::new();
+        consents.retain(|c| seen.insert(c.client_id.clone()));
+        Ok(consents)
     }
 
     async fn delete_consent(&self, username: &str, client_id: &str) -> StoreResult<bool> {
-        self.delete_existing(format!("USER#{username}"), &format!("CONSENT#{client_id}")).await
+        let sk = format!("CONSENT#{client_id}");
+        let current = self.delete_existing(consent_pk(username), &sk).await?;
+        let legacy = self.delete_existing(legacy_consent_pk(username), &sk).await?;
+        Ok(current || legacy)
     }
 }
 
