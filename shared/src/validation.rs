@@ -4,12 +4,15 @@
 //!
 //! 1. the token is one of ours and active: not `expired`, not `revoked` (or rotated, or its
 //!    client deleted), else `invalid`;
-//! 2. `expected_end_user`: the token's resource owner is that user (exact match), or, with the
+//! 2. `expected_audience` (Gatehouse's, not the seed's): the token was issued for that resource
+//!    server, its `aud` (`audience_mismatch`): RFC 9068 §4 and RFC 7662 §4 leave this to the
+//!    resource server, which can ask Gatehouse to do it in the same call;
+//! 3. `expected_end_user`: the token's resource owner is that user (exact match), or, with the
 //!    tenant's `group_uri_enabled` setting on, the token was issued to a group's owner and the
 //!    user is a member of that group now (`user_mismatch` / `not_a_member`);
-//! 3. `expected_group`: with `group_uri_enabled` on, the token was issued to that group's owner
+//! 4. `expected_group`: with `group_uri_enabled` on, the token was issued to that group's owner
 //!    (`group_mismatch`);
-//! 4. `required_scope`: the token's scope covers every scope token asked (`insufficient_scope`).
+//! 5. `required_scope`: the token's scope covers every scope token asked (`insufficient_scope`).
 //!
 //! Group owners (seed: "a group owner with a group URI [is] a normal resource owner ... the
 //! token can access a resource on behalf of any of the group members"): the owner of group `G`
@@ -37,6 +40,8 @@ pub enum Reason {
     Expired,
     /// Revoked, or (refresh tokens) rotated.
     Revoked,
+    /// Issued for another resource server than `expected_audience`.
+    AudienceMismatch,
     /// `expected_end_user` is not the token's resource owner (nor, with groups on, a member
     /// of the group the token was issued for, when the token's owner is no group).
     UserMismatch,
@@ -56,6 +61,7 @@ impl Reason {
             Self::Invalid => "invalid",
             Self::Expired => "expired",
             Self::Revoked => "revoked",
+            Self::AudienceMismatch => "audience_mismatch",
             Self::UserMismatch => "user_mismatch",
             Self::NotAMember => "not_a_member",
             Self::GroupMismatch => "group_mismatch",
@@ -71,6 +77,11 @@ impl Reason {
             Self::Invalid => OAuthError::InvalidToken("the access token is not valid".into()),
             Self::Expired => OAuthError::InvalidToken("the access token has expired".into()),
             Self::Revoked => OAuthError::InvalidToken("the access token was revoked".into()),
+            // RFC 9068 §4: a token for another audience is one the resource server rejects as
+            // invalid (RFC 6750 §3.1 `invalid_token`), not one short of scope.
+            Self::AudienceMismatch => {
+                OAuthError::InvalidToken("the access token was issued for another resource server".into())
+            }
             Self::UserMismatch => {
                 OAuthError::InsufficientScope("the access token does not act for the expected end user".into())
             }
@@ -92,14 +103,16 @@ impl Reason {
 /// parameters of `GET /validate`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checks {
+    pub expected_audience: Option<String>,
     pub expected_end_user: Option<String>,
     pub expected_group: Option<String>,
     pub required_scope: Option<Scope>,
 }
 
 impl Checks {
-    /// Reads `expected_end_user`, `expected_group` and `required_scope` (space-separated,
-    /// RFC 6749 §3.3 syntax); `invalid_request` naming the parameter when malformed.
+    /// Reads `expected_audience`, `expected_end_user`, `expected_group` and `required_scope`
+    /// (space-separated, RFC 6749 §3.3 syntax); `invalid_request` naming the parameter when
+    /// malformed.
     pub fn parse(p: &Params) -> Result<Self> {
         let name = |key: &'static str| -> Result<Option<String>> {
             match p.get(key) {
@@ -115,7 +128,15 @@ impl Checks {
                 OAuthError::invalid_request("`required_scope` is not a space-separated list of scope tokens")
             })?),
         };
+        let max = crate::model::ResourceServer::MAX_IDENTIFIER;
+        let expected_audience = match p.get("expected_audience") {
+            Some(v) if v.len() > max => {
+                return Err(OAuthError::invalid_request(format!("`expected_audience` is longer than {max} bytes")));
+            }
+            v => v.map(str::to_owned),
+        };
         Ok(Self {
+            expected_audience,
             expected_end_user: name("expected_end_user")?,
             expected_group: name("expected_group")?,
             required_scope,
@@ -124,16 +145,18 @@ impl Checks {
 
     /// The checks asked, in evaluation order.
     fn asked(&self) -> Vec<Check<'_>> {
+        let audience = self.expected_audience.as_deref().map(Check::Audience);
         let user = self.expected_end_user.as_deref().map(Check::EndUser);
         let group = self.expected_group.as_deref().map(Check::Group);
         let scope = self.required_scope.as_ref().map(Check::Scope);
-        [user, group, scope].into_iter().flatten().collect()
+        [audience, user, group, scope].into_iter().flatten().collect()
     }
 }
 
 /// One check asked.
 #[derive(Debug, Clone, Copy)]
 enum Check<'a> {
+    Audience(&'a str),
     EndUser(&'a str),
     Group(&'a str),
     Scope(&'a Scope),
@@ -142,6 +165,7 @@ enum Check<'a> {
 impl Check<'_> {
     fn name(self) -> &'static str {
         match self {
+            Self::Audience(_) => "expected_audience",
             Self::EndUser(_) => "expected_end_user",
             Self::Group(_) => "expected_group",
             Self::Scope(_) => "required_scope",
@@ -150,7 +174,7 @@ impl Check<'_> {
 
     fn value(self) -> String {
         match self {
-            Self::EndUser(v) | Self::Group(v) => v.to_owned(),
+            Self::Audience(v) | Self::EndUser(v) | Self::Group(v) => v.to_owned(),
             Self::Scope(s) => s.to_string(),
         }
     }
@@ -227,6 +251,7 @@ pub async fn validate(state: &AppState, token: &str, accept: Accept, checks: &Ch
     let mut first_failure = None;
     for check in asked {
         let failed = match check {
+            Check::Audience(aud) => (record.audience != aud).then_some(Reason::AudienceMismatch),
             Check::EndUser(user) => end_user_check(state, &record, user).await?,
             Check::Group(group) => group_check(state, &record, group).await?,
             Check::Scope(s) => (!s.is_subset(&record.scope)).then_some(Reason::InsufficientScope),

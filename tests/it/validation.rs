@@ -23,6 +23,7 @@ const WRONG_USER: &str = "the access token does not act for the expected end use
 const NOT_A_MEMBER: &str = "the expected end user is not a member of the group the access token was issued for";
 const WRONG_GROUP: &str = "the access token was not issued for the expected group";
 const NO_SCOPE: &str = "the access token does not have the required scope";
+const OTHER_AUDIENCE: &str = "the access token was issued for another resource server";
 
 /// A tenant with a resource server's client (`rs`, it introspects), a password client
 /// (`app_client`, scopes `read write`), users alice, bob, carol and `family`, and the group
@@ -201,9 +202,19 @@ async fn reasons(state: AppState) {
     assert_eq!(e.reason(&at, "&required_scope=write").await.as_deref(), Some("insufficient_scope"));
     assert_eq!(e.reason(&at, "&required_scope=read+write").await.as_deref(), Some("insufficient_scope"));
     assert_eq!(e.reason(&at, "&expected_group=family").await.as_deref(), Some("group_mismatch"));
-    // Several failures: the first in the documented order (end user, group, scope).
+    // The audience (no resource asked: the default audience, the issuer), exactly.
+    let issuer = format!("&expected_audience={}", enc(ISSUER));
+    assert_eq!(e.reason(&at, &issuer).await, None);
+    assert_eq!(e.reason(&rt, &issuer).await, None);
+    for other in ["https://api.example.com", "https://auth.test.example/", "HTTPS://auth.test.example"] {
+        let extra = format!("&expected_audience={}", enc(other));
+        assert_eq!(e.reason(&at, &extra).await.as_deref(), Some("audience_mismatch"), "{other}");
+    }
+    // Several failures: the first in the documented order (audience, end user, group, scope).
     let all = "&required_scope=write&expected_group=x&expected_end_user=bob";
     assert_eq!(e.reason(&at, all).await.as_deref(), Some("user_mismatch"));
+    let all = format!("{all}&expected_audience=https%3A%2F%2Fapi.example.com");
+    assert_eq!(e.reason(&at, &all).await.as_deref(), Some("audience_mismatch"));
     assert_eq!(e.reason(&at, "&required_scope=write&expected_group=x").await.as_deref(), Some("group_mismatch"));
     // A client credentials token has no resource owner.
     let cc = common::cc_token(&e.app, &e.cc, "&scope=read").await;
@@ -260,6 +271,7 @@ async fn malformed_check_parameters_are_invalid_request() {
         ("&required_scope=%22quoted%22", "`required_scope` is not a space-separated list of scope tokens"),
         (&format!("&expected_end_user={long}"), "`expected_end_user` is longer than 256 characters"),
         (&format!("&expected_group={long}"), "`expected_group` is longer than 256 characters"),
+        (&format!("&expected_audience={}", "a".repeat(1025)), "`expected_audience` is longer than 1024 bytes"),
         ("&expected_end_user=a&expected_end_user=b", "parameter `expected_end_user` is repeated"),
     ] {
         let r = e.introspect(&at, extra).await;
@@ -389,6 +401,11 @@ async fn get_validation(state: AppState) {
     assert_forbidden(&e.validate(Some(&bearer), "?required_scope=write+read").await, NO_SCOPE, Some("read write"));
     assert_forbidden(&e.validate(Some(&bearer), "?expected_end_user=bob").await, WRONG_USER, None);
     assert_forbidden(&e.validate(Some(&bearer), "?expected_group=family").await, WRONG_GROUP, None);
+    // Issued for another resource server (RFC 9068 §4): the token is not valid here, 401.
+    let r = e.validate(Some(&bearer), "?expected_audience=https%3A%2F%2Fapi.example.com&required_scope=read").await;
+    assert_invalid_token(&r, OTHER_AUDIENCE);
+    let r = e.validate(Some(&bearer), &format!("?expected_audience={}", enc(ISSUER))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let cc = common::cc_token(&e.app, &e.cc, "&scope=read").await;
     let r = e.validate(Some(&format!("Bearer {cc}")), "?required_scope=read").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

@@ -2,7 +2,8 @@
 //! asks whether a token is active. Anything not active answers exactly `{"active": false}`.
 //!
 //! The same call can apply the seed's validation checks ([`crate::validation`]) with the form
-//! parameters `expected_end_user`, `expected_group` and `required_scope`: a failed check also
+//! parameters `expected_audience`, `expected_end_user`, `expected_group` and `required_scope`: a
+//! failed check also
 //! answers `{"active": false}`, and a caller that sends `include_reason=true` gets
 //! `{"active": false, "reason": "<code>"}` (an extension: RFC 7662 §2.2 has no reason). The
 //! reason names only the token's state or the failed check, never data from the token.

@@ -1,13 +1,14 @@
 //! `GET /validate`: STS-style token validation for resource servers that can only send a GET
 //! (the session manager of 000_661aebbf905003eb.txt). The resource server forwards the access
 //! token it received as `Authorization: Bearer <token>` (RFC 6750 §2.1) and may ask the seed's
-//! checks ([`crate::validation`]) as query parameters: `expected_end_user`, `expected_group`,
-//! `required_scope`.
+//! checks ([`crate::validation`]) as query parameters: `expected_audience`, `expected_end_user`,
+//! `expected_group`, `required_scope`.
 //!
 //! - valid: 200 with the introspection members (`sub`, `username`, `client_id`, `scope`, `exp`,
 //!   `aud`, `iat`, `iss`, `jti`, `token_type`);
 //! - no bearer token: 401 with a bare `Bearer realm="gatehouse"` challenge (RFC 6750 §3.1);
-//! - not valid (malformed, foreign, expired, revoked, a refresh token): 401 `invalid_token`;
+//! - not valid (malformed, foreign, expired, revoked, a refresh token, issued for another
+//!   resource server than `expected_audience`, RFC 9068 §4): 401 `invalid_token`;
 //! - valid but not for this request (a missing `required_scope`, another end user or group):
 //!   403 `insufficient_scope`, naming the `scope` when a scope is missing;
 //! - a DPoP-bound token (RFC 9449 §7): valid only as `Authorization: DPoP <token>` with the
