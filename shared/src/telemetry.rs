@@ -3,6 +3,12 @@
 //! optional default level (`warn,gatehouse=debug`), as tracing-subscriber's `Targets` parses
 //! them. (`Targets` rather than `EnvFilter`: no span/field filters, but no regex engine in every
 //! Lambda binary either — it was about 0.3 MB of each zip.)
+//!
+//! `trace` is for Gatehouse's own code only: other crates log at most `debug` whatever the
+//! filter says, because at `trace` they write what passes through them — the Lambda runtime each
+//! API Gateway event (client secrets, tokens, passwords, cookies), the AWS SDK each request body
+//! (a KMS `Encrypt` of a sealed signing key: the private key) — and no secret or token may ever
+//! reach a log line.
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -36,7 +42,36 @@ fn parse(v: &str) -> Result<Targets, String> {
             return Err(format!("`{level}` is not a level (trace, debug, info, warn, error, off)"));
         }
     }
-    v.parse::<Targets>().map_err(|e| e.to_string())
+    v.parse::<Targets>().map(own_trace_only).map_err(|e| e.to_string())
+}
+
+/// The crates of this workspace (library, local server, Lambda functions): the only targets
+/// allowed `trace`. (`Targets` matches by prefix; no dependency's name starts with one of these,
+/// `Cargo.lock` says.)
+const OWN_CRATES: &[&str] =
+    &["gatehouse", "gatehouse_server", "token", "introspect", "revoke", "authorize", "token_admin"];
+
+fn own(target: &str) -> bool {
+    OWN_CRATES.iter().any(|c| target == *c || target.strip_prefix(c).is_some_and(|rest| rest.starts_with("::")))
+}
+
+/// `t` with every other crate's level capped at `debug` (module docs); a `trace` default stays
+/// `trace` for this workspace's crates.
+fn own_trace_only(t: Targets) -> Targets {
+    let cap = |l: LevelFilter| l.min(LevelFilter::DEBUG);
+    let default = t.default_level().unwrap_or(LevelFilter::OFF);
+    let mut capped = Targets::new().with_default(cap(default));
+    let mut named = Vec::new();
+    for (target, level) in t.iter() {
+        named.push(target.to_owned());
+        capped = capped.with_target(target.to_owned(), if own(target) { level } else { cap(level) });
+    }
+    if default == LevelFilter::TRACE {
+        for c in OWN_CRATES.iter().filter(|c| !named.iter().any(|n| n == *c)) {
+            capped = capped.with_target(*c, LevelFilter::TRACE);
+        }
+    }
+    capped
 }
 
 /// JSON log lines, for Lambda.
@@ -74,5 +109,28 @@ mod tests {
         let t = parse("warn,gatehouse=debug").unwrap();
         assert!(t.would_enable("gatehouse::store", &tracing::Level::DEBUG));
         assert!(!t.would_enable("hyper", &tracing::Level::INFO));
+    }
+
+    /// Other crates never log at `trace` (the Lambda runtime's events, the SDK's request
+    /// bodies): neither by the default level nor by their own directive.
+    #[test]
+    fn only_gatehouse_logs_at_trace() {
+        let trace = &tracing::Level::TRACE;
+        let debug = &tracing::Level::DEBUG;
+        for v in ["trace", "lambda_runtime=trace,aws_smithy_runtime=trace,trace", "info,aws_sigv4=trace"] {
+            let t = parse(v).unwrap();
+            for dep in ["lambda_runtime::layers::api_response", "aws_smithy_runtime::client::orchestrator", "aws_sigv4"]
+            {
+                assert!(!t.would_enable(dep, trace), "{v}: {dep}");
+            }
+        }
+        let t = parse("trace").unwrap();
+        assert!(t.would_enable("gatehouse::store::dynamo", trace));
+        assert!(t.would_enable("token", trace));
+        assert!(t.would_enable("aws_smithy_runtime::client::orchestrator", debug));
+        let t = parse("info,gatehouse=trace,aws_smithy_runtime=debug").unwrap();
+        assert!(t.would_enable("gatehouse::keys", trace));
+        assert!(t.would_enable("aws_smithy_runtime", debug));
+        assert!(!t.would_enable("hyper", debug));
     }
 }
