@@ -120,7 +120,7 @@ async fn shutdown_signal() {
 
 /// The admin token kept in the data directory (`admin-token`, mode 0600), made on first start.
 fn load_or_create_admin_token(dir: &Path) -> std::io::Result<String> {
-    std::fs::create_dir_all(dir)?;
+    gatehouse::store::create_private_dir(dir)?;
     let path = dir.join("admin-token");
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_owned();
@@ -133,13 +133,16 @@ fn load_or_create_admin_token(dir: &Path) -> std::io::Result<String> {
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    std::io::Write::write_all(&mut opts.open(&path)?, token.as_bytes())?;
+    let mut file = opts.open(&path)?;
+    // `mode` applies when the file is created; one that existed (too short) is made private too.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    std::io::Write::write_all(&mut file, token.as_bytes())?;
     Ok(token)
 }
 
 fn print_banner(state: &AppState, generated: bool) {
     let c = &state.config;
-    let admin = c.admin_token.as_deref().unwrap_or_default();
     println!("Gatehouse is running (tenant `{}`, data in {})", c.tenant, c.data_dir.display());
     println!("  issuer         {}", c.issuer);
     for (name, path) in [
@@ -153,9 +156,17 @@ fn print_banner(state: &AppState, generated: bool) {
     ] {
         println!("  {name:<14} {}", c.endpoint(path));
     }
-    let origin = if generated { "generated and kept in the data dir" } else { "from GATEHOUSE_ADMIN_TOKEN" };
-    println!("Admin API token ({origin}):\n  {admin}");
-    println!("Try:\n  curl -s -X POST {}/admin/clients -H 'Authorization: Bearer {admin}' \\", c.issuer);
+    // The token itself is never printed: stdout is where the audit lines go, and a log
+    // collector would keep it.
+    let admin = if generated {
+        let path = c.data_dir.join("admin-token");
+        println!("Admin API token: in {} (mode 0600)", path.display());
+        format!("$(cat {})", path.display())
+    } else {
+        println!("Admin API token: GATEHOUSE_ADMIN_TOKEN");
+        "$GATEHOUSE_ADMIN_TOKEN".to_owned()
+    };
+    println!("Try:\n  curl -s -X POST {}/admin/clients -H \"Authorization: Bearer {admin}\" \\", c.issuer);
     println!(
         "    -H 'Content-Type: application/json' -d '{{\"grant_types\":[\"client_credentials\"],\"scope\":\"read\"}}'"
     );

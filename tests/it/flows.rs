@@ -158,6 +158,55 @@ fn local_server_keeps_its_data_across_restarts() {
     assert_eq!(status, 401);
 }
 
+/// The local server makes its data directory private (0700) and its admin token file 0600, also
+/// one that existed with a token too short to keep, and never prints the token: stdout carries
+/// the audit lines, which a log collector keeps. The banner names the file instead; with
+/// `GATEHOUSE_ADMIN_TOKEN`, the variable.
+#[cfg(unix)]
+#[test]
+fn local_server_keeps_its_admin_token_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("new").join("data");
+    let run = |env: &[(&str, String)]| {
+        let out = top.path().join("stdout");
+        let (mut child, _) = crate::common::spawn_local_server(|addr| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+            cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("GATEHOUSE_ADDR", addr);
+            cmd.env("GATEHOUSE_LOG", "warn").env("GATEHOUSE_DATA_DIR", &dir);
+            cmd.stdout(std::fs::File::create(&out).unwrap()).stderr(std::process::Stdio::inherit());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            cmd
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        std::fs::read_to_string(&out).unwrap()
+    };
+    let banner = run(&[]);
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    assert!(token.len() >= 32);
+    assert!(!banner.contains(&token), "{banner}");
+    assert!(banner.contains(&format!("Admin API token: in {} (mode 0600)", dir.join("admin-token").display())));
+    assert!(banner.contains(&format!("Bearer $(cat {})", dir.join("admin-token").display())), "{banner}");
+    assert_eq!((mode(&dir), mode(dir.parent().unwrap()), mode(&dir.join("admin-token"))), (0o700, 0o700, 0o600));
+    // A token file too short to keep, readable by all: replaced, and private again.
+    std::fs::write(dir.join("admin-token"), "short").unwrap();
+    std::fs::set_permissions(dir.join("admin-token"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let banner = run(&[]);
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    assert!(token.len() >= 32 && !banner.contains(&token));
+    assert_eq!(mode(&dir.join("admin-token")), 0o600);
+    // From the environment: named, not printed.
+    let secret = gatehouse::crypto::random_token();
+    let banner = run(&[("GATEHOUSE_ADMIN_TOKEN", secret.clone())]);
+    assert!(!banner.contains(&secret), "{banner}");
+    assert!(banner.contains("Admin API token: GATEHOUSE_ADMIN_TOKEN"), "{banner}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_server_on_dynamodb_and_sealed_kms_via_standard_aws_variables() {
     let (Some((_, _, table)), Some(kms)) = (common::dynamo().await, common::kms().await) else { return };

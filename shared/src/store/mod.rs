@@ -47,6 +47,17 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// Creates `dir` (and its missing parents) readable by its owner only (0700 on Unix): the local
+/// server's data directory holds the database (password hashes, the DPoP nonce key, pending
+/// sign-ins) and the admin token. A directory that exists keeps its mode.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 

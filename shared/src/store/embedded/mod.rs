@@ -360,7 +360,7 @@ fn add_token_columns(conn: &mut Connection) -> StoreResult<()> {
 impl EmbeddedStore {
     /// Opens (or creates) `gatehouse.db` in `dir`.
     pub fn open(dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("data dir: {e}")))?;
+        crate::store::create_private_dir(dir).map_err(|e| StoreError::Backend(format!("data dir: {e}")))?;
         let mut conn = Connection::open(dir.join("gatehouse.db")).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(err)?;
