@@ -70,6 +70,22 @@ impl Api {
             Some("http") => false,
             _ => return Err(bad()),
         };
+        // Every call carries the admin credential (a bearer token, or a SigV4 signature with the
+        // session token): over plain http only to a server on this machine, as the server's own
+        // issuer rule allows http only on loopback.
+        let host = uri.host().unwrap_or_default();
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !tls && !loopback {
+            return Err(Failure::Usage(format!(
+                "--url: use https for `{host}`: http is only for a server on this machine (localhost, 127.0.0.1, [::1]), \
+                 since every call carries the admin credential"
+            )));
+        }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         let transport = if tls {

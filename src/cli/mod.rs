@@ -48,10 +48,14 @@ pub struct Conn {
     /// http://127.0.0.1:8080]
     #[arg(long, global = true, env = "GATEHOUSE_URL", value_name = "URL")]
     pub url: Option<String>,
-    /// Admin bearer token. With the default local URL it is read from the local server's
-    /// <GATEHOUSE_DATA_DIR>/admin-token when not given
+    /// Admin bearer token (on the command line it is visible to other local users in the process
+    /// list: prefer GATEHOUSE_ADMIN_TOKEN or --token-file). With the default local URL it is read
+    /// from the local server's <GATEHOUSE_DATA_DIR>/admin-token when not given
     #[arg(long, global = true, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Read the admin bearer token from this file (its first line; before --token)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
     /// Sign requests with AWS SigV4 (service execute-api) for a deployment whose API Gateway
     /// authorizes /admin with IAM; credentials from the standard AWS chain
     #[arg(long, global = true)]
@@ -226,6 +230,13 @@ impl Ctx {
         let is_local = url.trim_end_matches('/') == local;
         let auth = if conn.sigv4 {
             Auth::SigV4(Box::new(sigv4::Signer::from_environment(conn.region.clone()).await?))
+        } else if let Some(path) = &conn.token_file {
+            let t = std::fs::read_to_string(path)
+                .map_err(|e| Failure::Usage(format!("--token-file: cannot read {}: {e}", path.display())))?;
+            match t.lines().next().map(str::trim).filter(|t| !t.is_empty()) {
+                Some(t) => Auth::Bearer(t.to_owned()),
+                None => return Err(Failure::Usage(format!("--token-file: {} holds no token", path.display()))),
+            }
         } else if let Some(t) = conn.token.filter(|t| !t.trim().is_empty()) {
             Auth::Bearer(t.trim().to_owned())
         } else if is_local {

@@ -526,6 +526,45 @@ fn usage_errors_exit_2() {
         (out.code, out.stderr.as_str()),
         (2, "error: --url: expected http(s)://host[:port][/prefix], got `ftp://x`\n")
     );
+    // Plain http only to this machine: every call carries the admin credential.
+    for url in ["http://auth.example.com", "http://10.0.0.7:8080/prod", "http://[2001:db8::1]"] {
+        let out = gh(&[], &["--url", url, "--token", "t", "clients", "list"], None);
+        let host = url.trim_start_matches("http://").split(['/']).next().unwrap();
+        let host =
+            host.rsplit_once(':').filter(|(h, _)| !h.ends_with(':') && !host.starts_with('[')).map_or(host, |(h, _)| h);
+        assert_eq!(
+            (out.code, out.stderr),
+            (
+                2,
+                format!(
+                    "error: --url: use https for `{host}`: http is only for a server on this machine (localhost, \
+                     127.0.0.1, [::1]), since every call carries the admin credential\n"
+                )
+            ),
+            "{url}"
+        );
+    }
+    // --token-file: a file the CLI cannot read, or an empty one.
+    let missing = dir.path().join("missing");
+    let out = gh(
+        &[],
+        &["--url", "https://auth.example.com", "--token-file", &missing.display().to_string(), "clients", "list"],
+        None,
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.starts_with(&format!("error: --token-file: cannot read {}: ", missing.display())),
+        "{}",
+        out.stderr
+    );
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = gh(
+        &[],
+        &["--url", "https://auth.example.com", "--token-file", &empty.display().to_string(), "clients", "list"],
+        None,
+    );
+    assert_eq!((out.code, out.stderr), (2, format!("error: --token-file: {} holds no token\n", empty.display())));
 }
 
 #[test]
@@ -535,6 +574,12 @@ fn wrong_token_unreachable_and_silent_servers_exit_1() {
     let out = gh(&[], &["--url", &url, "--token", "not-the-admin-token", "keys", "list"], None);
     assert_eq!((out.code, out.stdout.as_str()), (1, ""));
     assert_eq!(out.stderr, "error: unauthorized: a valid admin credential is required (HTTP 401)\n");
+    // --token-file (out of the process list), before a --token or GATEHOUSE_ADMIN_TOKEN.
+    let file = s.dir.path().join("token-copy");
+    std::fs::write(&file, format!("{}\n", s.admin_token())).unwrap();
+    let path = file.display().to_string();
+    let out = gh(&[("GATEHOUSE_ADMIN_TOKEN", "wrong")], &["--url", &url, "--token-file", &path, "keys", "list"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     drop(s);
 
     // Nothing listens on the port.
