@@ -86,7 +86,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let generated = match config.admin_token {
         Some(_) => false,
         None => {
-            config.admin_token = Some(load_or_create_admin_token(&config.data_dir)?);
+            config.admin_token = Some(load_or_create_admin_token(&config.data_dir)?.into());
             true
         }
     };

@@ -59,7 +59,7 @@ pub struct Config {
     /// (ECC_NIST_P256 or RSA_2048, SIGN_VERIFY); with `sealed` the symmetric key that seals.
     pub kms_key_id: Option<String>,
     /// `GATEHOUSE_ADMIN_TOKEN`: static bearer token for the admin API (local runs).
-    pub admin_token: Option<String>,
+    pub admin_token: Option<crate::model::Redacted<String>>,
     /// `GATEHOUSE_ADMIN_IAM`: `true` when API Gateway authorizes the admin routes with AWS IAM;
     /// only then is `requestContext.authorizer.iam` trusted. Default `false`.
     pub admin_iam: bool,
@@ -175,7 +175,7 @@ impl Config {
             data_dir: PathBuf::from(get("GATEHOUSE_DATA_DIR").unwrap_or_else(|| "./.gatehouse".into())),
             signer,
             kms_key_id,
-            admin_token,
+            admin_token: admin_token.map(Into::into),
             admin_iam,
             access_token_ttl,
             default_audience,

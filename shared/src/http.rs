@@ -18,8 +18,18 @@ use crate::{AppState, Result};
 pub const MAX_BODY: usize = 16 * 1024;
 
 /// Form or query parameters: each name at most once, empty values treated as absent.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Params(HashMap<String, String>);
+
+/// The parameter names only: values hold secrets and tokens (`client_secret`, `code`,
+/// `refresh_token`, `password`, `client_assertion`).
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        f.debug_tuple("Params").field(&names).finish()
+    }
+}
 
 impl Params {
     /// Parses `application/x-www-form-urlencoded` pairs. A repeated parameter is

@@ -26,12 +26,21 @@ pub fn enc(s: &str) -> String {
 }
 
 /// How admin calls prove who makes them.
-#[derive(Debug)]
 pub enum Auth {
     /// `Authorization: Bearer <admin token>`.
     Bearer(String),
     /// AWS SigV4 (API Gateway IAM authorization).
     SigV4(Box<Signer>),
+}
+
+/// Never the token.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Bearer(_) => "Bearer([redacted])",
+            Self::SigV4(_) => "SigV4",
+        })
+    }
 }
 
 enum Transport {

@@ -52,7 +52,7 @@ pub struct Conn {
     /// list: prefer GATEHOUSE_ADMIN_TOKEN or --token-file). With the default local URL it is read
     /// from the local server's <GATEHOUSE_DATA_DIR>/admin-token when not given
     #[arg(long, global = true, env = "GATEHOUSE_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
-    pub token: Option<String>,
+    pub token: Option<gatehouse::model::Redacted<String>>,
     /// Read the admin bearer token from this file (its first line; before --token)
     #[arg(long, global = true, value_name = "PATH")]
     pub token_file: Option<std::path::PathBuf>,

@@ -72,7 +72,7 @@ pub enum Cmd {
 pub struct Password {
     /// The password (visible to other local users in the process list: prefer --password-stdin)
     #[arg(long, conflicts_with = "password_stdin")]
-    password: Option<String>,
+    password: Option<gatehouse::model::Redacted<String>>,
     /// Read the password from standard input
     #[arg(long)]
     password_stdin: bool,
@@ -83,7 +83,7 @@ impl Password {
         if self.password_stdin {
             return super::read_stdin_secret("password").map(Some);
         }
-        Ok(self.password)
+        Ok(self.password.map(|p| p.0))
     }
 }
 

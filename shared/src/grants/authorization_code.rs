@@ -14,11 +14,20 @@ use crate::{AppState, Result};
 use super::*;
 
 /// RFC 6749 §4.1.3 parameters plus RFC 7636 `code_verifier`.
-#[derive(Debug)]
 pub struct Request {
     code: String,
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("code", &"[redacted]")
+            .field("redirect_uri", &self.redirect_uri)
+            .field("code_verifier", &self.code_verifier.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// RFC 7636 §4.1: 43-128 characters of `[A-Za-z0-9-._~]`.

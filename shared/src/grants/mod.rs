@@ -50,8 +50,8 @@ impl TokenRequest {
     }
 }
 
-/// The successful token response (RFC 6749 §5.1).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+/// The successful token response (RFC 6749 §5.1). `Debug` shows no token.
+#[derive(Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
@@ -60,6 +60,18 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// Runs the grant for an authenticated client. With a checked DPoP proof (`crate::dpop`), the
@@ -383,5 +395,46 @@ impl TokenResponse {
     /// The response for an access token and, optionally, a refresh token.
     pub fn with_refresh(issued: IssuedAccessToken, refresh: Option<String>) -> Self {
         Self { refresh_token: refresh, ..Self::access_only(issued) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// No `Debug` of a request or response shows a secret or a token: one `{:?}` in a log
+    /// line must never leak them.
+    #[test]
+    fn debug_never_shows_secrets() {
+        let secret = "s3cr3t-value-0123456789-s3cr3t-value-0123456789";
+        let form = crate::http::Params::parse(
+            format!("grant_type=authorization_code&code={secret}&code_verifier={secret}&redirect_uri=https%3A%2F%2Fa&refresh_token={secret}&client_secret={secret}")
+                .as_bytes(),
+        )
+        .unwrap();
+        let code = super::authorization_code::Request::parse(&form).unwrap();
+        let refresh = super::refresh_token::Request::parse(&form).unwrap();
+        let response = super::TokenResponse {
+            access_token: secret.into(),
+            token_type: "Bearer".into(),
+            expires_in: 60,
+            refresh_token: Some(secret.into()),
+            scope: None,
+        };
+        let mut pending = crate::store::conformance::pending(secret);
+        pending.state = None;
+        let admin = format!("{secret}-admin-token-long-enough");
+        let config =
+            crate::config::Config::from_lookup(|v| (v == "GATEHOUSE_ADMIN_TOKEN").then(|| admin.clone())).unwrap();
+        assert_eq!(config.admin_token.as_deref().map(String::as_str), Some(admin.as_str()));
+        for shown in [
+            format!("{form:?}"),
+            format!("{code:?}"),
+            format!("{refresh:?}"),
+            format!("{response:?}"),
+            format!("{pending:?}"),
+            format!("{config:?}"),
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(format!("{form:?}").contains("client_secret"), "the names are shown");
     }
 }

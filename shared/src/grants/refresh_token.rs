@@ -19,10 +19,15 @@ use crate::{AppState, Result};
 use super::*;
 
 /// RFC 6749 §6 parameters.
-#[derive(Debug)]
 pub struct Request {
     refresh_token: String,
     scope: Option<Scope>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("refresh_token", &"[redacted]").field("scope", &self.scope).finish()
+    }
 }
 
 impl Request {

@@ -8,8 +8,8 @@ use super::Scope;
 /// short TTL; the browser carries only its id (cookie) and the CSRF token (form field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingAuthorization {
-    /// Random, 128 bits; the cookie value.
-    pub id: String,
+    /// Random, 128 bits; the cookie value (`Debug` shows it redacted).
+    pub id: crate::model::Redacted<String>,
     /// SHA-256 digest of the CSRF token embedded in the pages.
     pub csrf_digest: String,
     pub client_id: String,

@@ -9,7 +9,7 @@ mod user;
 pub use authorization::{AuthorizationCode, PendingAuthorization};
 pub use group::Group;
 pub use scope::Scope;
-pub use secret::ClientSecret;
+pub use secret::{ClientSecret, Redacted};
 pub use trust::{JwkSet, TrustedIssuer};
 pub use user::{Consent, FailureCounter, User};
 

@@ -40,11 +40,43 @@ impl fmt::Display for ClientSecret {
     }
 }
 
+/// Any secret value (a bearer token, a cookie value) that `Debug` must never show; stored and
+/// serialized as the value itself.
+#[derive(Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Redacted<T>(pub T);
+
+impl<T> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> std::ops::Deref for Redacted<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl From<String> for Redacted<String> {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for Redacted<String> {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn never_prints() {
         let s = super::ClientSecret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "ClientSecret([redacted]) [redacted]");
+        assert_eq!(format!("{:?}", Some(super::Redacted("hunter2"))), "Some([redacted])");
     }
 }

@@ -133,7 +133,7 @@ async fn pending_from(
     let csrf = crate::crypto::random_token();
     let now = state.clock.now();
     let pending = PendingAuthorization {
-        id: crate::crypto::random_token(),
+        id: crate::crypto::random_token().into(),
         csrf_digest: crate::crypto::digest(&csrf),
         client_id: client.client_id.clone(),
         redirect_uri: target.redirect_uri.clone(),

@@ -7,7 +7,7 @@ use super::*;
 
 fn pending_item(p: &PendingAuthorization) -> StoreResult<Item> {
     let mut item = encode(p)?;
-    item.insert("pk".into(), s(format!("PENDING#{}", p.id)));
+    item.insert("pk".into(), s(format!("PENDING#{}", p.id.as_str())));
     item.insert("sk".into(), s("PENDING"));
     item.insert("ttl".into(), n(p.expires_at));
     Ok(item)

@@ -7,7 +7,7 @@ use super::*;
 #[async_trait]
 impl AuthorizationStore for EmbeddedStore {
     async fn put_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
-        let (id, expires_at, body) = (p.id.clone(), p.expires_at, to_json(p)?);
+        let (id, expires_at, body) = (p.id.0.clone(), p.expires_at, to_json(p)?);
         let due = self.purge_due(Purge::Pending, p.created_at);
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
@@ -32,7 +32,7 @@ impl AuthorizationStore for EmbeddedStore {
     }
 
     async fn update_pending(&self, p: &PendingAuthorization) -> StoreResult<bool> {
-        let (id, expires_at, body) = (p.id.clone(), p.expires_at, to_json(p)?);
+        let (id, expires_at, body) = (p.id.0.clone(), p.expires_at, to_json(p)?);
         self.with(move |c| {
             let n = c
                 .execute("UPDATE pending SET expires_at = ?2, body = ?3 WHERE id = ?1", params![id, expires_at, body])
