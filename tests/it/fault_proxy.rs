@@ -1070,7 +1070,7 @@ async fn a_group_deletion_stopped_part_way_grants_nothing_and_a_retry_finishes()
     assert!(!stack.store.is_member("staff", "alice").await.unwrap());
 }
 
-/// A deletion held up after its mark (its membership transaction or its final DeleteItem is
+/// A deletion held up after its mark (its membership transaction or its final deletion is
 /// delayed in the proxy) while another deletion runs to the end and the group is created again
 /// with a member: the delayed step finds the group no longer marked and changes nothing; the
 /// late deletion answers `false` (the other one deleted the group).
@@ -1082,19 +1082,23 @@ async fn a_delayed_group_deletion_leaves_the_group_created_again() {
     let app = common::app(&common::state_on(stack.store.clone()));
     create_user(&app, "alice", PASSWORD).await;
     let late = Arc::new(DynamoStore::new(stack.clients().await.dynamodb, stack.table.clone()));
-    for step in ["TransactWriteItems", "DeleteItem"] {
+    // Both later steps are transactions: the memberships' (naming MEMBER# items) and the group's
+    // own deletion (the one whose condition names `#n`), the first and the second it sends.
+    for (step, marker, nth) in [("memberships", "MEMBER#", 1), ("group", "\"#n\"", 2)] {
         let r = send(&app, admin("POST", "/admin/groups", Some(json!({"name": "staff"})))).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         assert!(stack.store.add_member("staff", "alice").await.unwrap());
         let group = stack.store.get_group("staff").await.unwrap().unwrap();
 
-        stack.ddb.set(Rule::on(Some(step), Fault::Delay(1_500)).times(1));
+        stack.ddb.set(Rule::on(TRANSACT, Fault::Delay(1_500)).containing(marker).times(1));
         stack.ddb.seen();
         let deletion = tokio::spawn({
             let late = late.clone();
             async move { late.delete_group("staff").await }
         });
-        while !stack.ddb.seen().contains(&step.to_owned()) {
+        let mut transactions = 0;
+        while transactions < nth {
+            transactions += stack.ddb.seen().iter().filter(|o| *o == "TransactWriteItems").count();
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         // Meanwhile: another deletion, then the group again, with alice.

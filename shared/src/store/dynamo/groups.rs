@@ -255,17 +255,7 @@ impl GroupStore for DynamoStore {
             return Ok(false);
         }
         // 3. The group itself, still marked; `true` for the one call that deleted it.
-        let r = self
-            .ddb
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(GROUP_LIST))
-            .key("sk", s(name))
-            .condition_expression("attribute_exists(#deleting)")
-            .expression_attribute_names("#deleting", DELETING)
-            .send()
-            .await;
-        condition_met(r.map(drop).map_err(classify))
+        self.delete_where(GROUP_LIST.into(), name, "attribute_exists(#n)", Some(DELETING)).await
     }
 
     async fn add_member(&self, group: &str, username: &str) -> StoreResult<bool> {

@@ -282,17 +282,23 @@ impl DynamoStore {
 
     /// Deletes an item; `true` only for the call that deleted it.
     async fn delete_existing(&self, pk: String, sk: &str) -> StoreResult<bool> {
+        self.delete_where(pk, sk, "attribute_exists(pk)", None).await
+    }
+
+    /// Deletes an item if `condition` (with the attribute name `#n` bound to `name`, if any)
+    /// holds; `true` only for the call that deleted it. A transaction, for its idempotency
+    /// token: the SDK's retry of an attempt whose reply was lost is answered as that attempt
+    /// (deleted: `true`), where a retried DeleteItem would find nothing and answer `false`.
+    async fn delete_where(&self, pk: String, sk: &str, condition: &str, name: Option<&str>) -> StoreResult<bool> {
         if !key_fits(&pk, sk) {
             return Ok(false); // no item has such a key
         }
-        // A transaction, for its idempotency token: the SDK's retry of an attempt whose reply
-        // was lost is answered as that attempt (deleted: `true`), where a retried DeleteItem
-        // would find nothing and answer `false`.
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(sk))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(condition)
+            .set_expression_attribute_names(name.map(|n| HashMap::from([("#n".to_owned(), n.to_owned())])))
             .build();
         self.transact_single_use(vec![TransactWriteItem::builder().delete(built(delete)?).build()]).await
     }
