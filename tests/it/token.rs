@@ -595,9 +595,15 @@ async fn cors_for_browser_based_clients() {
         let r = send(&app, get(path)).await;
         assert_eq!((r.status, r.header("access-control-allow-origin")), (StatusCode::OK, Some("*")), "{path}");
     }
-    // Without `Origin`: no CORS headers; OPTIONS is the method it always was (405).
+    // Without `Origin` the same headers (a cached copy of the metadata or the JWKS serves
+    // browsers too); OPTIONS without it is the method it always was (405).
     let r = send(&app, form("/token", Some(&c.basic()), "grant_type=client_credentials")).await;
-    assert_eq!((r.status, r.header("access-control-allow-origin")), (StatusCode::OK, None));
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (StatusCode::OK, Some("*")));
+    for path in ["/.well-known/oauth-authorization-server", "/.well-known/jwks.json"] {
+        let r = send(&app, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{path}");
+        assert_eq!(r.header("cache-control"), Some("public, max-age=300"), "{path}");
+    }
     let r = send(&app, Request::builder().method("OPTIONS").uri("/token").body(Body::empty()).unwrap()).await;
     assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "invalid_request");
     // Not offered: introspection, validation, the sign-in pages, the admin API.

@@ -10,7 +10,9 @@
 //! A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`: a request with an
 //! `Authorization` or `DPoP` header) is answered 204 here, before the endpoint; any other
 //! request passes through, and its answer gets `Access-Control-Allow-Origin` and the headers a
-//! client reads (`DPoP-Nonce`, RFC 9449 §8; `WWW-Authenticate`; `Retry-After`) exposed.
+//! client reads (`DPoP-Nonce`, RFC 9449 §8; `WWW-Authenticate`; `Retry-After`) exposed, with or
+//! without `Origin`: the metadata and the JWKS may be cached (`max-age=300`), and a copy
+//! fetched without `Origin` must serve a browser too (the Fetch standard's advice for `*`).
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -42,10 +44,8 @@ async fn cors(methods: &'static str, req: Request, next: Next) -> Response {
         return r;
     }
     let mut r = next.run(req).await;
-    if from_browser {
-        let h = r.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
-    }
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
     r
 }

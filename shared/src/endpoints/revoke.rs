@@ -76,7 +76,7 @@ pub async fn revoke_record(state: &AppState, by: &str, record: &crate::model::To
         // The token itself and the access token issued with it by id too: the family's
         // listing may lag behind their issue (DynamoDB).
         (crate::model::TokenKind::Refresh, Some(f)) => {
-            crate::grants::revoke_family(state, f, &record.with_sibling()).await? > 0
+            crate::grants::revoke_family(state, f, &record.with_sibling(state.clock.now())).await? > 0
         }
         _ => state.store.revoke_token(&record.id, state.clock.now()).await?,
     };

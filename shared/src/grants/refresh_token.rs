@@ -82,7 +82,7 @@ fn open(token: &str, sealed: &str) -> Option<TokenResponse> {
 /// listing for the newest ones, which lags by seconds only.
 async fn successor_ids(state: &AppState, rec: &TokenRecord, token: &str) -> Result<Vec<String>> {
     let now = state.clock.now();
-    let mut ids: Vec<String> = rec.issued_with.iter().cloned().collect();
+    let mut ids: Vec<String> = rec.recent_sibling(now).into_iter().cloned().collect();
     let (mut sealed, mut token) = (rec.successor_response.clone(), token.to_owned());
     for _ in 0..MAX_SUCCESSORS {
         let Some(resp) = sealed.as_deref().and_then(|s| open(&token, s)) else { break };

@@ -253,11 +253,22 @@ impl TokenRecord {
         self.revoked_at.is_none() && self.rotated_at.is_none() && self.expires_at > now
     }
 
-    /// The token's id and that of the access token issued with it: the ids a revocation of
-    /// its family knows without the family's listing (`grants::revoke_family`).
-    pub fn with_sibling(&self) -> Vec<String> {
-        std::iter::once(&self.id).chain(&self.issued_with).cloned().collect()
+    /// The token's id and, within [`Self::LISTING_LAG`] of its issue, that of the access token
+    /// issued with it: the ids a revocation of its family knows without the family's listing
+    /// (`grants::revoke_family`, which reads each one the listing lacks). Later the listing
+    /// holds the sibling if it is still active, and naming it would only cost a read.
+    pub fn with_sibling(&self, now: i64) -> Vec<String> {
+        std::iter::once(&self.id).chain(self.recent_sibling(now)).cloned().collect()
     }
+
+    /// `issued_with`, while the family's listing may not show it yet.
+    pub fn recent_sibling(&self, now: i64) -> Option<&String> {
+        self.issued_with.as_ref().filter(|_| now - self.issued_at < Self::LISTING_LAG)
+    }
+
+    /// Seconds after which a token is surely in its family's listing (a DynamoDB index lags by
+    /// well under a second; a wide margin).
+    pub const LISTING_LAG: i64 = 60;
 }
 
 /// One key of a tenant's key ring (DESIGN.md "Keys and signing"; RFC 7517 key sets): a key

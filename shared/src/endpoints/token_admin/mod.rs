@@ -315,7 +315,9 @@ pub(crate) async fn revoke_all(
             let (page, next) = state.store.list_tokens_after(&q, now, after.as_deref(), 100).await?;
             for t in &page {
                 let n = match (&t.kind, &t.family) {
-                    (TokenKind::Refresh, Some(f)) => crate::grants::revoke_family(state, f, &t.with_sibling()).await?,
+                    (TokenKind::Refresh, Some(f)) => {
+                        crate::grants::revoke_family(state, f, &t.with_sibling(now)).await?
+                    }
                     _ => state.store.revoke_token(&t.id, now).await? as u64,
                 };
                 if n > 0 {

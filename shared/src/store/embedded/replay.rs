@@ -26,7 +26,11 @@ impl ReplayStore for EmbeddedStore {
                 )
                 .and_then(|mut st| st.execute(params![key, expires_at, now]))
                 .map_err(err)?;
-            purge(c, due)?;
+            // The id is recorded: a failed sweep (another process holds the write lock) must not
+            // fail the call, whose retry would then be refused as a replay.
+            if let Err(e) = purge(c, due) {
+                tracing::warn!(error = %e, "sweeping expired single-use ids failed; the next sweep retries");
+            }
             Ok(n == 1)
         })
         .await
