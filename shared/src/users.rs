@@ -154,9 +154,11 @@ pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result
         audit::record(AuditEvent::SignInFailed { username: username.to_owned(), reason: "locked" });
         return Ok(Err(SignInError::Locked));
     }
-    let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
+    // The dummy hash (made once, by the first unknown username) is made in the slot too: it is
+    // an Argon2 computation like any other.
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
     let pw = password.to_owned();
-    let ok = slot.run(move || verify(&pw, &hash)).await?;
+    let ok = slot.run(move || verify(&pw, hash.as_deref().unwrap_or_else(|| dummy_hash()))).await?;
     match user {
         Some(u) if ok && u.enabled => {
             // A success forgets earlier failures, and this attempt's place. The password was right:
