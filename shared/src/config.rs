@@ -189,6 +189,14 @@ impl Config {
         })
     }
 
+    /// The issuer's path (`""` for an issuer at the root of its host, `"/t1"` for
+    /// `https://auth.example.com/t1`): where the endpoints live on the host, for the pages'
+    /// forms, which post to the page's own host.
+    pub fn issuer_path(&self) -> &str {
+        let after_scheme = self.issuer.split_once("://").map_or(self.issuer.as_str(), |(_, rest)| rest);
+        after_scheme.find('/').map_or("", |i| &after_scheme[i..])
+    }
+
     /// An absolute endpoint URL under the issuer, e.g. `endpoint("/token")`.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
@@ -259,6 +267,15 @@ mod tests {
     fn https_issuer_trailing_slash_trimmed() {
         let c = cfg(&[("GATEHOUSE_ISSUER", "https://auth.example.com/")]).unwrap();
         assert_eq!(c.issuer, "https://auth.example.com");
+        assert_eq!(c.issuer_path(), "");
         assert_eq!(c.endpoint("/token"), "https://auth.example.com/token");
+    }
+
+    #[test]
+    fn issuer_path_is_what_follows_the_host() {
+        let c = cfg(&[("GATEHOUSE_ISSUER", "https://auth.example.com/t1/")]).unwrap();
+        assert_eq!((c.issuer.as_str(), c.issuer_path()), ("https://auth.example.com/t1", "/t1"));
+        let c = cfg(&[("GATEHOUSE_ISSUER", "http://127.0.0.1:8080")]).unwrap();
+        assert_eq!(c.issuer_path(), "");
     }
 }

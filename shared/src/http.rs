@@ -19,7 +19,7 @@ pub const MAX_BODY: usize = 16 * 1024;
 
 /// Form or query parameters: each name at most once, empty values treated as absent.
 #[derive(Default, Clone)]
-pub struct Params(HashMap<String, String>);
+pub struct Params(HashMap<String, String>, bool);
 
 /// The parameter names only: values hold secrets and tokens (`client_secret`, `code`,
 /// `refresh_token`, `password`, `client_assertion`).
@@ -43,6 +43,7 @@ impl Params {
     /// a space, `%XX` an octet and any other `%` itself).
     pub fn parse(raw: &[u8]) -> Result<Self> {
         let mut map = HashMap::new();
+        let mut several_resources = false;
         for pair in raw.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
             let (name, value) = match pair.iter().position(|b| *b == b'=') {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -54,12 +55,23 @@ impl Params {
             if value.is_empty() {
                 continue;
             }
+            // RFC 8707 §2 allows `resource` more than once; Gatehouse serves one resource per
+            // request, and says so with `invalid_target` (`grants::requested_resource`).
+            if name == "resource" && map.contains_key("resource") {
+                several_resources = true;
+                continue;
+            }
             let shown: String = name.chars().take(64).collect();
             if map.insert(name, value).is_some() {
                 return Err(OAuthError::invalid_request(format!("parameter `{shown}` is repeated")));
             }
         }
-        Ok(Self(map))
+        Ok(Self(map, several_resources))
+    }
+
+    /// Whether `resource` was sent more than once (RFC 8707 §2).
+    pub fn several_resources(&self) -> bool {
+        self.1
     }
 
     /// A parameter's value.

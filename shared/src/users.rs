@@ -13,6 +13,8 @@ use crate::{AppState, OAuthError, Result};
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// Longer passwords are refused (bounded hashing work per request).
 pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Longest username (characters).
+pub const MAX_USERNAME_LEN: usize = 128;
 
 /// Hashes a password with Argon2id (default parameters: m=19 MiB, t=2, p=1, OWASP minimum).
 pub fn hash_password(password: &str) -> Result<String> {
@@ -135,7 +137,10 @@ fn lock_key(username: &str) -> String {
 pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result<Result<User, SignInError>> {
     let now = state.clock.now();
     let key = lock_key(username);
-    if username.is_empty() || username.len() > 256 || password.len() > MAX_PASSWORD_LEN {
+    // The limits registration applies, in characters as there (not bytes: a password of
+    // non-ASCII characters within the limit must sign in).
+    if username.is_empty() || username.chars().count() > MAX_USERNAME_LEN || password.chars().count() > MAX_PASSWORD_LEN
+    {
         return Ok(Err(SignInError::Invalid));
     }
     let counter = state.store.get_counter(&key, now).await?;
@@ -183,7 +188,8 @@ pub async fn sign_in(state: &AppState, username: &str, password: &str) -> Result
 /// Validates a username for registration: 1-128 characters, no control characters or spaces
 /// at either end.
 pub fn validate_username(u: &str) -> Result<()> {
-    let ok = !u.is_empty() && u.chars().count() <= 128 && !u.chars().any(char::is_control) && u.trim() == u;
+    let ok =
+        !u.is_empty() && u.chars().count() <= MAX_USERNAME_LEN && !u.chars().any(char::is_control) && u.trim() == u;
     if ok { Ok(()) } else { Err(OAuthError::invalid_request("username: 1 to 128 characters, no control characters")) }
 }
 

@@ -138,7 +138,7 @@ impl UserStore for Throttled {
     async fn get_user(&self, _: &str) -> StoreResult<Option<User>> {
         throttled()
     }
-    async fn update_user(&self, _: &User) -> StoreResult<bool> {
+    async fn update_user(&self, _: &User, _: u64) -> StoreResult<bool> {
         throttled()
     }
     async fn delete_user(&self, _: &str) -> StoreResult<bool> {
@@ -408,8 +408,8 @@ async fn no_token_without_its_record() {
         async fn get_user(&self, name: &str) -> StoreResult<Option<User>> {
             self.0.get_user(name).await
         }
-        async fn update_user(&self, u: &User) -> StoreResult<bool> {
-            self.0.update_user(u).await
+        async fn update_user(&self, u: &User, read_version: u64) -> StoreResult<bool> {
+            self.0.update_user(u, read_version).await
         }
         async fn delete_user(&self, name: &str) -> StoreResult<bool> {
             self.0.delete_user(name).await

@@ -260,6 +260,7 @@ const BODY_TYPES: &[(&str, &str)] = &[
     ("RotateRequest", "SecretRotation"),
     ("NewResourceServer", "NewResourceServer"),
     ("ResourceServerPatch", "ResourceServerPatch"),
+    ("DescribedScope", "DescribedScope"),
     ("NewGroup", "NewGroup"),
     ("GroupPatch", "GroupPatch"),
     ("NewUser", "NewUser"),

@@ -216,10 +216,12 @@ async fn endpoint_counts(signer: &'static str, sign: &[&'static str]) {
     // one is put) and cleared after its success; a prior consent, the pending request
     // updated, the resource servers (scope descriptions).
     assert_eq!(login, [GET, GET, GET, UPDATE, PUT, DELETE, GET, PUT, QUERY], "POST /authorize/login");
-    // Consent: the pending request, the prior consent, the pending request consumed (a
-    // one-action transaction: its idempotency token answers a retried attempt as the first),
-    // the consent stored, the code stored.
-    assert_eq!(consent, [GET, GET, TRANSACT, PUT, PUT], "POST /authorize/consent");
+    // Consent: the pending request, the user (still there, and created before its prior
+    // consent), the prior consent, the consent stored (before the code: a failure leaves the
+    // pending request for another try), the pending request consumed (a one-action
+    // transaction: its idempotency token answers a retried attempt as the first), the code
+    // stored.
+    assert_eq!(consent, [GET, GET, GET, PUT, TRANSACT, PUT], "POST /authorize/consent");
     // Code exchange: the code, the resource owner (still enabled?), then one transaction that
     // consumes the code and stores both tokens.
     let (r, calls) = i.send(exchange_code(&public, &code)).await;

@@ -251,4 +251,19 @@ async fn gatehouse_admin_access_tokens() {
     assert!(
         gatehouse::audit::captured().iter().any(|l| l["event"] == "admin_refused" && !l.to_string().contains(&jti))
     );
+
+    // A deleted client's token never administers, even one that escaped the deletion's
+    // revocation: issued by an instance (`app`) from its cached copy of the client after
+    // another (`boot`) deleted it.
+    let gone = register(&boot, json!({"grant_types": ["client_credentials"], "scope": "gatehouse:admin"})).await;
+    let warm = cc_token(&app, &gone, "&scope=gatehouse:admin").await;
+    assert_eq!(send(&app, bearer(&warm)).await.status, StatusCode::OK);
+    let r = send(&boot, common::admin("DELETE", &format!("/admin/clients/{}", gone.id), None)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let late = cc_token(&app, &gone, "&scope=gatehouse:admin").await;
+    for t in [&warm, &late] {
+        let r = send(&app, bearer(t)).await;
+        assert_eq!((r.status, r.header("www-authenticate")), (StatusCode::UNAUTHORIZED, Some(invalid)), "{}", r.text);
+    }
+    assert!(gatehouse::audit::captured().iter().any(|l| l["reason"] == "access token of a deleted client"));
 }

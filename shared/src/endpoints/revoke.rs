@@ -37,6 +37,8 @@ async fn revoke(state: &AppState, req: Request<Body>) -> Result<Response> {
             if record.revoked_at.is_none() {
                 return Err(OAuthError::UnauthorizedClient("the token was not issued to this client".into()));
             }
+        } else if record.rotated_at.is_some() && record.revoked_at.is_none() {
+            revoke_rotated(state, &client.client_id, &record, token).await?;
         } else {
             revoke_record(state, &client.client_id, &record).await?;
         }
@@ -51,15 +53,30 @@ async fn revoke(state: &AppState, req: Request<Body>) -> Result<Response> {
 /// time, the refresh token last (`grants::revoke_family`), so a revocation that failed part-way
 /// (503) leaves it active and the retry runs again. A family left the other way round (its
 /// refresh token revoked, an access token not: stopped part-way by a version that revoked in
-/// listing order) is finished by a retry too (RFC 7009 §2.1). A rotated refresh token is not
-/// revocable (its successor is).
+/// listing order) is finished by a retry too (RFC 7009 §2.1). So is an unexpired refresh token
+/// that was rotated: it is invalid already, but the grant it belongs to lives on in its
+/// successors (a sign-out that presents the token another tab rotated meanwhile must end it).
 pub async fn revocable_token(state: &AppState, token: &str) -> Result<Option<crate::model::TokenRecord>> {
     if token.split('.').count() == 3 || token.len() > 256 {
         return super::introspect::active_token(state, token).await;
     }
     let now = state.clock.now();
     let record = state.store.get_token(&crate::crypto::opaque_token_id(token), now).await?;
-    Ok(record.filter(|r| r.kind == crate::model::TokenKind::Refresh && still_revocable(r, now)))
+    let rotated = |r: &crate::model::TokenRecord| r.rotated_at.is_some() && r.expires_at > now;
+    Ok(record.filter(|r| r.kind == crate::model::TokenKind::Refresh && (still_revocable(r, now) || rotated(r))))
+}
+
+/// Revokes the family of a rotated refresh token (RFC 7009 §2.1: the tokens of the same grant):
+/// its successors too, by id, found through the responses sealed under the presented token
+/// (the family's listing may lag behind the last rotation on DynamoDB).
+async fn revoke_rotated(state: &AppState, by: &str, record: &crate::model::TokenRecord, token: &str) -> Result<()> {
+    let Some(family) = &record.family else { return Ok(()) };
+    let known = crate::grants::successor_ids(state, record, token).await?;
+    if crate::grants::revoke_family(state, family, &known).await? > 0 {
+        let jti = record.id.chars().take(22).collect();
+        audit::record(AuditEvent::TokenRevoked { by: by.to_owned(), jti, client_id: record.client_id.clone() });
+    }
+    Ok(())
 }
 
 /// Whether revoking `record` can still change something: it is active, or it is a revoked

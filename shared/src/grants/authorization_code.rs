@@ -18,6 +18,7 @@ pub struct Request {
     code: String,
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
+    resource: Option<String>,
 }
 
 impl std::fmt::Debug for Request {
@@ -26,6 +27,7 @@ impl std::fmt::Debug for Request {
             .field("code", &"[redacted]")
             .field("redirect_uri", &self.redirect_uri)
             .field("code_verifier", &self.code_verifier.as_ref().map(|_| "[redacted]"))
+            .field("resource", &self.resource)
             .finish()
     }
 }
@@ -46,7 +48,12 @@ impl Request {
         if code_verifier.as_deref().is_some_and(|v| !valid_verifier(v)) {
             return Err(OAuthError::invalid_request("code_verifier is malformed (RFC 7636 §4.1)"));
         }
-        Ok(Self { code: code.to_owned(), redirect_uri: form.get("redirect_uri").map(str::to_owned), code_verifier })
+        Ok(Self {
+            code: code.to_owned(),
+            redirect_uri: form.get("redirect_uri").map(str::to_owned),
+            code_verifier,
+            resource: requested_resource(form)?,
+        })
     }
 }
 
@@ -114,14 +121,19 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     if code.client_id != client.client_id {
         return Err(invalid("the authorization code was issued to another client"));
     }
-    if code.consumed_at.is_some() {
-        return Err(replayed(state, &code).await);
-    }
     check_redirect(&code, req.redirect_uri.as_deref())?;
     pkce_holds(code.code_challenge.as_deref(), req.code_verifier.as_deref())?;
     key_holds(code.dpop_jkt.as_deref(), dpop)?;
-    let user = active_user(state, &code.username).await?;
-    let grant = Grant { audience: code.audience.clone(), scope: code.scope.clone(), jkt: None }.bound_to(dpop);
+    // A replay revokes the code's tokens only when its sender proves what the first redemption
+    // needed (the verifier, the DPoP key): else anyone who saw a used code (a log, a referrer)
+    // and knows a public client's id could revoke its user's tokens at will (RFC 9700 §4.5).
+    if code.consumed_at.is_some() {
+        return Err(replayed(state, &code).await);
+    }
+    same_resource(req.resource.as_deref(), &code.audience)?;
+    let user = active_user(state, &code.username, code.issued_at).await?;
+    let scope = still_allowed(state, client, &code.audience, code.scope.clone()).await?;
+    let grant = Grant { audience: code.audience.clone(), scope, jkt: None }.bound_to(dpop);
     let access =
         sign_access_token(state, client, Some(&user), GrantType::AuthorizationCode, &grant, Some(&code.family)).await?;
     let settings = state.settings().await?;

@@ -20,7 +20,7 @@ impl Request {
     /// §2: an absolute URI without fragment, else `invalid_target`).
     pub fn parse(form: &Params) -> Result<Self> {
         let scope = crate::grants::parse_scope(form)?;
-        let resource = form.get("resource").map(parse_resource).transpose()?;
+        let resource = super::requested_resource(form)?;
         Ok(Self { scope, resource })
     }
 }

@@ -21,7 +21,7 @@ use crate::http::Params;
 use crate::model::{Client, GrantType, Scope, User};
 use crate::{AppState, Result};
 
-use super::{TokenResponse, decide_grant, ensure_grant_allowed, issue_access_token, parse_resource};
+use super::{TokenResponse, decide_grant, ensure_grant_allowed, issue_access_token};
 
 /// How the assertion is named in descriptions.
 const WHAT: &str = "the assertion";
@@ -47,11 +47,7 @@ impl Request {
     /// Parses `assertion` (required, `invalid_request` when missing), `scope` and `resource`.
     pub fn parse(form: &Params) -> Result<Self> {
         let scope = crate::grants::parse_scope(form)?;
-        Ok(Self {
-            assertion: form.require("assertion")?.to_owned(),
-            scope,
-            resource: form.get("resource").map(parse_resource).transpose()?,
-        })
+        Ok(Self { assertion: form.require("assertion")?.to_owned(), scope, resource: super::requested_resource(form)? })
     }
 }
 

@@ -7,6 +7,7 @@ mod password;
 mod refresh_token;
 
 pub use client_credentials::parse_resource;
+pub(crate) use refresh_token::successor_ids;
 
 use serde::Serialize;
 use serde_json::json;
@@ -91,6 +92,16 @@ pub async fn issue(
     }
 }
 
+/// The optional `resource` parameter (RFC 8707 §2): an absolute URI without a fragment. It may
+/// be sent more than once; Gatehouse issues a token for one resource per request, so several
+/// are `invalid_target`, as for a resource it does not serve.
+pub fn requested_resource(params: &Params) -> Result<Option<String>> {
+    if params.several_resources() {
+        return Err(OAuthError::InvalidTarget("one resource per request: send `resource` once".into()));
+    }
+    params.get("resource").map(parse_resource).transpose()
+}
+
 /// The optional `scope` parameter (RFC 6749 §3.3); malformed is `invalid_scope`.
 pub fn parse_scope(params: &Params) -> Result<Option<Scope>> {
     params
@@ -135,7 +146,13 @@ pub async fn decide_grant(
     requested: Option<&Scope>,
     resource: Option<&str>,
 ) -> Result<Grant> {
+    let admin = requested.is_some_and(|s| s.contains(crate::endpoints::token_admin::ADMIN_SCOPE));
     let rs: Option<std::sync::Arc<ResourceServer>> = match resource {
+        // This server's own API (the admin API): its audience is the issuer, which is no
+        // registered resource server. Asked for by `resource` = the issuer, or by the admin
+        // scope without `resource` (the tenant's default resource server is another API).
+        Some(r) if r == state.config.issuer => None,
+        None if admin => None,
         // RFC 8707 §2: without `resource`, the tenant's default resource server if one is
         // set (identity-domain settings) and still registered.
         None => match state.settings().await?.default_resource.as_deref() {
@@ -162,7 +179,12 @@ pub async fn decide_grant(
         }
         None => client.scope.filter(within_rs),
     };
-    let audience = rs.map(|r| r.identifier.clone()).unwrap_or_else(|| state.config.default_audience.clone());
+    let own_api = resource == Some(state.config.issuer.as_str()) || (resource.is_none() && admin);
+    let audience = match rs {
+        Some(r) => r.identifier.clone(),
+        None if own_api => state.config.issuer.clone(),
+        None => state.config.default_audience.clone(),
+    };
     Ok(Grant { audience, scope, jkt: None })
 }
 
@@ -370,12 +392,39 @@ pub async fn revoke_family(state: &AppState, family: &str, known: &[String]) -> 
     Ok(revoked)
 }
 
-/// Checks that the resource owner still exists and is enabled (`invalid_grant` otherwise).
-pub async fn active_user(state: &AppState, username: &str) -> Result<crate::model::User> {
+/// Checks that the resource owner of a grant made at `granted_at` (a code's or a refresh
+/// token's issue time) still exists and is enabled (`invalid_grant` otherwise). A user created
+/// after the grant is another user of the same name: a deletion cut short (a 503 part-way)
+/// never hands the old user's tokens to a new account.
+pub async fn active_user(state: &AppState, username: &str, granted_at: i64) -> Result<crate::model::User> {
     match state.store.get_user(username).await? {
-        Some(u) if u.enabled => Ok(u),
+        Some(u) if u.enabled && u.created_at <= granted_at => Ok(u),
         _ => Err(OAuthError::InvalidGrant("the resource owner is unknown or disabled".into())),
     }
+}
+
+/// RFC 8707 §2.2: a `resource` sent with a code or a refresh token names a resource the grant is
+/// for; Gatehouse grants one, its audience. Another one is `invalid_target`.
+pub fn same_resource(requested: Option<&str>, audience: &str) -> Result<()> {
+    match requested {
+        Some(r) if r != audience => {
+            Err(OAuthError::InvalidTarget("the resource is not the one this grant was issued for".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The scope of a stored grant (a code's, a refresh token's) that the client and the resource
+/// server still allow (RFC 6749 §3.3: the server's policy decides, at every issue): scopes taken
+/// from the client or from the resource server since are not issued again. A grant for a
+/// resource server that was deleted since is `invalid_grant` (deleting one refuses later
+/// requests for it).
+pub async fn still_allowed(state: &AppState, client: &Client, audience: &str, scope: Scope) -> Result<Scope> {
+    let rs = state.resource_server(audience).await?;
+    if rs.is_none() && audience != state.config.default_audience && audience != state.config.issuer {
+        return Err(OAuthError::InvalidGrant("the resource server of this grant is no longer registered".into()));
+    }
+    Ok(scope.filter(|t| client.scope.contains(t) && rs.as_ref().is_none_or(|rs| rs.scope_names().any(|n| n == t))))
 }
 
 impl TokenResponse {

@@ -31,7 +31,7 @@ impl Request {
             username: form.require("username")?.to_owned(),
             password: form.require("password")?.to_owned(),
             scope,
-            resource: form.get("resource").map(parse_resource).transpose()?,
+            resource: super::requested_resource(form)?,
         })
     }
 }

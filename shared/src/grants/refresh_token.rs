@@ -22,20 +22,26 @@ use super::*;
 pub struct Request {
     refresh_token: String,
     scope: Option<Scope>,
+    resource: Option<String>,
 }
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request").field("refresh_token", &"[redacted]").field("scope", &self.scope).finish()
+        f.debug_struct("Request")
+            .field("refresh_token", &"[redacted]")
+            .field("scope", &self.scope)
+            .field("resource", &self.resource)
+            .finish()
     }
 }
 
 impl Request {
-    /// Parses `refresh_token` and the optional narrower `scope`.
+    /// Parses `refresh_token`, the optional narrower `scope` and the optional `resource`
+    /// (RFC 8707 §2.2).
     pub fn parse(form: &Params) -> Result<Self> {
         let refresh_token = form.require("refresh_token")?.to_owned();
         let scope = crate::grants::parse_scope(form)?;
-        Ok(Self { refresh_token, scope })
+        Ok(Self { refresh_token, scope, resource: requested_resource(form)? })
     }
 }
 
@@ -80,7 +86,7 @@ fn open(token: &str, sealed: &str) -> Option<TokenResponse> {
 /// newer is active) or gone (expired), and after [`MAX_SUCCESSORS`] rotations; expired access
 /// tokens are left out. A replay of a token more than that many rotations old relies on the
 /// listing for the newest ones, which lags by seconds only.
-async fn successor_ids(state: &AppState, rec: &TokenRecord, token: &str) -> Result<Vec<String>> {
+pub(crate) async fn successor_ids(state: &AppState, rec: &TokenRecord, token: &str) -> Result<Vec<String>> {
     let now = state.clock.now();
     let mut ids: Vec<String> = rec.recent_sibling(now).into_iter().cloned().collect();
     let (mut sealed, mut token) = (rec.successor_response.clone(), token.to_owned());
@@ -131,7 +137,7 @@ async fn rotated_again(state: &AppState, rec: &TokenRecord, token: &str) -> Resu
             return Err(invalid("the refresh token was revoked"));
         }
         if let Some(u) = &rec.end_user {
-            active_user(state, u).await?;
+            active_user(state, u, rec.issued_at).await?;
         }
         return Ok(resp);
     }
@@ -171,10 +177,9 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     if rec.revoked_at.is_some() {
         return Err(invalid("the refresh token was revoked"));
     }
-    if rec.rotated_at.is_some() {
-        return rotated_again(state, &rec, &req.refresh_token).await;
-    }
     // RFC 6749 §6: the same or a narrower scope; the new refresh token keeps the original.
+    // Checked before the rotation grace too: a retry is answered as its first attempt only if
+    // it is a valid request (§5.2).
     let scope = match req.scope {
         Some(s) if !s.is_subset(&rec.scope) => {
             return Err(OAuthError::InvalidScope("the requested scope exceeds the refresh token's scope".into()));
@@ -182,8 +187,15 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
         Some(s) => s,
         None => rec.scope.clone(),
     };
+    same_resource(req.resource.as_deref(), &rec.audience)?;
+    if rec.rotated_at.is_some() {
+        return rotated_again(state, &rec, &req.refresh_token).await;
+    }
+    // The access token gets what the client and the resource server still allow: scopes
+    // removed from either since the grant are dropped, and a deleted resource server ends it.
+    let scope = still_allowed(state, client, &rec.audience, scope).await?;
     let username = rec.end_user.clone().ok_or_else(|| invalid("the refresh token has no resource owner"))?;
-    let user = active_user(state, &username).await?;
+    let user = active_user(state, &username, rec.issued_at).await?;
     let family = rec.family.clone().unwrap_or_else(|| rec.id.clone());
     let access_grant = Grant { audience: rec.audience.clone(), scope, jkt: None }.bound_to(dpop);
     let access =
@@ -198,6 +210,10 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
         // Someone rotated it first (a concurrent retry, or an attacker): decide as for reuse.
         let now = state.clock.now();
         let current = state.store.get_token(&id, now).await?.ok_or_else(|| invalid("the refresh token expired"))?;
+        // Revoked meanwhile (by `/revoke`, a replayed code, an admin): no reuse to detect.
+        if current.revoked_at.is_some() && current.rotated_at.is_none() {
+            return Err(invalid("the refresh token was revoked"));
+        }
         return rotated_again(state, &current, &req.refresh_token).await;
     }
     audit_issued(&access_rec);

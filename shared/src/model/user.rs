@@ -17,6 +17,10 @@ pub struct User {
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Counts the record's updates, for optimistic concurrency ([`crate::store::UserStore::update_user`]);
+    /// records written before versions existed are version 0.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A persisted consent: `username` approved scopes for `client_id` (OAM seed: consent

@@ -239,8 +239,10 @@ pub trait UserStore: Send + Sync {
     async fn create_user(&self, user: &User) -> StoreResult<()>;
     /// Reads a user.
     async fn get_user(&self, username: &str) -> StoreResult<Option<User>>;
-    /// Replaces an existing user; `false` (nothing written) if there is none.
-    async fn update_user(&self, user: &User) -> StoreResult<bool>;
+    /// Replaces an existing user that is still at `read_version` (optimistic concurrency: the
+    /// caller read that version and writes `user` with the next one). `false`, nothing written,
+    /// if there is no such user; `Conflict`, nothing written, if it changed since.
+    async fn update_user(&self, user: &User, read_version: u64) -> StoreResult<bool>;
     /// Deletes a user; `false` if there was none. Consents and group memberships
     /// ([`GroupStore::remove_user_from_groups`]) are deleted by the caller.
     async fn delete_user(&self, username: &str) -> StoreResult<bool>;

@@ -62,7 +62,10 @@ pub(super) fn show_login(
     first: bool,
 ) -> Response {
     let name = client.client_name.as_deref().unwrap_or(&client.client_id);
-    let mut resp = pages::page(StatusCode::OK, &Login { client_name: name, csrf, username, error });
+    let mut resp = pages::page(
+        StatusCode::OK,
+        &Login { base: state.config.issuer_path(), client_name: name, csrf, username, error },
+    );
     if first {
         set_cookie(state, &mut resp, &pending.id, state.config.login_ttl);
     }
@@ -118,7 +121,10 @@ async fn try_login(state: &AppState, req: Request<Body>) -> Result<Response> {
     }
     let scopes = describe(state, &pending).await?;
     let name = client.client_name.as_deref().unwrap_or(&client.client_id);
-    Ok(pages::page(StatusCode::OK, &Consent { client_name: name, username: &user.username, csrf, scopes }))
+    Ok(pages::page(
+        StatusCode::OK,
+        &Consent { base: state.config.issuer_path(), client_name: name, username: &user.username, csrf, scopes },
+    ))
 }
 
 /// Consent is skipped when the tenant turned consent management off (identity-domain settings),
@@ -130,11 +136,18 @@ async fn needs_consent(state: &AppState, p: &PendingAuthorization, client: &Clie
     if !state.settings().await?.consent_enabled {
         return Ok(false);
     }
-    let prior = state.store.get_consent(&user.username, &client.client_id).await?;
+    let prior = current_consent(state, user, &client.client_id).await?;
     let approved = prior.as_ref().and_then(|c| c.resources.get(&p.audience));
     let covered = |t: &str| client.pre_approved_scopes.contains(t) || approved.is_some_and(|s| s.contains(t));
     let all_covered = p.scope.iter().all(covered);
     Ok(!(all_covered && (approved.is_some() || !p.scope.is_empty())))
+}
+
+/// The user's consent for the client, if this user gave it: one recorded before the user was
+/// created belongs to an earlier user of the same name (a deletion cut short) and is ignored.
+async fn current_consent(state: &AppState, user: &User, client_id: &str) -> Result<Option<crate::model::Consent>> {
+    let prior = state.store.get_consent(&user.username, client_id).await?;
+    Ok(prior.filter(|c| c.granted_at >= user.created_at))
 }
 
 /// Each requested scope with the description its resource server gives (the audience's first).
@@ -177,7 +190,10 @@ async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
         }
         _ => return Err(OAuthError::invalid_request("decision must be approve or deny")),
     }
-    let prior = state.store.get_consent(&username, &pending.client_id).await?;
+    let user = crate::grants::active_user(state, &username, i64::MAX)
+        .await
+        .map_err(|_| OAuthError::invalid_request("the user who signed in no longer exists or was disabled"))?;
+    let prior = current_consent(state, &user, &pending.client_id).await?;
     let merged = Scope::from_tokens(prior.iter().flat_map(|c| c.scope.iter()).chain(pending.scope.iter()));
     let mut resources = prior.map(|c| c.resources).unwrap_or_default();
     let for_resource = resources.get(&pending.audience).into_iter().flat_map(|s| s.iter());
@@ -190,8 +206,11 @@ async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
         resources,
         granted_at: state.clock.now(),
     };
-    let resp = finish(state, &pending).await?;
+    // The consent first: if recording it fails (503), the pending request is still there and
+    // the user can approve again; the code is issued only with its consent recorded.
+    registered_client(state, &pending).await?;
     state.store.put_consent(&consent).await?;
+    let resp = finish(state, &pending).await?;
     audit::record(AuditEvent::ConsentGranted {
         username,
         client_id: pending.client_id.clone(),
@@ -205,8 +224,25 @@ fn clear(state: &AppState, mut resp: Response) -> Response {
     resp
 }
 
+/// The pending request's client, checked again as `/authorize` checked it: sign-in and consent
+/// take minutes, and meanwhile the client may have been deleted, lost the code grant or the
+/// redirect URI. A code goes only to a redirect URI registered when it is issued (RFC 6749
+/// §3.1.2.3; RFC 9700 §4.1.3); otherwise an error page, and no redirect.
+async fn registered_client(state: &AppState, p: &PendingAuthorization) -> Result<Arc<Client>> {
+    let client = client_of(state, p).await?;
+    if !client.grant_types.contains(&crate::model::GrantType::AuthorizationCode)
+        || !super::request::is_registered(&client, &p.redirect_uri)
+    {
+        return Err(OAuthError::invalid_request(
+            "the client's registration changed during sign-in; return to the application and start again",
+        ));
+    }
+    Ok(client)
+}
+
 /// Consumes the pending request (exactly once) and redirects with a new code.
 async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> {
+    registered_client(state, p).await?;
     if !state.store.delete_pending(&p.id).await? {
         return Err(expired());
     }

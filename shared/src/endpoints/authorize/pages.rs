@@ -9,6 +9,8 @@ use crate::error::no_store;
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct Login<'a> {
+    /// The issuer's path, before the form's `/authorize/login` (`Config::issuer_path`).
+    pub base: &'a str,
     pub client_name: &'a str,
     pub csrf: &'a str,
     pub username: &'a str,
@@ -18,6 +20,8 @@ pub struct Login<'a> {
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub struct Consent<'a> {
+    /// The issuer's path, before the form's `/authorize/consent` (`Config::issuer_path`).
+    pub base: &'a str,
     pub client_name: &'a str,
     pub username: &'a str,
     pub csrf: &'a str,

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{flow, page_for, pages};
-use crate::grants::{decide_grant, ensure_grant_allowed, parse_resource};
+use crate::grants::{decide_grant, ensure_grant_allowed};
 use crate::http::{self, Params};
 use crate::model::{Client, GrantType, PendingAuthorization};
 use crate::{AppState, OAuthError, Result};
@@ -71,12 +71,39 @@ async fn validate_client(state: &AppState, parts: &Parts) -> Result<(Params, Arc
     let client_id = q.require("client_id")?;
     let client = state.client(client_id).await?.ok_or_else(|| OAuthError::invalid_request("unknown client_id"))?;
     let redirect_uri = match (q.get("redirect_uri"), client.redirect_uris.as_slice()) {
-        (Some(r), uris) if uris.iter().any(|u| u == r) => r.to_owned(),
+        (Some(r), _) if is_registered(&client, r) => r.to_owned(),
         (None, [only]) => only.clone(),
         _ => return Err(OAuthError::invalid_request("redirect_uri is missing or not registered for this client")),
     };
     let target = ClientTarget { redirect_uri, state: q.get("state").map(str::to_owned) };
     Ok((q, client, target))
+}
+
+/// Whether `requested` is one of the client's redirect URIs: the same string, except that a
+/// loopback redirect URI (`http` to `127.0.0.1`, `[::1]` or `localhost`) may name any port,
+/// which a native app picks when it listens (RFC 8252 §7.3: "MUST allow any port"; RFC 9700
+/// §4.1.3 keeps that one exception to exact matching). Everything else about it, the path and
+/// query included, must match exactly.
+pub(super) fn is_registered(client: &Client, requested: &str) -> bool {
+    client.redirect_uris.iter().any(|u| u == requested || same_loopback_but_port(u, requested))
+}
+
+/// `http://<loopback host>[:port]<rest>` as (host, rest), if `uri` has that form with a port of
+/// 1-5 digits or none.
+fn loopback_parts(uri: &str) -> Option<(&str, &str)> {
+    let after = uri.strip_prefix("http://")?;
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !h.ends_with(':') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let port_ok = port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    (port_ok && matches!(host, "127.0.0.1" | "[::1]" | "localhost")).then_some((host, rest))
+}
+
+fn same_loopback_but_port(registered: &str, requested: &str) -> bool {
+    matches!((loopback_parts(registered), loopback_parts(requested)), (Some(a), Some(b)) if a == b)
 }
 
 /// RFC 7636 §4.2-4.3: only `S256`; required for public clients.
@@ -116,19 +143,26 @@ async fn pending_from(
     client: &Client,
     target: &ClientTarget,
 ) -> Result<(PendingAuthorization, String)> {
+    // First, so that no other error echoes an oversized `state` into the redirect.
+    if target.state.as_ref().is_some_and(|s| s.len() > 1024) {
+        return Err(OAuthError::invalid_request("state is longer than 1024 characters"));
+    }
     match q.get("response_type") {
         None => return Err(OAuthError::invalid_request("missing parameter `response_type`")),
         Some("code") => {}
         Some(_) => return Err(OAuthError::UnsupportedResponseType),
     }
+    // OAuth 2.0 Multiple Response Type Encoding Practices §2.1: the code goes in the query
+    // (`response_modes_supported` in the metadata). A client that asked for another mode
+    // (`form_post`, `fragment`, JARM's `jwt`) is told, not silently sent the code in a URL.
+    if q.get("response_mode").is_some_and(|m| m != "query") {
+        return Err(OAuthError::invalid_request("response_mode: only query is supported"));
+    }
     ensure_grant_allowed(client, GrantType::AuthorizationCode)?;
     let scope = crate::grants::parse_scope(q)?;
-    let resource = q.get("resource").map(parse_resource).transpose()?;
+    let resource = crate::grants::requested_resource(q)?;
     let code_challenge = pkce_challenge(q, client)?;
     let dpop_jkt = dpop_jkt(q)?;
-    if target.state.as_ref().is_some_and(|s| s.len() > 1024) {
-        return Err(OAuthError::invalid_request("state is longer than 1024 characters"));
-    }
     let grant = decide_grant(state, client, scope.as_ref(), resource.as_deref()).await?;
     let csrf = crate::crypto::random_token();
     let now = state.clock.now();

@@ -44,7 +44,7 @@ const FIXED: [&str; 5] =
 pub const MAX_OVERLAP_SECONDS: u64 = 604_800;
 
 /// How often a change is redone from a fresh read when concurrent changes won the race.
-const UPDATE_ATTEMPTS: u32 = 50;
+pub(super) const UPDATE_ATTEMPTS: u32 = 50;
 
 fn meta(msg: impl Into<String>) -> OAuthError {
     OAuthError::InvalidClientMetadata(msg.into().into())
@@ -108,14 +108,18 @@ async fn modify_client<T>(
                 return Ok((next, extra, true));
             }
             Ok(false) => return Err(gone()),
-            Err(StoreError::Conflict) => {
-                let jitter = u64::from(crate::crypto::random_bytes::<1>()[0] % 8);
-                tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(8)) + jitter)).await;
-            }
+            Err(StoreError::Conflict) => conflict_backoff(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }
     Err(OAuthError::Conflict("the client is being changed by other requests; retry".into()))
+}
+
+/// Waits before another round of a versioned update that met a newer version: a few
+/// milliseconds, growing with the attempt, with jitter so racing writers spread out.
+pub(super) async fn conflict_backoff(attempt: u32) {
+    let jitter = u64::from(crate::crypto::random_bytes::<1>()[0] % 8);
+    tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(8)) + jitter)).await;
 }
 
 /// `PATCH /admin/clients/{client_id}`: 200 with the client's metadata as it now is.

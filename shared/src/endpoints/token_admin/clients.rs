@@ -58,6 +58,11 @@ pub fn validate_redirect_uri(raw: &str) -> Result<()> {
     if raw.len() > 2000 {
         return Err(bad("a URI is longer than 2000 characters"));
     }
+    // Redirect URIs are matched exactly (RFC 9700 §4.1.3): a `*` would read as a pattern that
+    // is never applied, and a later matcher that honoured it would be an open redirect.
+    if raw.contains('*') {
+        return Err(bad("a redirect URI is matched exactly: no wildcards (`*`)"));
+    }
     let u = url::Url::parse(raw).map_err(|_| bad("not an absolute URI"))?;
     if u.fragment().is_some() || raw.contains('#') {
         return Err(bad("a redirect URI must not contain a fragment"));

@@ -52,14 +52,14 @@ fn ring(state: &AppState) -> Result<&KeyRing> {
     })
 }
 
-/// A JSON body that may be empty (then `T::default()`); unknown fields refused.
+/// A JSON body that may be empty (then `T::default()`); otherwise read by the admin API's one
+/// parser (`json_body`: an object, each member name once, unknown fields refused).
 async fn optional_json<T: serde::de::DeserializeOwned + Default>(body: Body) -> Result<T> {
     let bytes = crate::http::read_body(body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| invalid(e.to_string()))
+    super::json_body(Body::from(bytes), invalid).await
 }
 
 pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<Response> {

@@ -182,6 +182,14 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
             return Err(OAuthError::AdminInvalidCredential);
         }
         if record.scope.contains(ADMIN_SCOPE) && record.grant_type == crate::model::GrantType::ClientCredentials {
+            // The client must still exist, read past the cache: deleting a client revokes its
+            // tokens, but another warm instance may issue one more from its cached copy
+            // (`cache::CLIENT_TTL`), and a deletion cut short leaves some unrevoked. Deleting a
+            // compromised automation client always ends its administration at once.
+            if state.store.get_client(&record.client_id).await?.is_none() {
+                audit::record(AuditEvent::AdminRefused { reason: "access token of a deleted client" });
+                return Err(OAuthError::AdminInvalidCredential);
+            }
             return Ok(Actor(format!("client:{}", record.client_id)));
         }
         audit::record(AuditEvent::AdminRefused { reason: "access token without the gatehouse:admin scope" });

@@ -20,18 +20,34 @@ use crate::store::StoreError;
 use crate::{AppState, OAuthError, Result};
 
 /// A scope given as a bare name or with a description.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum ScopeInput {
     Name(String),
-    Described {
-        name: String,
-        #[serde(default)]
-        description: Option<String>,
-        /// Custom claims of tokens granted this scope.
-        #[serde(default)]
-        claims: Vec<ClaimRule>,
-    },
+    Described(DescribedScope),
+}
+
+/// A scope object: unknown members are refused, as everywhere in the admin API (a misspelt
+/// `descripton` must not be dropped silently).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DescribedScope {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    /// Custom claims of tokens granted this scope.
+    #[serde(default)]
+    claims: Vec<ClaimRule>,
+}
+
+impl<'de> Deserialize<'de> for ScopeInput {
+    /// A string, or an object read as [`DescribedScope`] with its own error (an untagged enum
+    /// would only say that nothing matched).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(name) => Ok(Self::Name(name)),
+            other => DescribedScope::deserialize(other).map(Self::Described).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,7 +92,7 @@ fn validate_scopes(input: Vec<ScopeInput>) -> Result<Vec<ScopeDescription>> {
     for s in input {
         let (name, description, claims) = match s {
             ScopeInput::Name(n) => (n, None, Vec::new()),
-            ScopeInput::Described { name, description, claims } => (name, description, claims),
+            ScopeInput::Described(DescribedScope { name, description, claims }) => (name, description, claims),
         };
         let valid = Scope::parse(&name).is_some_and(|p| p.iter().count() == 1);
         if !valid {

@@ -175,6 +175,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
         enabled: n.enabled.unwrap_or(true),
         created_at: now,
         updated_at: now,
+        version: 0,
     };
     match state.store.create_user(&user).await {
         Err(StoreError::Conflict) => return Err(OAuthError::Conflict("a user with this username exists".into())),
@@ -234,7 +235,7 @@ pub(super) async fn update(
     let (parts, body) = req.into_parts();
     let actor = authorize(&state, &parts).await?;
     let p: UserPatch = json_body(body, invalid).await?;
-    let mut user = existing(&state, &username).await?;
+    existing(&state, &username).await?;
     // Everything is checked before anything is written.
     if let Some(pw) = &p.password {
         validate_password(pw)?;
@@ -246,19 +247,41 @@ pub(super) async fn update(
         Some(g) => Some(existing_groups(&state.store, g).await?),
         None => None,
     };
-    if let Some(pw) = p.password {
-        user.password_hash = crate::users::HashingSlot::take().await?.run(move || hash_password(&pw)).await??;
+    let password_hash = match p.password {
+        Some(pw) => Some(crate::users::HashingSlot::take().await?.run(move || hash_password(&pw)).await??),
+        None => None,
+    };
+    // The patch applies to the user as it is when written (optimistic concurrency): a change
+    // made meanwhile (say, a disable while this password was hashing) is kept, never undone by
+    // writing back an older copy.
+    let gone = || OAuthError::NotFound("no such user".into());
+    let mut written = None;
+    for attempt in 0..super::client_update::UPDATE_ATTEMPTS {
+        let current = existing(&state, &username).await?;
+        let mut user = current.clone();
+        if let Some(h) = &password_hash {
+            user.password_hash.clone_from(h);
+        }
+        if let Some(a) = &p.attributes {
+            user.attributes.clone_from(a);
+        }
+        if let Some(e) = p.enabled {
+            user.enabled = e;
+        }
+        user.updated_at = state.clock.now();
+        user.version = current.version + 1;
+        match state.store.update_user(&user, current.version).await {
+            Ok(true) => {
+                written = Some(user);
+                break;
+            }
+            Ok(false) => return Err(gone()),
+            Err(StoreError::Conflict) => super::client_update::conflict_backoff(attempt).await,
+            Err(e) => return Err(e.into()),
+        }
     }
-    if let Some(a) = p.attributes {
-        user.attributes = a;
-    }
-    if let Some(e) = p.enabled {
-        user.enabled = e;
-    }
-    user.updated_at = state.clock.now();
-    if !state.store.update_user(&user).await? {
-        return Err(OAuthError::NotFound("no such user".into()));
-    }
+    let user =
+        written.ok_or_else(|| OAuthError::Conflict("the user is being changed by other requests; retry".into()))?;
     changed(&actor, "user_updated", &username);
     let groups = match groups {
         Some(g) => {
@@ -277,18 +300,21 @@ pub(super) async fn delete(
 ) -> Result<Response> {
     let actor = authorize(&state, &parts).await?;
     let existed = state.store.delete_user(&username).await?;
-    // Memberships go even when the user was gone already: deleting again finishes a deletion
-    // that was cut short, so no membership outlives its user (a new user of the same name
-    // must not inherit it).
-    state.store.remove_user_from_groups(&username).await?;
-    if !existed {
-        return Err(OAuthError::NotFound("no such user".into()));
+    if existed {
+        changed(&actor, "user_deleted", &username);
     }
-    changed(&actor, "user_deleted", &username);
+    // Memberships, consents and tokens go even when the user was gone already: deleting again
+    // finishes a deletion that was cut short (a 503 part-way), so nothing outlives its user
+    // (a new user of the same name must not inherit it; the grants also refuse what was
+    // granted before their user was created, `grants::active_user`).
+    state.store.remove_user_from_groups(&username).await?;
     for c in state.store.list_consents(&username).await? {
         state.store.delete_consent(&username, &c.client_id).await?;
     }
     super::revoke_all(&state, &actor, None, Some(&username)).await?;
+    if !existed {
+        return Err(OAuthError::NotFound("no such user".into()));
+    }
     let mut r = StatusCode::NO_CONTENT.into_response();
     crate::error::no_store(&mut r);
     Ok(r)
@@ -320,10 +346,21 @@ pub(super) async fn revoke_consent(
     parts: Parts,
 ) -> Result<Response> {
     let actor = authorize(&state, &parts).await?;
-    if !state.store.delete_consent(&username, &client_id).await? {
+    let existed = state.store.delete_consent(&username, &client_id).await?;
+    if existed {
+        audit::record(AuditEvent::ConsentRevoked {
+            actor: actor.0.clone(),
+            username: username.clone(),
+            client_id: client_id.clone(),
+        });
+    }
+    // Withdrawn consent ends what it allowed: the user's tokens at the client, refresh tokens
+    // with their families (RFC 9700 §4.14.2; as Keycloak's consent revocation does). Also when
+    // the consent was gone already: deleting again finishes a revocation cut short.
+    super::revoke_all(&state, &actor, Some(&client_id), Some(&username)).await?;
+    if !existed {
         return Err(OAuthError::NotFound("no such consent".into()));
     }
-    audit::record(AuditEvent::ConsentRevoked { actor: actor.0.clone(), username, client_id });
     let mut r = StatusCode::NO_CONTENT.into_response();
     crate::error::no_store(&mut r);
     Ok(r)

@@ -250,8 +250,8 @@ pub async fn users_list(s: &dyn Store) {
         assert_eq!(usernames(&pages.concat()), ["alice", "bob", "carol", "dave", "erin"], "limit {limit}");
     }
     let mut changed = user("bob");
-    (changed.enabled, changed.updated_at) = (false, NOW + 5);
-    assert!(s.update_user(&changed).await.unwrap());
+    (changed.enabled, changed.updated_at, changed.version) = (false, NOW + 5, 1);
+    assert!(s.update_user(&changed, 0).await.unwrap());
     assert!(s.delete_user("carol").await.unwrap());
     let (page, next) = s.list_users(Some("alice"), 2).await.unwrap();
     assert_eq!((page, next.as_deref()), (vec![changed, user("dave")], Some("dave")), "updated once, deleted gone");

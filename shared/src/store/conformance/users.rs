@@ -18,6 +18,7 @@ pub fn user(name: &str) -> User {
         enabled: true,
         created_at: NOW,
         updated_at: NOW,
+        version: 0,
     }
 }
 
@@ -39,10 +40,20 @@ pub async fn users(s: &dyn Store) {
     assert_eq!(s.get_user("alice").await.unwrap(), Some(alice.clone()), "a conflicting create must not overwrite");
 
     let mut changed = alice.clone();
-    (changed.enabled, changed.attributes, changed.updated_at) = (false, serde_json::Map::new(), NOW + 10);
-    assert!(s.update_user(&changed).await.unwrap());
-    assert_eq!(s.get_user("alice").await.unwrap(), Some(changed));
-    assert!(!s.update_user(&user("bob")).await.unwrap(), "updating a missing user reports false");
+    (changed.enabled, changed.attributes, changed.updated_at, changed.version) =
+        (false, serde_json::Map::new(), NOW + 10, 1);
+    assert!(s.update_user(&changed, 0).await.unwrap());
+    assert_eq!(s.get_user("alice").await.unwrap(), Some(changed.clone()));
+    // Optimistic concurrency: a writer that read version 0 lost to the one above.
+    let mut stale = alice.clone();
+    (stale.password_hash, stale.version) = ("$argon2id$stale".into(), 1);
+    assert!(matches!(s.update_user(&stale, 0).await, Err(StoreError::Conflict)));
+    assert_eq!(s.get_user("alice").await.unwrap(), Some(changed.clone()), "a conflicting update writes nothing");
+    let mut next = changed.clone();
+    (next.enabled, next.version) = (true, 2);
+    assert!(s.update_user(&next, 1).await.unwrap());
+    assert_eq!(s.get_user("alice").await.unwrap(), Some(next));
+    assert!(!s.update_user(&user("bob"), 0).await.unwrap(), "updating a missing user reports false");
     assert_eq!(s.get_user("bob").await.unwrap(), None, "an update never creates a user");
 
     s.create_user(&user("carol")).await.unwrap();

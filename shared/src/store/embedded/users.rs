@@ -25,10 +25,26 @@ impl UserStore for EmbeddedStore {
         })
     }
 
-    async fn update_user(&self, user: &User) -> StoreResult<bool> {
-        let (name, body) = (user.username.clone(), to_json(user)?);
+    async fn update_user(&self, user: &User, read_version: u64) -> StoreResult<bool> {
+        let (name, body, version) = (user.username.clone(), to_json(user)?, read_version as i64);
         self.with(move |c| {
-            Ok(c.execute("UPDATE users SET body = ?2 WHERE username = ?1", params![name, body]).map_err(err)? > 0)
+            // Rows written before versions existed have none: they are version 0.
+            let n = c
+                .execute(
+                    "UPDATE users SET body = ?2
+                     WHERE username = ?1 AND COALESCE(json_extract(body, '$.version'), 0) = ?3",
+                    params![name, body, version],
+                )
+                .map_err(err)?;
+            if n == 1 {
+                return Ok(true);
+            }
+            let exists = c
+                .query_row("SELECT 1 FROM users WHERE username = ?1", [name], |_| Ok(()))
+                .optional()
+                .map_err(err)?
+                .is_some();
+            if exists { Err(StoreError::Conflict) } else { Ok(false) }
         })
         .await
     }

@@ -1,0 +1,329 @@
+//! A grant over its life: what the client and resource server allow at each refresh (RFC 6749
+//! §3.3), `resource` at the token endpoint (RFC 8707 §2.2), the rotation grace with a broader
+//! scope, a replayed code without its verifier, a user deleted and created again, a rotated
+//! refresh token revoked (RFC 7009 §2.1), a consent withdrawn, concurrent user changes, the
+//! admin scope with a default resource server, and the admin API's body rules.
+use axum::Router;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::code_flow::{
+    ISSUER, PASSWORD, assert_active, assert_inactive, claims, code_for, create_user, enc, exchange_public,
+    introspector, pkce_query, public_client, resource_server, tokens_for,
+};
+use crate::common::{self, TestClient, admin, assert_error, form, register, send};
+
+const API: &str = "https://api.example.com";
+
+async fn refresh(app: &Router, c: &TestClient, token: &str, extra: &str) -> common::Resp {
+    let body = format!("grant_type=refresh_token&refresh_token={}&client_id={}{extra}", enc(token), enc(&c.id));
+    send(app, form("/token", None, &body)).await
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
+}
+
+#[tokio::test]
+async fn each_refresh_issues_what_the_client_and_the_resource_server_still_allow() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    resource_server(&app).await;
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let t = tokens_for(&app, &c, "alice", &format!("&resource={}", enc(API))).await;
+    assert_eq!(t["scope"], "read write");
+
+    // A scope taken from the client: no longer in the access tokens; the refresh token keeps
+    // its scope (RFC 6749 §6), so giving the scope back restores it.
+    let r = send(&app, admin("PATCH", &format!("/admin/clients/{}", c.id), Some(json!({"scope": "read"})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = refresh(&app, &c, &s(&t, "refresh_token"), "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["scope"], "read");
+    assert_eq!(claims(&s(&r.body, "access_token"))["scope"], "read");
+    let rt = s(&r.body, "refresh_token");
+    let record = state.store.get_token(&gatehouse::crypto::opaque_token_id(&rt), state.clock.now()).await.unwrap();
+    assert_eq!(record.unwrap().scope.to_string(), "read write");
+
+    // A scope taken from the resource server: the same.
+    let patch = json!({"scopes": [{"name": "write"}]});
+    let r = send(&app, admin("PATCH", &format!("/admin/resource-servers/{}", enc(API)), Some(patch))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = send(&app, admin("PATCH", &format!("/admin/clients/{}", c.id), Some(json!({"scope": "read write"})))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = refresh(&app, &c, &rt, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["scope"], "write");
+    let rt = s(&r.body, "refresh_token");
+
+    // The resource server deleted: the grant ends.
+    let r = send(&app, admin("DELETE", &format!("/admin/resource-servers/{}", enc(API)), None)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = refresh(&app, &c, &rt, "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], "the resource server of this grant is no longer registered");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+}
+
+#[tokio::test]
+async fn a_code_issues_what_the_client_still_allows() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let code = code_for(&app, &pkce_query(&c.id, ""), "alice", PASSWORD).await;
+    let r = send(&app, admin("PATCH", &format!("/admin/clients/{}", c.id), Some(json!({"scope": "write"})))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = exchange_public(&app, &c, &code).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["scope"], "write");
+}
+
+#[tokio::test]
+async fn resource_with_a_code_or_refresh_token_must_be_the_grants_own() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    resource_server(&app).await;
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let code = code_for(&app, &pkce_query(&c.id, &format!("&resource={}", enc(API))), "alice", PASSWORD).await;
+    let exchange = |resource: &str| {
+        format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}&client_id={}&code_verifier={}&resource={}",
+            enc(&code),
+            enc(crate::code_flow::REDIRECT),
+            c.id,
+            crate::code_flow::VERIFIER,
+            enc(resource)
+        )
+    };
+    let r = send(&app, form("/token", None, &exchange("https://other.example.com"))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_target");
+    assert_eq!(r.body["error_description"], "the resource is not the one this grant was issued for");
+    let r = send(&app, form("/token", None, &exchange(API))).await;
+    assert_eq!(r.status, StatusCode::OK, "the refused request left the code unused: {}", r.text);
+    assert_eq!(claims(&s(&r.body, "access_token"))["aud"], API);
+    let rt = s(&r.body, "refresh_token");
+    let r = refresh(&app, &c, &rt, &format!("&resource={}", enc(ISSUER))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_target");
+    let r = refresh(&app, &c, &rt, &format!("&resource={}", enc(API))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_retry_within_the_grace_is_answered_only_if_it_is_a_valid_request() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let t = tokens_for(&app, &c, "alice", "&scope=read").await;
+    let rt = s(&t, "refresh_token");
+    let first = refresh(&app, &c, &rt, "").await;
+    assert_eq!(first.status, StatusCode::OK);
+    state.clock.advance(2);
+    let r = refresh(&app, &c, &rt, "&scope=read%20write").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_scope");
+    let r = refresh(&app, &c, &rt, "").await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &first.body), "the refused retry changed nothing");
+}
+
+#[tokio::test]
+async fn a_replayed_code_revokes_its_tokens_only_when_sent_with_its_verifier() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let code = code_for(&app, &pkce_query(&c.id, ""), "alice", PASSWORD).await;
+    let t = exchange_public(&app, &c, &code).await;
+    assert_eq!(t.status, StatusCode::OK);
+    let at = s(&t.body, "access_token");
+    // Someone who saw the used code, without the verifier: refused, and the tokens live on.
+    for extra in ["", "&code_verifier=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+        let body = format!(
+            "grant_type=authorization_code&code={}&redirect_uri={}&client_id={}{extra}",
+            enc(&code),
+            enc(crate::code_flow::REDIRECT),
+            c.id
+        );
+        let r = send(&app, form("/token", None, &body)).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+        assert_active(&app, &rs, &at).await;
+    }
+    // The replay with the verifier (RFC 6749 §4.1.2): the tokens go.
+    let r = exchange_public(&app, &c, &code).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], "the authorization code was already used");
+    assert_inactive(&app, &rs, &at).await;
+    assert_inactive(&app, &rs, &s(&t.body, "refresh_token")).await;
+}
+
+#[tokio::test]
+async fn a_user_deleted_part_way_is_finished_by_deleting_again_and_a_new_user_inherits_nothing() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let t = tokens_for(&app, &c, "alice", "").await;
+    let (at, rt) = (s(&t, "access_token"), s(&t, "refresh_token"));
+    // A deletion cut short after the user record went (a 503 part-way).
+    assert!(state.store.delete_user("alice").await.unwrap());
+    assert_active(&app, &rs, &at).await;
+    state.clock.advance(5);
+    // A new "alice" meanwhile: the earlier one's refresh token is not hers.
+    create_user(&app, "alice", PASSWORD).await;
+    let r = refresh(&app, &c, &rt, "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], "the resource owner is unknown or disabled");
+
+    // Deleting again finishes the first deletion's work, as the retry of a 503 would.
+    let r = send(&app, admin("DELETE", "/admin/users/alice", None)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = send(&app, admin("DELETE", "/admin/users/alice", None)).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    assert_inactive(&app, &rs, &at).await;
+    assert_inactive(&app, &rs, &rt).await;
+    assert_eq!(state.store.list_consents("alice").await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn revoking_a_rotated_refresh_token_revokes_its_successors() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let t = tokens_for(&app, &c, "alice", "").await;
+    let rt1 = s(&t, "refresh_token");
+    let r = refresh(&app, &c, &rt1, "").await;
+    let (at2, rt2) = (s(&r.body, "access_token"), s(&r.body, "refresh_token"));
+    let r = refresh(&app, &c, &rt2, "").await;
+    let (at3, rt3) = (s(&r.body, "access_token"), s(&r.body, "refresh_token"));
+    assert_active(&app, &rs, &rt3).await;
+    // A sign-out that presents the token another tab rotated since (RFC 7009 §2.1).
+    let r = send(&app, form("/revoke", None, &format!("token={}&client_id={}", enc(&rt1), c.id))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for token in [&at2, &at3, &rt3] {
+        assert_inactive(&app, &rs, token).await;
+    }
+    let r = refresh(&app, &c, &rt3, "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    // Another client may not: it is not its token.
+    let other = public_client(&app).await;
+    let t = tokens_for(&app, &c, "alice", "").await;
+    let rt = s(&t, "refresh_token");
+    let next = refresh(&app, &c, &rt, "").await;
+    let r = send(&app, form("/revoke", None, &format!("token={}&client_id={}", enc(&rt), other.id))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "unauthorized_client");
+    assert_active(&app, &rs, &s(&next.body, "refresh_token")).await;
+}
+
+#[tokio::test]
+async fn withdrawing_a_consent_revokes_the_users_tokens_at_that_client() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    let other = public_client(&app).await;
+    let rs = introspector(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    create_user(&app, "bob", PASSWORD).await;
+    let alice = tokens_for(&app, &c, "alice", "").await;
+    let elsewhere = tokens_for(&app, &other, "alice", "").await;
+    let bob = tokens_for(&app, &c, "bob", "").await;
+    let r = send(&app, admin("DELETE", &format!("/admin/users/alice/consents/{}", c.id), None)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_inactive(&app, &rs, &s(&alice, "access_token")).await;
+    assert_inactive(&app, &rs, &s(&alice, "refresh_token")).await;
+    let r = refresh(&app, &c, &s(&alice, "refresh_token"), "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    for t in [&elsewhere, &bob] {
+        assert_active(&app, &rs, &s(t, "access_token")).await;
+        assert_active(&app, &rs, &s(t, "refresh_token")).await;
+    }
+    let r = send(&app, admin("DELETE", &format!("/admin/users/alice/consents/{}", c.id), None)).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn concurrent_changes_to_a_user_are_all_kept() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    for round in 0..4 {
+        let name = format!("user{round}");
+        create_user(&app, &name, PASSWORD).await;
+        let before = state.store.get_user(&name).await.unwrap().unwrap();
+        let path = format!("/admin/users/{name}");
+        // A password change (slow: Argon2) and a disable, at once.
+        let (a, b) = tokio::join!(
+            send(&app, admin("PATCH", &path, Some(json!({"password": "another long passphrase"})))),
+            send(&app, admin("PATCH", &path, Some(json!({"enabled": false, "attributes": {"round": round}})))),
+        );
+        assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK), "{} {}", a.text, b.text);
+        let after = state.store.get_user(&name).await.unwrap().unwrap();
+        assert!(!after.enabled, "the disable is never undone by the password change");
+        assert_ne!(after.password_hash, before.password_hash, "the password change is never undone either");
+        assert_eq!(after.attributes, json!({"round": round}).as_object().unwrap().clone());
+        assert_eq!(after.version, 2, "two updates");
+    }
+}
+
+#[tokio::test]
+async fn the_admin_scope_is_for_this_server_even_with_a_default_resource_server() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    resource_server(&app).await;
+    let r = send(&app, admin("PATCH", "/admin/settings", Some(json!({"default_resource": API})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let robot = register(&app, json!({"grant_types": ["client_credentials"], "scope": "gatehouse:admin read"})).await;
+    for extra in ["&scope=gatehouse:admin", &format!("&scope=gatehouse:admin&resource={}", enc(ISSUER))] {
+        let token = common::cc_token(&app, &robot, extra).await;
+        assert_eq!(claims(&token)["aud"], ISSUER, "{extra}");
+        let req = axum::http::Request::get("/admin/settings")
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let r = send(&app, req).await;
+        assert_eq!(r.status, StatusCode::OK, "{extra}: {}", r.text);
+    }
+    // Without the admin scope, the default resource server still applies.
+    let token = common::cc_token(&app, &robot, "&scope=read").await;
+    assert_eq!(claims(&token)["aud"], API);
+}
+
+#[tokio::test]
+async fn admin_bodies_follow_one_set_of_rules() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    // Redirect URIs are matched exactly: no wildcard registrations.
+    for uri in ["https://*.example.com/cb", "https://app.example.com/*", "http://127.0.0.1:*/cb"] {
+        let r = send(&app, admin("POST", "/admin/clients", Some(json!({"redirect_uris": [uri]})))).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_redirect_uri");
+        assert_eq!(r.body["error_description"], "redirect_uris: a redirect URI is matched exactly: no wildcards (`*`)");
+    }
+    // A scope object with a misspelt member is refused, naming it.
+    let body = json!({"identifier": "https://r.example", "scopes": [{"name": "read", "descripton": "x"}]});
+    let r = send(&app, admin("POST", "/admin/resource-servers", Some(body))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    let d = r.body["error_description"].as_str().unwrap();
+    assert!(d.contains("unknown field `descripton`"), "{d}");
+    assert_eq!(
+        send(&app, admin("GET", "/admin/resource-servers/https%3A%2F%2Fr.example", None)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The key endpoints read their bodies as every other admin body.
+    for (path, raw) in [
+        ("/admin/keys/rotate", "[60]"),
+        ("/admin/keys/rotate", r#"{"activate_after": 60, "activate_after": 0}"#),
+        ("/admin/keys/some-kid/retire", "[true]"),
+    ] {
+        let req = axum::http::Request::post(path)
+            .header("authorization", format!("Bearer {}", common::ADMIN))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(raw))
+            .unwrap();
+        let r = send(&app, req).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+}
