@@ -185,6 +185,40 @@ impl DynamoStore {
     /// condition on the item its first attempt wrote. With the same `wid` that is this
     /// write's success, not a conflict (a create answered 409, a first use taken for a replay).
     /// `Conflict` only when another write's item is in the way.
+    /// Replaces an existing item that is still at `read_version` (its `version` attribute; an
+    /// item written before versions existed has none: version 0). `true` when written; when
+    /// the condition fails, `false` if the item is gone (`exists` reads it, consistently) and
+    /// `Conflict` if it changed since it was read. Through [`Self::put_once`]: a retry of an
+    /// attempt whose reply was lost meets the version it wrote, and succeeds.
+    async fn put_versioned<F, Fut>(&self, item: Item, read_version: u64, exists: F) -> StoreResult<bool>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<bool>>,
+    {
+        let condition = if read_version == 0 {
+            "attribute_exists(pk) AND (attribute_not_exists(#v) OR #v = :v)"
+        } else {
+            "attribute_exists(pk) AND #v = :v"
+        };
+        let put = self
+            .ddb
+            .put_item()
+            .condition_expression(condition)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", AttributeValue::N(read_version.to_string()));
+        match self.put_once(put, item).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => {
+                if exists().await? {
+                    Err(StoreError::Conflict)
+                } else {
+                    Ok(false)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn put_once(
         &self,
         put: aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,

@@ -35,28 +35,8 @@ impl UserStore for DynamoStore {
     }
 
     async fn update_user(&self, user: &User, read_version: u64) -> StoreResult<bool> {
-        // Items written before versions existed have no `version`: they are version 0.
-        let condition = if read_version == 0 {
-            "attribute_exists(pk) AND (attribute_not_exists(#v) OR #v = :v)"
-        } else {
-            "attribute_exists(pk) AND #v = :v"
-        };
-        let put = self
-            .ddb
-            .put_item()
-            .condition_expression(condition)
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":v", AttributeValue::N(read_version.to_string()));
-        // `put_once`: a retry of an attempt whose reply was lost meets the version it wrote.
-        match self.put_once(put, user_item(user)?).await {
-            Ok(()) => Ok(true),
-            // Gone, or changed since it was read.
-            Err(StoreError::Conflict) => match self.get_user(&user.username).await? {
-                Some(_) => Err(StoreError::Conflict),
-                None => Ok(false),
-            },
-            Err(e) => Err(e),
-        }
+        let exists = || async { Ok(self.get_user(&user.username).await?.is_some()) };
+        self.put_versioned(user_item(user)?, read_version, exists).await
     }
 
     async fn delete_user(&self, username: &str) -> StoreResult<bool> {

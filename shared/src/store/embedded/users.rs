@@ -27,26 +27,7 @@ impl UserStore for EmbeddedStore {
 
     async fn update_user(&self, user: &User, read_version: u64) -> StoreResult<bool> {
         let (name, body, version) = (user.username.clone(), to_json(user)?, read_version as i64);
-        self.with(move |c| {
-            // Rows written before versions existed have none: they are version 0.
-            let n = c
-                .execute(
-                    "UPDATE users SET body = ?2
-                     WHERE username = ?1 AND COALESCE(json_extract(body, '$.version'), 0) = ?3",
-                    params![name, body, version],
-                )
-                .map_err(err)?;
-            if n == 1 {
-                return Ok(true);
-            }
-            let exists = c
-                .query_row("SELECT 1 FROM users WHERE username = ?1", [name], |_| Ok(()))
-                .optional()
-                .map_err(err)?
-                .is_some();
-            if exists { Err(StoreError::Conflict) } else { Ok(false) }
-        })
-        .await
+        self.with(move |c| super::clients::update_versioned(c, "users", "username", &name, &body, version)).await
     }
 
     async fn delete_user(&self, username: &str) -> StoreResult<bool> {
