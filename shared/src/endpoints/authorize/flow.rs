@@ -105,7 +105,7 @@ pub(super) async fn login(State(state): State<AppState>, req: Request<Body>) -> 
 async fn try_login(state: &AppState, req: Request<Body>) -> Result<Response> {
     let (parts, form) = http::read_form(req).await?;
     let mut pending = load(state, &parts, &form).await?;
-    let client = client_of(state, &pending).await?;
+    let client = registered_client(state, &pending).await?;
     let csrf = form.require("csrf")?;
     let (username, password) = (form.get("username").unwrap_or(""), form.get("password").unwrap_or(""));
     let user = match crate::users::sign_in(state, username, password).await? {
@@ -190,9 +190,10 @@ async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
         }
         _ => return Err(OAuthError::invalid_request("decision must be approve or deny")),
     }
-    let user = crate::grants::active_user(state, &username, i64::MAX)
-        .await
-        .map_err(|_| OAuthError::invalid_request("the user who signed in no longer exists or was disabled"))?;
+    let user = match state.store.get_user(&username).await? {
+        Some(u) if u.enabled => u,
+        _ => return Err(OAuthError::invalid_request("the user who signed in no longer exists or was disabled")),
+    };
     let prior = current_consent(state, &user, &pending.client_id).await?;
     let merged = Scope::from_tokens(prior.iter().flat_map(|c| c.scope.iter()).chain(pending.scope.iter()));
     let mut resources = prior.map(|c| c.resources).unwrap_or_default();
@@ -240,9 +241,9 @@ async fn registered_client(state: &AppState, p: &PendingAuthorization) -> Result
     Ok(client)
 }
 
-/// Consumes the pending request (exactly once) and redirects with a new code.
+/// Consumes the pending request (exactly once) and redirects with a new code. The caller checked
+/// the client in this request ([`registered_client`]).
 async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> {
-    registered_client(state, p).await?;
     if !state.store.delete_pending(&p.id).await? {
         return Err(expired());
     }
