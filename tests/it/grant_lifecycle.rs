@@ -3,6 +3,8 @@
 //! scope, a replayed code without its verifier, a user deleted and created again, a rotated
 //! refresh token revoked (RFC 7009 §2.1), a consent withdrawn, concurrent user changes, the
 //! admin scope with a default resource server, and the admin API's body rules.
+use std::sync::Arc;
+
 use axum::Router;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -12,6 +14,7 @@ use crate::code_flow::{
     introspector, pkce_query, public_client, resource_server, tokens_for,
 };
 use crate::common::{self, TestClient, admin, assert_error, form, register, send};
+use crate::hooked_store::Hooked;
 
 const API: &str = "https://api.example.com";
 
@@ -326,4 +329,24 @@ async fn admin_bodies_follow_one_set_of_rules() {
         let r = send(&app, req).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
     }
+}
+
+#[tokio::test]
+async fn a_refresh_token_revoked_during_its_rotation_is_revoked_not_reused() {
+    gatehouse::audit::start_capture();
+    let (inner, _dir) = common::embedded();
+    let plain = common::state_on(inner.clone());
+    let app = common::app(&plain);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let t = tokens_for(&app, &c, "alice", "").await;
+    let racing = common::state_on(Arc::new(Hooked { revoke_before_rotation: true, ..Hooked::new(inner) }));
+    let r = refresh(&common::app(&racing), &c, &s(&t, "refresh_token"), "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], "the refresh token was revoked");
+    let reuse = gatehouse::audit::captured()
+        .into_iter()
+        .filter(|l| l["event"] == "refresh_reuse_detected" && l["client_id"] == c.id.as_str())
+        .count();
+    assert_eq!(reuse, 0, "no reuse to report");
 }

@@ -20,6 +20,7 @@ mod fault_proxy;
 mod faults;
 mod flows;
 mod grant_lifecycle;
+mod hooked_store;
 mod hostile_input;
 mod infra;
 mod introspect_revoke;
