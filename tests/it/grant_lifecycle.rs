@@ -5,27 +5,18 @@
 //! admin scope with a default resource server, and the admin API's body rules.
 use std::sync::Arc;
 
-use axum::Router;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::code_flow::{
     ISSUER, PASSWORD, assert_active, assert_inactive, claims, code_for, create_user, enc, exchange_public,
     introspector, pkce_query, public_client, resource_server, tokens_for,
 };
-use crate::common::{self, TestClient, admin, assert_error, form, register, send};
+use crate::common::{self, admin, assert_error, form, register, send};
 use crate::hooked_store::Hooked;
+use crate::refresh_password::{refresh, s};
 
 const API: &str = "https://api.example.com";
-
-async fn refresh(app: &Router, c: &TestClient, token: &str, extra: &str) -> common::Resp {
-    let body = format!("grant_type=refresh_token&refresh_token={}&client_id={}{extra}", enc(token), enc(&c.id));
-    send(app, form("/token", None, &body)).await
-}
-
-fn s(v: &Value, k: &str) -> String {
-    v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
-}
 
 #[tokio::test]
 async fn each_refresh_issues_what_the_client_and_the_resource_server_still_allow() {

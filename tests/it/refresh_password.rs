@@ -15,12 +15,12 @@ use crate::code_flow::{
 use crate::common::{self, T0, TestClient, admin, assert_error, form, register, send};
 
 /// A public client's refresh request.
-async fn refresh(app: &Router, c: &TestClient, token: &str, extra: &str) -> common::Resp {
+pub(crate) async fn refresh(app: &Router, c: &TestClient, token: &str, extra: &str) -> common::Resp {
     let body = format!("grant_type=refresh_token&refresh_token={}&client_id={}{extra}", enc(token), enc(&c.id));
     send(app, form("/token", None, &body)).await
 }
 
-fn s(v: &Value, k: &str) -> String {
+pub(crate) fn s(v: &Value, k: &str) -> String {
     v[k].as_str().unwrap_or_else(|| panic!("no {k} in {v}")).to_owned()
 }
 
