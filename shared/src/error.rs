@@ -104,6 +104,10 @@ pub enum OAuthError {
     /// Admin API: the object exists already (409 `conflict`).
     #[error("conflict: {0}")]
     Conflict(Desc),
+    /// Admin API: the object is no longer the version an `If-Match` names (RFC 9110 §13.1.1:
+    /// 412 `precondition_failed`); nothing was written.
+    #[error("precondition_failed: {0}")]
+    PreconditionFailed(Desc),
     /// The HTTP method is not served on this path (405 `invalid_request`, with `Allow`).
     #[error("method not allowed")]
     MethodNotAllowed(&'static str),
@@ -164,6 +168,7 @@ impl OAuthError {
             Self::AdminUnauthorized | Self::AdminInvalidCredential | Self::BearerTokenRequired => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::PreconditionFailed(_) => "precondition_failed",
             Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
             Self::Server(_) => "server_error",
         }
@@ -184,6 +189,7 @@ impl OAuthError {
             | Self::InvalidRedirectUri(d)
             | Self::NotFound(d)
             | Self::Conflict(d)
+            | Self::PreconditionFailed(d)
             | Self::TemporarilyUnavailable(d) => d.clone(),
             Self::InvalidClient { description, .. } | Self::ScopeRequired { description, .. } => description.clone(),
             Self::DpopUnauthorized { description, .. } => description.clone(),
@@ -214,6 +220,7 @@ impl OAuthError {
             Self::DpopUnauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

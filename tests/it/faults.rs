@@ -76,7 +76,7 @@ impl ResourceServerStore for Throttled {
     ) -> StoreResult<(Vec<ResourceServer>, Option<String>)> {
         throttled()
     }
-    async fn update_resource_server(&self, _: &ResourceServer) -> StoreResult<bool> {
+    async fn update_resource_server(&self, _: &ResourceServer, _: u64) -> StoreResult<bool> {
         throttled()
     }
     async fn delete_resource_server(&self, _: &str) -> StoreResult<bool> {

@@ -75,8 +75,8 @@ impl ResourceServerStore for Hooked {
     ) -> StoreResult<(Vec<ResourceServer>, Option<String>)> {
         self.inner.list_resource_servers_after(after, l).await
     }
-    async fn update_resource_server(&self, r: &ResourceServer) -> StoreResult<bool> {
-        self.inner.update_resource_server(r).await
+    async fn update_resource_server(&self, r: &ResourceServer, v: u64) -> StoreResult<bool> {
+        self.inner.update_resource_server(r, v).await
     }
     async fn delete_resource_server(&self, id: &str) -> StoreResult<bool> {
         self.inner.delete_resource_server(id).await

@@ -503,6 +503,12 @@ async fn real_responses_match_the_documented_schemas() {
     let patch = json!({"name": null, "scopes": ["read", "write", {"name": "admin"}]});
     let r = c.admin("PATCH", "/admin/resource-servers/{identifier}", rs_path, Some(patch)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header("etag"), Some("\"1\""));
+    let mut stale = common::admin("PATCH", rs_path, Some(json!({"name": "x"})));
+    stale.headers_mut().insert(header::IF_MATCH, axum::http::HeaderValue::from_static("\"0\""));
+    let r = send(&c.app, stale).await;
+    check_response(&c.doc, "/admin/resource-servers/{identifier}", "PATCH", &r);
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.text);
 
     let metadata = json!({"client_name": "billing", "grant_types": ["client_credentials", "password", "refresh_token"],
                           "scope": "read write", "access_token_lifetime": 600});

@@ -162,6 +162,11 @@ pub struct ResourceServer {
     /// Custom claims added to the tokens issued for this resource server (`crate::claims`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom_claims: Vec<crate::claims::ClaimRule>,
+    /// Optimistic concurrency: 0 at creation, +1 per update
+    /// ([`crate::store::ResourceServerStore::update_resource_server`]); records written before
+    /// versions existed are version 0.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl ResourceServer {

@@ -154,9 +154,10 @@ pub trait ResourceServerStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<(Vec<ResourceServer>, Option<String>)>;
-    /// Replaces an existing resource server (same identifier); `false`, nothing written, if
-    /// there is none.
-    async fn update_resource_server(&self, rs: &ResourceServer) -> StoreResult<bool>;
+    /// Replaces an existing resource server (same identifier) that is still at `read_version`
+    /// (`rs.version` is the next one); `false`, nothing written, if there is none; `Conflict`,
+    /// nothing written, if another update came first.
+    async fn update_resource_server(&self, rs: &ResourceServer, read_version: u64) -> StoreResult<bool>;
     /// Deletes a resource server; `false` if there was none.
     async fn delete_resource_server(&self, identifier: &str) -> StoreResult<bool>;
 }

@@ -2,11 +2,10 @@
 //! metadata accepted at registration) and `POST /admin/clients/{client_id}/secret` (a new
 //! secret, the previous one optionally accepted for an overlap).
 //!
-//! Both are read-modify-write cycles made safe by the store's optimistic `version` condition: a
-//! write that finds the client changed since it was read is redone from a fresh read (a merge
-//! patch applies as well to the newer client), so concurrent changes never overwrite each other.
-use std::time::Duration;
-
+//! Both are read-modify-write cycles made safe by the store's optimistic `version` condition
+//! ([`super::versioned`]): a write that finds the client changed since it was read is redone
+//! from a fresh read (a merge patch applies as well to the newer client), so concurrent changes
+//! never overwrite each other; a `PATCH` with `If-Match` applies only to the version it names.
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::Request;
@@ -15,9 +14,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::clients::{ClientMetadata, client_json};
+use super::versioned::{self, IfMatch, tagged};
 use super::{authorize, changed, json_body, ok};
 use crate::model::{AuthMethod, Client, ClientSecret};
-use crate::store::StoreError;
 use crate::{AppState, OAuthError, Result};
 
 /// The metadata a patch may change (the members `POST /admin/clients` accepts).
@@ -42,9 +41,6 @@ const FIXED: [&str; 5] =
 
 /// Longest overlap of a rotated secret: one week.
 pub const MAX_OVERLAP_SECONDS: u64 = 604_800;
-
-/// How often a change is redone from a fresh read when concurrent changes won the race.
-pub(super) const UPDATE_ATTEMPTS: u32 = 50;
 
 fn meta(msg: impl Into<String>) -> OAuthError {
     OAuthError::InvalidClientMetadata(msg.into().into())
@@ -87,39 +83,20 @@ fn merge(current: &Client, patch: &Map<String, Value>) -> Result<Client> {
 }
 
 /// Reads the client, lets `change` derive its next state, and writes that on condition that
-/// nobody changed the client meanwhile; otherwise starts over from a fresh read. An unchanged
-/// client is not written (`false`).
+/// nobody changed the client meanwhile ([`versioned::modify`]). An unchanged client is not
+/// written (`false`).
 async fn modify_client<T>(
     state: &AppState,
     id: &str,
-    mut change: impl FnMut(&Client) -> Result<(Client, T)>,
+    precondition: &IfMatch,
+    change: impl FnMut(&Client) -> Result<(Client, T)>,
 ) -> Result<(Client, T, bool)> {
     let gone = || OAuthError::NotFound("no such client".into());
-    for attempt in 0..UPDATE_ATTEMPTS {
-        let current = state.store.get_client(id).await?.ok_or_else(gone)?;
-        let (mut next, extra) = change(&current)?;
-        if next == current {
-            return Ok((next, extra, false));
-        }
-        next.version = current.version + 1;
-        match state.store.update_client(&next, current.version).await {
-            Ok(true) => {
-                state.invalidate_client(id);
-                return Ok((next, extra, true));
-            }
-            Ok(false) => return Err(gone()),
-            Err(StoreError::Conflict) => conflict_backoff(attempt).await,
-            Err(e) => return Err(e.into()),
-        }
+    let r = versioned::modify(state.store.as_ref(), id, gone, precondition, change).await?;
+    if r.2 {
+        state.invalidate_client(id);
     }
-    Err(OAuthError::Conflict("the client is being changed by other requests; retry".into()))
-}
-
-/// Waits before another round of a versioned update that met a newer version: a few
-/// milliseconds, growing with the attempt, with jitter so racing writers spread out.
-pub(super) async fn conflict_backoff(attempt: u32) {
-    let jitter = u64::from(crate::crypto::random_bytes::<1>()[0] % 8);
-    tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(8)) + jitter)).await;
+    Ok(r)
 }
 
 /// `PATCH /admin/clients/{client_id}`: 200 with the client's metadata as it now is.
@@ -130,12 +107,13 @@ pub(super) async fn patch(
 ) -> Result<Response> {
     let (parts, body) = req.into_parts();
     let actor = authorize(&state, &parts).await?;
+    let precondition = IfMatch::of(&parts)?;
     let patch: Map<String, Value> = json_body(body, |e| OAuthError::InvalidClientMetadata(e.into())).await?;
-    let (client, (), written) = modify_client(&state, &id, |c| Ok((merge(c, &patch)?, ()))).await?;
+    let (client, (), written) = modify_client(&state, &id, &precondition, |c| Ok((merge(c, &patch)?, ()))).await?;
     if written {
         changed(&actor, "client_updated", &id);
     }
-    Ok(ok(client_json(&client)))
+    Ok(tagged(ok(client_json(&client)), client.version))
 }
 
 /// `{"overlap_seconds": n}`: how long the previous secret stays valid (0, the default: not at all).
@@ -172,7 +150,7 @@ pub(super) async fn rotate_secret(
     }
     let now = state.clock.now();
     let previous_expires_at = (overlap > 0).then(|| now.saturating_add(overlap as i64));
-    let (client, secret, _) = modify_client(&state, &id, |c| {
+    let (client, secret, _) = modify_client(&state, &id, &IfMatch::Absent, |c| {
         if c.is_public() {
             return Err(meta("token_endpoint_auth_method: a public client (none) has no secret"));
         }

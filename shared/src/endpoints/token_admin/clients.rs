@@ -329,7 +329,7 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<
 pub(super) async fn read(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {
     authorize(&state, &parts).await?;
     let client = state.store.get_client(&id).await?.ok_or_else(|| OAuthError::NotFound("no such client".into()))?;
-    Ok(ok(client_json(&client)))
+    Ok(super::versioned::tagged(ok(client_json(&client)), client.version))
 }
 
 pub(super) async fn delete(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {

@@ -15,6 +15,7 @@ mod resource_servers;
 mod settings;
 mod tokens;
 mod users;
+mod versioned;
 
 use axum::Router;
 use axum::body::Body;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use super::paging::{next_cursor, page_query};
+use super::versioned::{self, IfMatch, tagged};
 use super::{authorize, changed, json_body, ok};
 use crate::claims::ClaimRule;
 use crate::endpoints::json_no_store;
@@ -132,8 +133,19 @@ impl NewResourceServer {
             scopes,
             created_at: now,
             custom_claims: self.custom_claims,
+            version: 0,
         })
     }
+}
+
+/// A resource server as the admin API shows it: its stored form without the version (that is
+/// the `ETag`).
+fn rs_json(rs: &ResourceServer) -> serde_json::Value {
+    let mut v = json!(rs);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("version");
+    }
+    v
 }
 
 fn no_such_resource_server() -> OAuthError {
@@ -153,7 +165,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
     }
     state.invalidate_resource_server(&rs.identifier);
     changed(&actor, "resource_server_created", &rs.identifier);
-    Ok(json_no_store(StatusCode::CREATED, json!(rs)))
+    Ok(tagged(json_no_store(StatusCode::CREATED, rs_json(&rs)), rs.version))
 }
 
 /// `GET /admin/resource-servers?limit=&cursor=`: by identifier, a page at a time.
@@ -161,6 +173,7 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<
     authorize(&state, &parts).await?;
     let q = page_query(&parts, MAX_IDENTIFIER)?;
     let (page, next) = state.store.list_resource_servers_after(q.after.as_deref(), q.limit).await?;
+    let page: Vec<_> = page.iter().map(rs_json).collect();
     Ok(ok(json!({ "resource_servers": page, "next": next_cursor(next) })))
 }
 
@@ -171,7 +184,7 @@ pub(super) async fn read(
 ) -> Result<Response> {
     authorize(&state, &parts).await?;
     let rs = state.store.get_resource_server(&identifier).await?.ok_or_else(no_such_resource_server)?;
-    Ok(ok(json!(rs)))
+    Ok(tagged(ok(rs_json(&rs)), rs.version))
 }
 
 pub(super) async fn update(
@@ -181,25 +194,36 @@ pub(super) async fn update(
 ) -> Result<Response> {
     let (parts, body) = req.into_parts();
     let actor = authorize(&state, &parts).await?;
+    let precondition = IfMatch::of(&parts)?;
     let p: ResourceServerPatch = json_body(body, invalid).await?;
-    let mut rs = state.store.get_resource_server(&identifier).await?.ok_or_else(no_such_resource_server)?;
-    if let Some(name) = p.name {
+    // Everything is checked before anything is read or written.
+    if let Some(name) = &p.name {
         validate_name(name.as_deref())?;
-        rs.name = name;
     }
-    if let Some(scopes) = p.scopes {
-        rs.scopes = validate_scopes(scopes)?;
+    let scopes = p.scopes.map(validate_scopes).transpose()?;
+    if let Some(claims) = &p.custom_claims {
+        crate::claims::validate("custom_claims", claims).map_err(invalid)?;
     }
-    if let Some(claims) = p.custom_claims {
-        crate::claims::validate("custom_claims", &claims).map_err(invalid)?;
-        rs.custom_claims = claims;
+    let change = |current: &ResourceServer| {
+        let mut rs = current.clone();
+        if let Some(name) = &p.name {
+            rs.name.clone_from(name);
+        }
+        if let Some(scopes) = &scopes {
+            rs.scopes.clone_from(scopes);
+        }
+        if let Some(claims) = &p.custom_claims {
+            rs.custom_claims.clone_from(claims);
+        }
+        Ok((rs, ()))
+    };
+    let (rs, (), written) =
+        versioned::modify(state.store.as_ref(), &identifier, no_such_resource_server, &precondition, change).await?;
+    if written {
+        state.invalidate_resource_server(&identifier);
+        changed(&actor, "resource_server_updated", &identifier);
     }
-    if !state.store.update_resource_server(&rs).await? {
-        return Err(no_such_resource_server());
-    }
-    state.invalidate_resource_server(&identifier);
-    changed(&actor, "resource_server_updated", &identifier);
-    Ok(ok(json!(rs)))
+    Ok(tagged(ok(rs_json(&rs)), rs.version))
 }
 
 pub(super) async fn delete(

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::versioned::{self, IfMatch, tagged};
 use super::{authorize, changed, json_body, ok};
 use crate::audit::{self, AuditEvent};
 use crate::endpoints::json_no_store;
@@ -224,7 +225,7 @@ pub(super) async fn read(
 ) -> Result<Response> {
     authorize(&state, &parts).await?;
     let user = existing(&state, &username).await?;
-    Ok(ok(user_json(&user, &state.store.groups_of(&username).await?)))
+    Ok(tagged(ok(user_json(&user, &state.store.groups_of(&username).await?)), user.version))
 }
 
 pub(super) async fn update(
@@ -234,8 +235,10 @@ pub(super) async fn update(
 ) -> Result<Response> {
     let (parts, body) = req.into_parts();
     let actor = authorize(&state, &parts).await?;
+    let precondition = IfMatch::of(&parts)?;
     let p: UserPatch = json_body(body, invalid).await?;
-    existing(&state, &username).await?;
+    // Checked again when written; here so that a stale patch costs no password hashing.
+    precondition.check(existing(&state, &username).await?.version)?;
     // Everything is checked before anything is written.
     if let Some(pw) = &p.password {
         validate_password(pw)?;
@@ -255,9 +258,7 @@ pub(super) async fn update(
     // made meanwhile (say, a disable while this password was hashing) is kept, never undone by
     // writing back an older copy.
     let gone = || OAuthError::NotFound("no such user".into());
-    let mut written = None;
-    for attempt in 0..super::client_update::UPDATE_ATTEMPTS {
-        let current = existing(&state, &username).await?;
+    let change = |current: &User| {
         let mut user = current.clone();
         if let Some(h) = &password_hash {
             user.password_hash.clone_from(h);
@@ -269,19 +270,9 @@ pub(super) async fn update(
             user.enabled = e;
         }
         user.updated_at = state.clock.now();
-        user.version = current.version + 1;
-        match state.store.update_user(&user, current.version).await {
-            Ok(true) => {
-                written = Some(user);
-                break;
-            }
-            Ok(false) => return Err(gone()),
-            Err(StoreError::Conflict) => super::client_update::conflict_backoff(attempt).await,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let user =
-        written.ok_or_else(|| OAuthError::Conflict("the user is being changed by other requests; retry".into()))?;
+        Ok((user, ()))
+    };
+    let (user, (), _) = versioned::modify(state.store.as_ref(), &username, gone, &precondition, change).await?;
     changed(&actor, "user_updated", &username);
     let groups = match groups {
         Some(g) => {
@@ -290,7 +281,7 @@ pub(super) async fn update(
         }
         None => state.store.groups_of(&username).await?,
     };
-    Ok(ok(user_json(&user, &groups)))
+    Ok(tagged(ok(user_json(&user, &groups)), user.version))
 }
 
 pub(super) async fn delete(

@@ -265,6 +265,7 @@ pub async fn resource_servers_update_delete(s: &dyn Store) {
         scopes: vec![ScopeDescription { name: "read".into(), description: Some("Read things".into()), claims: vec![] }],
         created_at: NOW,
         custom_claims: vec![],
+        version: 0,
     };
     let ids = ["https://a.example", "https://b.example/api", "https://b.example/api/v2", "urn:c", "urn:d"];
     assert_eq!(s.list_resource_servers_after(None, 10).await.unwrap(), (vec![], None));
@@ -286,18 +287,28 @@ pub async fn resource_servers_update_delete(s: &dyn Store) {
         assert_eq!(listed(&pages.concat()), ids, "limit {limit}");
     }
 
-    let mut changed = rs(ids[1], "Renamed");
+    let mut renamed = rs(ids[1], "Renamed");
+    renamed.version = 1;
+    assert!(s.update_resource_server(&renamed, 0).await.unwrap());
+    assert_eq!(s.get_resource_server(ids[1]).await.unwrap(), Some(renamed.clone()));
+    // Optimistic concurrency: a writer that read version 0 lost to the one above.
+    let mut stale = rs(ids[1], "API");
+    (stale.scopes, stale.version) = (vec![], 1);
+    assert!(matches!(s.update_resource_server(&stale, 0).await, Err(StoreError::Conflict)));
+    assert_eq!(s.get_resource_server(ids[1]).await.unwrap(), Some(renamed.clone()), "a conflict writes nothing");
+    let mut changed = renamed.clone();
     changed.scopes = vec![ScopeDescription { name: "write".into(), description: None, claims: vec![] }];
-    assert!(s.update_resource_server(&changed).await.unwrap());
+    changed.version = 2;
+    assert!(s.update_resource_server(&changed, 1).await.unwrap());
     assert_eq!(s.get_resource_server(ids[1]).await.unwrap(), Some(changed.clone()));
-    assert!(!s.update_resource_server(&rs("https://nope.example", "x")).await.unwrap());
+    assert!(!s.update_resource_server(&rs("https://nope.example", "x"), 0).await.unwrap());
     assert_eq!(s.get_resource_server("https://nope.example").await.unwrap(), None, "an update never creates");
 
     assert!(s.delete_resource_server(ids[2]).await.unwrap());
     assert!(!s.delete_resource_server(ids[2]).await.unwrap(), "once");
     assert!(!s.delete_resource_server("https://nope.example").await.unwrap());
     assert_eq!(s.get_resource_server(ids[2]).await.unwrap(), None);
-    assert!(!s.update_resource_server(&rs(ids[2], "x")).await.unwrap(), "a deleted one is not recreated");
+    assert!(!s.update_resource_server(&rs(ids[2], "x"), 0).await.unwrap(), "a deleted one is not recreated");
     let all = s.list_resource_servers().await.unwrap();
     assert_eq!(listed(&all), [ids[0], ids[1], ids[3], ids[4]]);
     assert_eq!(all[1], changed);

@@ -186,6 +186,7 @@ pub async fn resource_servers(s: &dyn Store) {
         scopes: vec![ScopeDescription { name: "read".into(), description: Some("Read things".into()), claims: vec![] }],
         created_at: NOW,
         custom_claims: vec![],
+        version: 0,
     };
     s.create_resource_server(&rs("https://b.example")).await.unwrap();
     s.create_resource_server(&rs("https://a.example/api")).await.unwrap();

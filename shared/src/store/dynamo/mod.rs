@@ -3,11 +3,11 @@
 //! | item | pk | sk | extra attributes |
 //! |---|---|---|---|
 //! | client | `CLIENT#<client_id>` | `CLIENT` | `client_pk` = `CLIENTS`, `issued_sk` = client id, `version` |
-//! | resource server | `RESOURCE_SERVERS` | `<identifier>` | |
+//! | resource server | `RESOURCE_SERVERS` | `<identifier>` | `version` |
 //! | token record | `TOKEN#<id>` | `TOKEN` | `client_pk`, `user_pk`, `client_user_pk`, `family_pk`, `issued_sk`, `ttl` |
 //! | signing key | `SIGNING_KEYS` | `KEY#<generation>` | |
 //! | a signing key's `kid`, stored once | `SIGNING_KEY_IDS` | `<kid>` | |
-//! | user | `USER#<username>` | `USER` | `user_pk` = `USERS`, `issued_sk` = username |
+//! | user | `USER#<username>` | `USER` | `user_pk` = `USERS`, `issued_sk` = username, `version` |
 //! | consent | `CONSENT#<username>` | `CONSENT#<client_id>` | |
 //! | group, membership, its mirror | `GROUPS`, `GROUP#<name>`, `USER#<username>` | `<name>`, `MEMBER#<username>`, `GROUP#<name>` | see `groups.rs` |
 //! | failure counter | `COUNTER#<key>` | `COUNTER` | `ttl` |
@@ -22,7 +22,8 @@
 //! holds the expiry, and expired items are filtered on every read because TTL deletion can lag
 //! two days.
 //! Creation is `attribute_not_exists(pk)` (with a random `wid` on the item, so that a retried
-//! put recognises its own first attempt: `put_once`); client updates are conditional on the `version` read;
+//! put recognises its own first attempt: `put_once`); updates of clients, users and resource
+//! servers are conditional on the `version` read (`put_versioned`);
 //! revocation and a failure counter's increment are conditional updates that set a `wid` the
 //! same way (`update_once`); a deletion that answers whether it deleted (`delete_existing`) is a
 //! one-action transaction, whose idempotency token makes the SDK's retry answer as the first
@@ -499,11 +500,12 @@ impl ResourceServerStore for DynamoStore {
         Ok((items.into_iter().map(decode).collect::<StoreResult<_>>()?, next))
     }
 
-    async fn update_resource_server(&self, rs: &ResourceServer) -> StoreResult<bool> {
+    async fn update_resource_server(&self, rs: &ResourceServer, read_version: u64) -> StoreResult<bool> {
         let mut item = encode(rs)?;
         item.insert("pk".into(), s("RESOURCE_SERVERS"));
         item.insert("sk".into(), s(rs.identifier.clone()));
-        self.put_existing(item).await
+        let exists = || async { Ok(self.get_resource_server(&rs.identifier).await?.is_some()) };
+        self.put_versioned(item, read_version, exists).await
     }
 
     async fn delete_resource_server(&self, identifier: &str) -> StoreResult<bool> {

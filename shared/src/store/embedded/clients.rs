@@ -33,7 +33,7 @@ impl ClientStore for EmbeddedStore {
 
     async fn update_client(&self, client: &Client, read_version: u64) -> StoreResult<bool> {
         let (id, body, version) = (client.client_id.clone(), to_json(client)?, read_version as i64);
-        self.with(move |c| update_versioned(c, "clients", "client_id", &id, &body, version)).await
+        self.with(move |c| super::update_versioned(c, "clients", "client_id", &id, &body, version)).await
     }
 
     async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<Client>, Option<String>)> {
@@ -52,30 +52,4 @@ impl ClientStore for EmbeddedStore {
         })
         .await
     }
-}
-
-/// Replaces the row of `table` whose `key_col` is `key` with `body` if it is still at
-/// `read_version` (its body's `version`; rows written before versions existed have none: they
-/// are version 0). `true` when written; `false` if there is no such row; `Conflict` if it
-/// changed since it was read. `table` and `key_col` are this module's constants, never input.
-pub(super) fn update_versioned(
-    c: &rusqlite::Connection,
-    table: &'static str,
-    key_col: &'static str,
-    key: &str,
-    body: &str,
-    read_version: i64,
-) -> StoreResult<bool> {
-    let sql = format!(
-        "UPDATE {table} SET body = ?2 WHERE {key_col} = ?1 AND COALESCE(json_extract(body, '$.version'), 0) = ?3"
-    );
-    if c.execute(&sql, params![key, body, read_version]).map_err(err)? == 1 {
-        return Ok(true);
-    }
-    let exists = c
-        .query_row(&format!("SELECT 1 FROM {table} WHERE {key_col} = ?1"), [key], |_| Ok(()))
-        .optional()
-        .map_err(err)?
-        .is_some();
-    if exists { Err(StoreError::Conflict) } else { Ok(false) }
 }

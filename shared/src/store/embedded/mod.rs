@@ -328,6 +328,32 @@ fn purge(c: &Connection, due: Option<(&'static str, i64)>) -> StoreResult<()> {
     Ok(())
 }
 
+/// Replaces the row of `table` whose `key_col` is `key` with `body` if it is still at
+/// `read_version` (its body's `version`; rows written before versions existed have none: they
+/// are version 0). `true` when written; `false` if there is no such row; `Conflict` if it
+/// changed since it was read. `table` and `key_col` are the store's constants, never input.
+fn update_versioned(
+    c: &rusqlite::Connection,
+    table: &'static str,
+    key_col: &'static str,
+    key: &str,
+    body: &str,
+    read_version: i64,
+) -> StoreResult<bool> {
+    let sql = format!(
+        "UPDATE {table} SET body = ?2 WHERE {key_col} = ?1 AND COALESCE(json_extract(body, '$.version'), 0) = ?3"
+    );
+    if c.execute(&sql, params![key, body, read_version]).map_err(err)? == 1 {
+        return Ok(true);
+    }
+    let exists = c
+        .query_row(&format!("SELECT 1 FROM {table} WHERE {key_col} = ?1"), [key], |_| Ok(()))
+        .optional()
+        .map_err(err)?
+        .is_some();
+    if exists { Err(StoreError::Conflict) } else { Ok(false) }
+}
+
 fn err(e: rusqlite::Error) -> StoreError {
     err_ref(&e)
 }
@@ -499,15 +525,9 @@ impl ResourceServerStore for EmbeddedStore {
         .await
     }
 
-    async fn update_resource_server(&self, rs: &ResourceServer) -> StoreResult<bool> {
-        let (id, body) = (rs.identifier.clone(), to_json(rs)?);
-        self.with(move |c| {
-            let n = c
-                .execute("UPDATE resource_servers SET body = ?2 WHERE identifier = ?1", params![id, body])
-                .map_err(err)?;
-            Ok(n > 0)
-        })
-        .await
+    async fn update_resource_server(&self, rs: &ResourceServer, read_version: u64) -> StoreResult<bool> {
+        let (id, body, version) = (rs.identifier.clone(), to_json(rs)?, read_version as i64);
+        self.with(move |c| update_versioned(c, "resource_servers", "identifier", &id, &body, version)).await
     }
 
     async fn delete_resource_server(&self, identifier: &str) -> StoreResult<bool> {

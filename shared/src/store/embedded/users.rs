@@ -27,7 +27,7 @@ impl UserStore for EmbeddedStore {
 
     async fn update_user(&self, user: &User, read_version: u64) -> StoreResult<bool> {
         let (name, body, version) = (user.username.clone(), to_json(user)?, read_version as i64);
-        self.with(move |c| super::clients::update_versioned(c, "users", "username", &name, &body, version)).await
+        self.with(move |c| super::update_versioned(c, "users", "username", &name, &body, version)).await
     }
 
     async fn delete_user(&self, username: &str) -> StoreResult<bool> {
