@@ -1,7 +1,7 @@
 //! The authorization endpoint's edges: loopback redirect URIs on any port (RFC 8252 §7.3),
 //! `response_mode`, repeated `resource` (RFC 8707 §2), an oversized `state`, a client changed
 //! during sign-in, a consent from an earlier user of the same name, non-ASCII credentials,
-//! and an issuer with a path.
+//! an issuer with a path, and sign-ins in several tabs of one browser.
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -252,4 +252,95 @@ async fn an_issuer_with_a_path_posts_its_forms_under_that_path() {
     let s = crate::code_flow::SignIn { cookie, csrf: crate::code_flow::csrf_of(&page.text), page };
     let r = sign_in(&app, &s, "alice", PASSWORD).await;
     assert!(r.text.contains("<form method=\"post\" action=\"/t1/authorize/consent\">"), "{}", r.text);
+}
+
+/// `GET /authorize` sent with the browser's cookie (`name=value`): the page, its form token, and
+/// the cookie it sets.
+async fn open_in_tab(app: &axum::Router, query: &str, cookie: &str) -> crate::code_flow::SignIn {
+    let mut req = get(&format!("/authorize?{query}"));
+    req.headers_mut().insert(axum::http::header::COOKIE, cookie.parse().unwrap());
+    let page = send(app, req).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let set = crate::code_flow::set_cookies(&page);
+    assert_eq!(set.len(), 1, "{set:?}");
+    let cookie = set[0].split(';').next().unwrap().to_owned();
+    crate::code_flow::SignIn { cookie, csrf: crate::code_flow::csrf_of(&page.text), page }
+}
+
+/// A form posted with `cookie` and the form token `csrf`.
+fn posted(cookie: &str, csrf: &str) -> crate::code_flow::SignIn {
+    let page = common::Resp {
+        status: StatusCode::OK,
+        headers: Default::default(),
+        body: serde_json::Value::Null,
+        text: String::new(),
+    };
+    crate::code_flow::SignIn { cookie: cookie.to_owned(), csrf: csrf.to_owned(), page }
+}
+
+/// Two tabs of one browser each sign in: the second `/authorize` keeps the browser's nonce, so
+/// the first tab's request survives it, and both get a code that redeems. A form of another
+/// browser's request, or a browser's form posted with another browser's cookie, is refused
+/// and consumes nothing (login CSRF, RFC 6749 §10.12).
+#[tokio::test]
+async fn each_tab_of_a_browser_signs_in_and_other_browsers_cannot_post_its_forms() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    create_user(&app, "mallory", PASSWORD).await;
+    let tab1 = open(&app, &pkce_query(&c.id, "&scope=read")).await;
+    let tab2 = open_in_tab(&app, &pkce_query(&c.id, "&scope=write"), &tab1.cookie).await;
+    assert_eq!(tab2.cookie, tab1.cookie, "the browser keeps its nonce");
+    assert_eq!(
+        crate::code_flow::set_cookies(&tab2.page)[0],
+        format!("{}; Path=/; HttpOnly; SameSite=Lax; Max-Age=600; Secure", tab1.cookie),
+        "its lifetime renewed"
+    );
+    assert_ne!(tab2.csrf, tab1.csrf);
+
+    // Another browser (no cookie yet) opens its own request: a nonce of its own.
+    let other = open(&app, &pkce_query(&c.id, "&scope=read")).await;
+    assert_ne!(other.cookie, tab1.cookie);
+    let stolen = posted(&tab1.cookie, &other.csrf);
+    let mismatch = "the form's CSRF token does not match";
+    assert_error_page(
+        &sign_in(&app, &stolen, "mallory", PASSWORD).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        mismatch,
+    );
+    let foreign = posted(&other.cookie, &tab1.csrf);
+    assert_error_page(
+        &sign_in(&app, &foreign, "mallory", PASSWORD).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        mismatch,
+    );
+
+    // Both tabs sign in, in either order, and get codes that redeem.
+    assert_eq!(sign_in(&app, &tab2, "alice", PASSWORD).await.status, StatusCode::OK, "consent for write");
+    assert_eq!(sign_in(&app, &tab1, "alice", PASSWORD).await.status, StatusCode::OK, "consent for read");
+    let code1 = crate::code_flow::code_from(&decide(&app, &tab1, "approve").await);
+    let code2 = crate::code_flow::code_from(&decide(&app, &tab2, "approve").await);
+    for (code, scope) in [(code1, "read"), (code2, "write")] {
+        let r = exchange_public(&app, &c, &code).await;
+        assert_eq!((r.status, r.body["scope"].as_str()), (StatusCode::OK, Some(scope)), "{}", r.text);
+    }
+    // The other browser's request was never consumed: it still signs in there.
+    assert_eq!(sign_in(&app, &other, "mallory", PASSWORD).await.status, StatusCode::OK);
+}
+
+/// A cookie that holds no nonce of ours (a value of another form) is replaced by a new nonce.
+#[tokio::test]
+async fn a_cookie_that_is_no_nonce_gets_a_new_one() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    for forged in ["forged", &"A".repeat(42), &format!("{}.", "A".repeat(42)), &"A".repeat(44)] {
+        let cookie = format!("{}={forged}", crate::code_flow::COOKIE);
+        let tab = open_in_tab(&app, &pkce_query(&c.id, ""), &cookie).await;
+        assert_ne!(tab.cookie, cookie, "{forged}");
+        assert_eq!(tab.cookie.len(), cookie.len() - forged.len() + 43, "{}", tab.cookie);
+    }
 }

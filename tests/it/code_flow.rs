@@ -664,10 +664,12 @@ async fn sign_in_page_headers_cookie_and_escaping() {
     assert_page_headers(&s.page);
     let cookies = set_cookies(&s.page);
     let value = s.cookie.strip_prefix(&format!("{COOKIE}=")).unwrap();
-    assert!(value.len() >= 22 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{value}");
+    assert!(value.len() == 43 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{value}");
     assert_eq!(cookies, vec![format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=600; Secure")]);
-    assert_eq!(s.csrf.len(), 43);
-    assert_ne!(s.csrf, value, "the CSRF token is not the cookie");
+    // The form names the request (its id) and proves it came from the page (the CSRF secret).
+    let (id, secret) = s.csrf.split_once('.').expect("request id . CSRF secret");
+    assert_eq!((id.len(), secret.len()), (43, 43), "{}", s.csrf);
+    assert!(!s.csrf.contains(value), "the browser's nonce is not in the page");
     let html = &s.page.text;
     assert!(!html.contains("<script") && !html.contains("</script") && !html.contains("\"Co\""), "{html}");
     assert_eq!(
@@ -679,15 +681,17 @@ async fn sign_in_page_headers_cookie_and_escaping() {
     assert!(html.contains("name=\"username\""), "{html}");
     assert!(html.contains("type=\"password\""), "{html}");
     assert!(!html.contains("id=\"error\""), "{html}");
-    // The pending request is server-side, keyed by the cookie value.
-    let pending = state.store.get_pending(value, state.clock.now()).await.unwrap().expect("pending stored");
+    // The pending request is server-side, keyed by the id in the form, bound to the browser.
+    assert_eq!(state.store.get_pending(value, state.clock.now()).await.unwrap(), None, "the cookie names no request");
+    let pending = state.store.get_pending(id, state.clock.now()).await.unwrap().expect("pending stored");
     assert_eq!(pending.client_id, c.id);
     assert_eq!(pending.redirect_uri, REDIRECT);
     assert_eq!(pending.state.as_deref(), Some("xyz"));
     assert_eq!(pending.code_challenge.as_deref(), Some(CHALLENGE));
     assert_eq!(pending.username, None);
     assert_eq!(pending.expires_at, T0 + 600);
-    assert_eq!(pending.csrf_digest, gatehouse::crypto::digest(&s.csrf), "only a digest of the CSRF token");
+    assert_eq!(pending.csrf_digest, gatehouse::crypto::digest(secret), "only a digest of the CSRF secret");
+    assert_eq!(pending.browser_digest, gatehouse::crypto::digest(value), "only a digest of the browser's nonce");
 }
 
 #[tokio::test]
@@ -716,7 +720,7 @@ async fn loopback_http_issuer_uses_a_plain_cookie_without_secure() {
     let r = decide(&app, &s, "approve").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(location(&r).1["iss"], "http://127.0.0.1:8080");
-    assert_eq!(set_cookies(&r), vec!["gatehouse-authz=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0".to_owned()]);
+    assert_eq!(set_cookies(&r), Vec::<String>::new(), "the browser keeps its nonce (other tabs)");
 }
 
 #[tokio::test]
@@ -941,7 +945,7 @@ async fn deny_redirects_with_access_denied() {
         ])
     );
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    assert_eq!(set_cookies(&r), vec![format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure")]);
+    assert_eq!(set_cookies(&r), Vec::<String>::new(), "the browser keeps its nonce (other tabs)");
     assert_eq!(state.store.get_consent("alice", &c.id).await.unwrap(), None, "nothing stored");
     // The request is used up.
     assert_error_page(&decide(&app, &s, "approve").await, StatusCode::BAD_REQUEST, "invalid_request", EXPIRED);
@@ -960,7 +964,7 @@ async fn approve_issues_a_code_stores_the_consent_and_is_single_use() {
     let r = decide(&app, &s, "approve").await;
     let code = code_from(&r);
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    assert_eq!(set_cookies(&r), vec![format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure")]);
+    assert_eq!(set_cookies(&r), Vec::<String>::new(), "the browser keeps its nonce (other tabs)");
 
     let consent = state.store.get_consent("alice", &c.id).await.unwrap().expect("consent stored");
     assert_eq!((consent.scope.to_string().as_str(), consent.granted_at), ("read write", T0));

@@ -8,10 +8,15 @@ use super::Scope;
 /// short TTL; the browser carries only its id (cookie) and the CSRF token (form field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingAuthorization {
-    /// Random, 128 bits; the cookie value (`Debug` shows it redacted).
+    /// Random, 256 bits; named by the pages' forms with the CSRF secret (`Debug` shows it
+    /// redacted).
     pub id: crate::model::Redacted<String>,
-    /// SHA-256 digest of the CSRF token embedded in the pages.
+    /// SHA-256 digest of the CSRF secret embedded in the pages.
     pub csrf_digest: String,
+    /// SHA-256 digest of the nonce of the browser that opened the request (its cookie). Records
+    /// written before it existed have none and match no browser: those sign-ins start again.
+    #[serde(default)]
+    pub browser_digest: String,
     pub client_id: String,
     /// The redirect URI the code will be sent to (validated).
     pub redirect_uri: String,

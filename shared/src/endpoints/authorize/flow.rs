@@ -16,8 +16,14 @@ use crate::http::{self, Params};
 use crate::model::{AuthorizationCode, Client, PendingAuthorization, Scope, User};
 use crate::{AppState, OAuthError, Result};
 
-/// The cookie carrying the pending request's id: `__Host-` prefixed and `Secure` on https
-/// issuers; plain on loopback http (the local server).
+/// The cookie binding pending requests to the browser that opened them: `__Host-` prefixed and
+/// `Secure` on https issuers; plain on loopback http (the local server).
+///
+/// Its value is a random nonce of the browser, not of one request: each pending request stores
+/// the nonce's digest, and its forms carry the request's id and CSRF secret. So every tab of a
+/// browser can have a sign-in under way (a second `/authorize` keeps the nonce, and with it the
+/// first tab's request), while a form posted from another browser (login CSRF, RFC 6749 §10.12)
+/// matches no request of its own.
 fn cookie_name(state: &AppState) -> &'static str {
     if secure(state) { "__Host-gatehouse-authz" } else { "gatehouse-authz" }
 }
@@ -34,7 +40,9 @@ fn set_cookie(state: &AppState, resp: &mut Response, value: &str, max_age: u64) 
     }
 }
 
-fn cookie<'a>(state: &AppState, parts: &'a Parts) -> Option<&'a str> {
+/// The browser's nonce from the cookie, if it holds one in the form [`new_nonce`] makes (a value
+/// of any other form is no nonce of ours).
+pub(super) fn browser_nonce<'a>(state: &AppState, parts: &'a Parts) -> Option<&'a str> {
     let name = cookie_name(state);
     parts
         .headers
@@ -45,9 +53,24 @@ fn cookie<'a>(state: &AppState, parts: &'a Parts) -> Option<&'a str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+        .filter(|v| v.len() == NONCE_LEN && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
-/// The sign-in page (with a new cookie on first display).
+/// Length of a browser nonce: 256 random bits, base64url.
+const NONCE_LEN: usize = 43;
+
+/// A new browser nonce.
+pub(super) fn new_nonce() -> String {
+    crate::crypto::random_token()
+}
+
+/// The value of the forms' hidden `csrf` field: the pending request's id and its CSRF secret.
+pub(super) fn form_token(pending: &PendingAuthorization, secret: &str) -> String {
+    format!("{}.{secret}", *pending.id)
+}
+
+/// The sign-in page; on first display with the browser's nonce (`nonce`) in the cookie, its
+/// lifetime renewed.
 ///
 /// A refused sign-in shows the page again with its message and status 200, as Keycloak does:
 /// a 401 must carry a `WWW-Authenticate` challenge (RFC 9110 §15.5.2), and an HTML form is no
@@ -55,19 +78,18 @@ fn cookie<'a>(state: &AppState, parts: &'a Parts) -> Option<&'a str> {
 pub(super) fn show_login(
     state: &AppState,
     client: &Client,
-    pending: &PendingAuthorization,
     csrf: &str,
     error: Option<&str>,
     username: &str,
-    first: bool,
+    nonce: Option<&str>,
 ) -> Response {
     let name = client.client_name.as_deref().unwrap_or(&client.client_id);
     let mut resp = pages::page(
         StatusCode::OK,
         &Login { base: state.config.issuer_path(), client_name: name, csrf, username, error },
     );
-    if first {
-        set_cookie(state, &mut resp, &pending.id, state.config.login_ttl);
+    if let Some(nonce) = nonce {
+        set_cookie(state, &mut resp, nonce, state.config.login_ttl);
     }
     resp
 }
@@ -76,13 +98,18 @@ fn expired() -> OAuthError {
     OAuthError::invalid_request("this sign-in page has expired or was already used; return to the application")
 }
 
-/// The pending request named by the cookie, if the form's CSRF token belongs to it.
+/// The pending request the form names, if the form's CSRF secret is the request's and the
+/// browser's nonce is the one that opened it.
 async fn load(state: &AppState, parts: &Parts, form: &Params) -> Result<PendingAuthorization> {
-    let id = cookie(state, parts).ok_or_else(expired)?;
+    let nonce = browser_nonce(state, parts).ok_or_else(expired)?;
     let csrf = form.get("csrf").ok_or_else(|| OAuthError::invalid_request("the form is missing its CSRF token"))?;
+    let mismatch = || OAuthError::invalid_request("the form's CSRF token does not match");
+    let (id, secret) = csrf.split_once('.').ok_or_else(mismatch)?;
     let pending = state.store.get_pending(id, state.clock.now()).await?.ok_or_else(expired)?;
-    if !crate::crypto::ct_eq(&crate::crypto::digest(csrf), &pending.csrf_digest) {
-        return Err(OAuthError::invalid_request("the form's CSRF token does not match"));
+    let secret_ok = crate::crypto::ct_eq(&crate::crypto::digest(secret), &pending.csrf_digest);
+    let browser_ok = crate::crypto::ct_eq(&crate::crypto::digest(nonce), &pending.browser_digest);
+    if !(secret_ok && browser_ok) {
+        return Err(mismatch());
     }
     Ok(pending)
 }
@@ -110,7 +137,7 @@ async fn try_login(state: &AppState, req: Request<Body>) -> Result<Response> {
     let (username, password) = (form.get("username").unwrap_or(""), form.get("password").unwrap_or(""));
     let user = match crate::users::sign_in(state, username, password).await? {
         Ok(u) => u,
-        Err(e) => return Ok(show_login(state, &client, &pending, csrf, Some(e.message()), username, false)),
+        Err(e) => return Ok(show_login(state, &client, csrf, Some(e.message()), username, None)),
     };
     pending.username = Some(user.username.clone());
     if !needs_consent(state, &pending, &client, &user).await? {
@@ -186,7 +213,7 @@ async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
             }
             audit::record(AuditEvent::AccessDenied { username, client_id: pending.client_id.clone() });
             let e = OAuthError::AccessDenied;
-            return Ok(clear(state, target(&pending).error(state, StatusCode::SEE_OTHER, &e)));
+            return Ok(target(&pending).error(state, StatusCode::SEE_OTHER, &e));
         }
         _ => return Err(OAuthError::invalid_request("decision must be approve or deny")),
     }
@@ -218,11 +245,6 @@ async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
         scope: pending.scope.to_string(),
     });
     Ok(resp)
-}
-
-fn clear(state: &AppState, mut resp: Response) -> Response {
-    set_cookie(state, &mut resp, "", 0);
-    resp
 }
 
 /// The pending request's client, checked again as `/authorize` checked it: sign-in and consent
@@ -268,5 +290,6 @@ async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> 
     };
     state.store.put_code(&record).await?;
     audit::record(AuditEvent::CodeIssued { client_id: p.client_id.clone(), username, scope: p.scope.to_string() });
-    Ok(clear(state, target(p).redirect(state, StatusCode::SEE_OTHER, &[("code", &code)])))
+    // The cookie stays: other tabs of this browser may have sign-ins under way.
+    Ok(target(p).redirect(state, StatusCode::SEE_OTHER, &[("code", &code)]))
 }

@@ -1,8 +1,9 @@
 //! The authorization endpoint (RFC 6749 §3.1, §4.1.1-4.1.2) with PKCE (RFC 7636) and the
 //! issuer in responses (RFC 9207): `GET /authorize` validates the request and shows the
 //! sign-in page; `POST /authorize/login` signs the user in; `POST /authorize/consent` records
-//! the decision. The request is kept server-side (a pending record with a short TTL); the
-//! browser carries only its opaque id in a cookie and a CSRF token in the forms.
+//! the decision. The request is kept server-side (a pending record with a short TTL); its
+//! forms carry only its opaque id and a CSRF secret, and a cookie binds it to the browser that
+//! opened it (one per browser, so that several tabs can each sign in: `flow::cookie_name`).
 //!
 //! Until the client and redirect URI are validated nothing redirects: an error page (400) is
 //! shown. After that, errors go back to the client with `error`, `error_description`, `state`

@@ -58,8 +58,13 @@ pub(super) async fn handle(State(state): State<AppState>, parts: Parts) -> Respo
         Ok(v) => v,
         Err(e) => return page_for(e),
     };
-    match pending_from(&state, &q, &client, &target).await {
-        Ok((pending, csrf)) => flow::show_login(&state, &client, &pending, &csrf, None, "", true),
+    // The browser keeps its nonce across requests (and tabs); a first request gets one.
+    let nonce = flow::browser_nonce(&state, &parts).map_or_else(flow::new_nonce, str::to_owned);
+    match pending_from(&state, &q, &client, &target, &nonce).await {
+        Ok((pending, secret)) => {
+            let csrf = flow::form_token(&pending, &secret);
+            flow::show_login(&state, &client, &csrf, None, "", Some(&nonce))
+        }
         Err(e) => target.error(&state, StatusCode::FOUND, &e),
     }
 }
@@ -142,6 +147,7 @@ async fn pending_from(
     q: &Params,
     client: &Client,
     target: &ClientTarget,
+    nonce: &str,
 ) -> Result<(PendingAuthorization, String)> {
     // First, so that no other error echoes an oversized `state` into the redirect.
     if target.state.as_ref().is_some_and(|s| s.len() > 1024) {
@@ -169,6 +175,7 @@ async fn pending_from(
     let pending = PendingAuthorization {
         id: crate::crypto::random_token().into(),
         csrf_digest: crate::crypto::digest(&csrf),
+        browser_digest: crate::crypto::digest(nonce),
         client_id: client.client_id.clone(),
         redirect_uri: target.redirect_uri.clone(),
         redirect_uri_in_request: q.has("redirect_uri"),

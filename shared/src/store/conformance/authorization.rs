@@ -11,6 +11,7 @@ pub fn pending(id: &str) -> PendingAuthorization {
     PendingAuthorization {
         id: id.into(),
         csrf_digest: crate::crypto::digest("csrf"),
+        browser_digest: crate::crypto::digest("browser"),
         client_id: "c1".into(),
         redirect_uri: "https://app.example/cb".into(),
         redirect_uri_in_request: true,
