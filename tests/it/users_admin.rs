@@ -93,6 +93,15 @@ async fn create_read_and_validation() {
     let r = send(&app, admin("POST", "/admin/users", Some(new))).await;
     assert_error(&r, StatusCode::CONFLICT, "conflict");
     assert_eq!(r.body["error_description"], "a user with this username exists");
+    // A username may not be a client's id: both are a token's `sub` (RFC 9068 §5).
+    let c = common::cc_client(&app).await;
+    let r = send(&app, admin("POST", "/admin/users", Some(json!({"username": c.id, "password": PASSWORD})))).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    assert_eq!(
+        r.body["error_description"],
+        "a client has this id; usernames and client ids share the tokens' `sub` (RFC 9068 §5)"
+    );
+    assert_eq!(state.store.get_user(&c.id).await.unwrap(), None, "nothing created");
 
     let r = send(&app, admin("POST", "/admin/users", Some(json!({"username": "dave", "password": "1234567"})))).await;
     assert_invalid_request(&r, "password: 8 to 1024 characters");

@@ -166,6 +166,14 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
     validate_username(&n.username)?;
     validate_password(&n.password)?;
     validate_attributes(&n.attributes)?;
+    // A user's tokens carry the username as `sub`, a client's own tokens its client id: one
+    // name may not be both, or a resource server could take one for the other (RFC 9068 §5).
+    // Client ids are server-random, so checking here, past the cache, is enough.
+    if state.store.get_client(&n.username).await?.is_some() {
+        return Err(OAuthError::Conflict(
+            "a client has this id; usernames and client ids share the tokens' `sub` (RFC 9068 §5)".into(),
+        ));
+    }
     let groups = existing_groups(&state.store, n.groups).await?;
     let now = state.clock.now();
     let password_hash = crate::users::HashingSlot::take().await?.run(move || hash_password(&n.password)).await??;
