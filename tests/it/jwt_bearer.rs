@@ -78,6 +78,13 @@ impl TestKey {
         h.kid = kid.map(str::to_owned);
         jsonwebtoken::encode(&h, claims, &self.key).unwrap()
     }
+
+    /// A JWT with this key's `kid` whose header's `typ` is `typ` (or none; `sign` sends `JWT`).
+    pub(crate) fn sign_with_typ(&self, typ: Option<&str>, claims: &Value) -> String {
+        let mut h = Header::new(self.alg);
+        (h.kid, h.typ) = (Some(self.kid.clone()), typ.map(str::to_owned));
+        jsonwebtoken::encode(&h, claims, &self.key).unwrap()
+    }
 }
 
 /// An unsigned JWT (`alg: none`, RFC 7519 §6).

@@ -179,6 +179,30 @@ async fn refusals_name_the_check_once_the_signature_holds() {
     assert_eq!(count_tokens(&f).await, 0);
 }
 
+/// The header's `typ` (RFC 8725 §3.11): none, `JWT` or `client-authentication+jwt` (any case,
+/// with or without `application/`) authenticate; another kind of JWT signed with the client's key,
+/// such as a DPoP proof or an access token, does not, and issues nothing.
+#[tokio::test]
+async fn a_typ_of_another_kind_of_jwt_is_refused() {
+    let f = fixture().await;
+    for typ in [None, Some("JWT"), Some("jwt"), Some("application/jwt"), Some("client-authentication+jwt")]
+        .into_iter()
+        .chain([Some("Application/Client-Authentication+JWT")])
+    {
+        let r = token(&f.app, &f.ec.sign_with_typ(typ, &f.claims())).await;
+        assert_eq!(r.status, StatusCode::OK, "{typ:?}: {}", r.text);
+    }
+    let issued = count_tokens(&f).await;
+    for typ in ["dpop+jwt", "at+jwt", "application/at+jwt", "secevent+jwt", "JOSE", "jwt+client-authentication", ""] {
+        let r = token(&f.app, &f.rsa.sign_with_typ(Some(typ), &f.claims())).await;
+        assert_invalid_client(
+            &r,
+            "the client assertion's typ names another kind of JWT (use JWT or client-authentication+jwt)",
+        );
+    }
+    assert_eq!(count_tokens(&f).await, issued, "nothing issued");
+}
+
 async fn count_tokens(f: &Fixture) -> u64 {
     let q = gatehouse::store::TokenQuery {
         kind: gatehouse::model::TokenKind::Access,

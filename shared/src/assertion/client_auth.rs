@@ -100,6 +100,18 @@ fn verify_for(parsed: &super::Parsed<'_>, client: Option<&Client>) -> Result<(),
     }
 }
 
+/// Whether a client assertion's `typ` may be this: none, `JWT`, or the explicit type
+/// `client-authentication+jwt` (draft-ietf-oauth-rfc7523bis), compared without case and with
+/// or without `application/` (RFC 7515 §4.1.9). Any other names another kind of JWT, such as a
+/// DPoP proof (`dpop+jwt`) or an access token (`at+jwt`) signed with the same key, and is
+/// refused so that one is never taken for the other (RFC 8725 §3.11).
+fn client_assertion_type(typ: Option<&str>) -> bool {
+    let Some(typ) = typ else { return true };
+    let lower = typ.to_ascii_lowercase();
+    let media = lower.strip_prefix("application/").unwrap_or(&lower);
+    media == "jwt" || media == "client-authentication+jwt"
+}
+
 /// Authenticates `client_id` by its client assertion.
 pub async fn authenticate(state: &AppState, client_id: &str, assertion: &ClientAssertion) -> Result<Arc<Client>> {
     let fail = |reason: &'static str, description: String| {
@@ -125,6 +137,9 @@ pub async fn authenticate(state: &AppState, client_id: &str, assertion: &ClientA
     }
     if let Err(r) = verified {
         return Err(fail(r.reason(), GENERIC.into()));
+    }
+    if !client_assertion_type(parsed.header.typ.as_deref()) {
+        return Err(fail(Refusal::Type.reason(), Refusal::Type.describe(WHAT)));
     }
     // RFC 7523 §3 items 1 and 2: both are the client id.
     let me = Some(client.client_id.as_str());

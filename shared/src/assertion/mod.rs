@@ -43,6 +43,8 @@ pub enum Refusal {
     Algorithm,
     /// A `crit` header parameter (RFC 7515 §4.1.11): no extension is understood.
     Critical,
+    /// Client authentication: a `typ` that names another kind of JWT (RFC 8725 §3.11).
+    Type,
     /// JWT bearer grant: `iss` is not one of the client's trusted issuers.
     UnknownIssuer,
     /// JWT bearer grant: the issuer is registered but disabled.
@@ -78,6 +80,7 @@ impl Refusal {
             Self::Malformed => format!("{what} is not a well-formed signed JWT"),
             Self::Algorithm => format!("{what} must be signed with ES256 or RS256"),
             Self::Critical => format!("{what} has critical header parameters that are not supported"),
+            Self::Type => format!("{what}'s typ names another kind of JWT (use JWT or client-authentication+jwt)"),
             Self::UnknownIssuer => format!("{what}'s issuer is not trusted by this client"),
             Self::DisabledIssuer => format!("{what}'s issuer is disabled for this client"),
             Self::UnknownKey => format!("{what}'s kid names no registered key"),
@@ -100,6 +103,7 @@ impl Refusal {
             Self::Malformed => "assertion malformed",
             Self::Algorithm => "assertion algorithm refused",
             Self::Critical => "assertion crit header",
+            Self::Type => "assertion typ refused",
             Self::UnknownIssuer => "assertion issuer unknown",
             Self::DisabledIssuer => "assertion issuer disabled",
             Self::UnknownKey => "assertion kid unknown",
@@ -122,6 +126,8 @@ impl Refusal {
 pub struct Header {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// The media type of the whole JWT (RFC 7515 §4.1.9), as sent.
+    pub typ: Option<String>,
 }
 
 /// The registered claims of an assertion, as sent (not yet checked).
@@ -216,11 +222,12 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Refusal> {
     if header.contains_key("crit") {
         return Err(Refusal::Critical);
     }
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(k)) => Some(k.clone()),
-        Some(_) => return Err(Refusal::Malformed),
+    let optional_string = |name| match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(v)) => Ok(Some(v.clone())),
+        Some(_) => Err(Refusal::Malformed),
     };
+    let (kid, typ) = (optional_string("kid")?, optional_string("typ")?);
     if signature.is_empty() {
         return Err(Refusal::Malformed);
     }
@@ -234,7 +241,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Refusal> {
         iat: time_claim(&claims, "iat")?,
         jti: string_claim(&claims, "jti")?,
     };
-    Ok(Parsed { header: Header { alg, kid }, claims, signing_input, signature })
+    Ok(Parsed { header: Header { alg, kid, typ }, claims, signing_input, signature })
 }
 
 /// The verification key of a registered JWK (`ES256` on P-256 or `RS256`).
@@ -343,7 +350,7 @@ mod tests {
         assert_eq!(parse("a.b.c.d").unwrap_err(), Refusal::Malformed);
         let t = token(serde_json::json!({"alg": "RS256", "kid": "k"}), claims);
         let p = parse(&t).unwrap();
-        assert_eq!(p.header, Header { alg: Algorithm::RS256, kid: Some("k".into()) });
+        assert_eq!(p.header, Header { alg: Algorithm::RS256, kid: Some("k".into()), typ: None });
     }
 
     #[test]
