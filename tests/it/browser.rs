@@ -3,8 +3,8 @@
 //! tiny client over `std::net::TcpStream`. Sign-in page (a wrong password first), consent page,
 //! the redirect with `code`, `state` and `iss` (RFC 9207), the code exchanged with PKCE
 //! (RFC 7636) by a public client, introspection, one refresh; then a second run in the same
-//! browser that skips the consent page. The consent page's screenshot is written to
-//! `target/browser-consent.png`.
+//! browser that skips the consent page; then two tabs signing in at once. The consent page's
+//! screenshot is written to `target/browser-consent.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (installed by `scripts/test.sh`). Without
 //! `/usr/bin/chromedriver` the test skips, unless `GATEHOUSE_TEST_REQUIRE_SERVICES=1`.
@@ -523,7 +523,7 @@ fn assert_page_headers(f: &Fixture) {
     let attrs: Vec<&str> = cookies[0].split(';').map(str::trim).collect();
     let (name, value) = attrs[0].split_once('=').unwrap();
     assert_eq!(name, "gatehouse-authz", "no __Host- prefix without Secure: {}", cookies[0]);
-    assert!(value.len() >= 43, "an opaque id of at least 256 bits: {}", cookies[0]);
+    assert!(value.len() >= 43, "the browser's nonce, at least 256 bits: {}", cookies[0]);
     let has = |a: &str| attrs[1..].iter().any(|x| x.eq_ignore_ascii_case(a));
     assert!(has("HttpOnly") && has("SameSite=Lax") && has("Path=/"), "{}", cookies[0]);
     assert!(!has("Secure"), "no Secure on a loopback http issuer: {}", cookies[0]);
@@ -629,6 +629,32 @@ fn sign_in_consent_pkce_refresh_then_remembered_consent_in_headless_chromium() {
     assert_ne!(code2, code);
     let t3 = f.redeem(&code2, &verifier2);
     assert_eq!(f.introspect(t3["access_token"].as_str().unwrap())["sub"], USERNAME);
+
+    // Run 3, two tabs of the same browser: the second tab's sign-in page does not end the
+    // first's (one cookie per browser), and each tab gets its own code.
+    let first_tab = b.cmd("GET", "/window", None).as_str().unwrap().to_owned();
+    let (verifier3, challenge3) = pkce();
+    let state3 = format!("s3-{}", gatehouse::crypto::random_id());
+    b.goto(&format!("{}{}", f.issuer, f.authorize_path(&state3, &challenge3)));
+    assert_eq!(b.title(), "Sign in");
+    let second_tab = b.cmd("POST", "/window/new", Some(json!({"type": "tab"})))["handle"].as_str().unwrap().to_owned();
+    b.cmd("POST", "/window", Some(json!({ "handle": second_tab })));
+    let (verifier4, challenge4) = pkce();
+    let state4 = format!("s4-{}", gatehouse::crypto::random_id());
+    b.goto(&format!("{}{}", f.issuer, f.authorize_path(&state4, &challenge4)));
+    assert_eq!(b.title(), "Sign in");
+    b.cmd("POST", "/window", Some(json!({ "handle": first_tab })));
+    b.type_into("#username", USERNAME);
+    sign_in(&b, PASSWORD);
+    let code3 = f.code_from(&b.wait_for_url(&f.redirect_uri), &state3);
+    b.cmd("POST", "/window", Some(json!({ "handle": second_tab })));
+    b.type_into("#username", USERNAME);
+    sign_in(&b, PASSWORD);
+    let code4 = f.code_from(&b.wait_for_url(&f.redirect_uri), &state4);
+    for (code, verifier) in [(&code3, &verifier3), (&code4, &verifier4)] {
+        let t = f.redeem(code, verifier);
+        assert_eq!(f.introspect(t["access_token"].as_str().unwrap())["sub"], USERNAME);
+    }
 
     b.quit();
     eprintln!("browser flow passed in {:.1?}; consent screenshot: {}", started.elapsed(), shot.display());
