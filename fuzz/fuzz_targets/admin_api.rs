@@ -1,7 +1,8 @@
 //! The admin API end to end: JSON bodies sent through the token-admin router (as the
 //! token-admin function serves it) to the endpoints that parse one, on an embedded store with a
 //! client, a resource server, a user and a group to change. The first input byte picks the
-//! endpoint, the rest is the body.
+//! endpoint (its low 7 bits) and whether the body's first line is also sent as `If-Match` (its
+//! high bit); the rest is the body.
 //! Invariants: no panic and no stack overflow (deeply nested JSON included); never a 500
 //! (`server_error`: malformed input must be the caller's error); every answer is JSON; bodies
 //! over 16 KiB are 413.
@@ -10,7 +11,7 @@ use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use gatehouse_fuzz::{ADMIN_TOKEN, runtime, state};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
@@ -36,13 +37,25 @@ const ROUTES: [(&str, &str); 14] = [
 ];
 
 async fn call(router: &Router, method: &str, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let req = Request::builder()
+    call_if(router, method, path, None, body).await
+}
+
+async fn call_if(
+    router: &Router,
+    method: &str,
+    path: &str,
+    if_match: Option<HeaderValue>,
+    body: Vec<u8>,
+) -> (StatusCode, Vec<u8>) {
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body))
-        .unwrap();
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(v) = if_match {
+        req = req.header(header::IF_MATCH, v);
+    }
+    let req = req.body(Body::from(body)).unwrap();
     let resp = router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     (status, resp.into_body().collect().await.unwrap().to_bytes().to_vec())
@@ -76,9 +89,12 @@ fn fixture() -> &'static (Router, String) {
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, body)) = data.split_first() else { return };
     let (router, client) = fixture();
-    let (method, path) = ROUTES[usize::from(pick) % ROUTES.len()];
+    let (method, path) = ROUTES[usize::from(pick & 0x7f) % ROUTES.len()];
     let path = path.replace("{client}", client);
-    let (status, out) = runtime().block_on(call(router, method, &path, body.to_vec()));
+    let if_match = (pick & 0x80 != 0)
+        .then(|| body.split(|&b| b == b'\n').next().unwrap_or_default())
+        .and_then(|line| HeaderValue::from_bytes(line).ok());
+    let (status, out) = runtime().block_on(call_if(router, method, &path, if_match, body.to_vec()));
     let text = String::from_utf8_lossy(&out);
     assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{method} {path}: {text}");
     if !out.is_empty() {

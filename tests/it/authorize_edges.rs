@@ -303,7 +303,7 @@ async fn each_tab_of_a_browser_signs_in_and_other_browsers_cannot_post_its_forms
     let other = open(&app, &pkce_query(&c.id, "&scope=read")).await;
     assert_ne!(other.cookie, tab1.cookie);
     let stolen = posted(&tab1.cookie, &other.csrf);
-    let mismatch = "the form's CSRF token does not match";
+    let mismatch = crate::code_flow::ANOTHER_BROWSER;
     assert_error_page(
         &sign_in(&app, &stolen, "mallory", PASSWORD).await,
         StatusCode::BAD_REQUEST,
@@ -343,4 +343,50 @@ async fn a_cookie_that_is_no_nonce_gets_a_new_one() {
         assert_ne!(tab.cookie, cookie, "{forged}");
         assert_eq!(tab.cookie.len(), cookie.len() - forged.len() + 43, "{}", tab.cookie);
     }
+}
+
+/// Two first requests of a browser that had no cookie yet each get a nonce, and the browser
+/// keeps the last: the other tab's sign-in is refused with a message that says so (a limit of
+/// binding requests to the browser), and starting it again works.
+#[tokio::test]
+async fn two_first_tabs_race_and_the_loser_is_told_to_start_again() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let (first, last) = (open(&app, &pkce_query(&c.id, "")).await, open(&app, &pkce_query(&c.id, "")).await);
+    let r = sign_in(&app, &posted(&last.cookie, &first.csrf), "alice", PASSWORD).await;
+    assert_error_page(&r, StatusCode::BAD_REQUEST, "invalid_request", crate::code_flow::ANOTHER_BROWSER);
+    assert_eq!(sign_in(&app, &last, "alice", PASSWORD).await.status, StatusCode::OK, "the last one signs in");
+    let again = open_in_tab(&app, &pkce_query(&c.id, ""), &last.cookie).await;
+    assert_eq!(sign_in(&app, &again, "alice", PASSWORD).await.status, StatusCode::OK);
+}
+
+/// A pending request stored by the previous version (no browser digest) answers no browser:
+/// refused, not consumed. On both stores, as each decodes the record.
+async fn a_request_without_a_browser_digest_answers_no_browser(state: AppState) {
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let s = open(&app, &pkce_query(&c.id, "")).await;
+    let (id, _) = s.csrf.split_once('.').unwrap();
+    let mut legacy = state.store.get_pending(id, T0).await.unwrap().unwrap();
+    legacy.browser_digest = String::new();
+    assert!(state.store.update_pending(&legacy).await.unwrap());
+    assert_eq!(state.store.get_pending(id, T0).await.unwrap().unwrap().browser_digest, "", "stored without one");
+    let r = sign_in(&app, &s, "alice", PASSWORD).await;
+    assert_error_page(&r, StatusCode::BAD_REQUEST, "invalid_request", crate::code_flow::ANOTHER_BROWSER);
+    assert!(state.store.get_pending(id, T0).await.unwrap().is_some(), "not consumed");
+}
+
+#[tokio::test]
+async fn a_request_without_a_browser_digest_answers_no_browser_embedded() {
+    let (state, _dir) = common::embedded_state();
+    a_request_without_a_browser_digest_answers_no_browser(state).await;
+}
+
+#[tokio::test]
+async fn a_request_without_a_browser_digest_answers_no_browser_dynamodb() {
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    a_request_without_a_browser_digest_answers_no_browser(common::state_on(store)).await;
 }

@@ -30,6 +30,8 @@ pub(crate) const INVALID_CREDENTIALS: &str = "The username or password is incorr
 pub(crate) const LOCKED: &str = "Too many failed sign-in attempts. Try again later.";
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
 const EXPIRED: &str = "this sign-in page has expired or was already used; return to the application";
+pub(crate) const ANOTHER_BROWSER: &str =
+    "this sign-in was started in another browser or window; return to the application and start again";
 
 // ---------------------------------------------------------------- shared helpers
 
@@ -765,7 +767,14 @@ async fn csrf_mismatch_missing_cookie_and_expired_pending_show_the_error_page() 
 
     let other = open(&app, &pkce_query(&c.id, "")).await;
     let r = send(&app, browser_post("/authorize/login", Some(&s.cookie), &login(&other.csrf))).await;
+    assert_error_page(&r, StatusCode::BAD_REQUEST, "invalid_request", ANOTHER_BROWSER);
+    let (id, _) = s.csrf.split_once('.').unwrap();
+    let forged = format!("{id}.{}", gatehouse::crypto::random_token());
+    let r = send(&app, browser_post("/authorize/login", Some(&s.cookie), &login(&forged))).await;
     assert_error_page(&r, StatusCode::BAD_REQUEST, "invalid_request", "the form's CSRF token does not match");
+    // A form of the previous version (the token alone) names no request.
+    let r = send(&app, browser_post("/authorize/login", Some(&s.cookie), &login(id))).await;
+    assert_error_page(&r, StatusCode::BAD_REQUEST, "invalid_request", EXPIRED);
 
     let r = send(
         &app,

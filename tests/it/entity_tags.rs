@@ -1,6 +1,6 @@
-//! Versioned admin objects (clients, users, resource servers): `ETag` on `GET` and `PATCH`,
-//! `If-Match` on `PATCH` (RFC 9110 §8.8.3, §13.1.1), and concurrent patches of a resource
-//! server, none lost.
+//! Versioned admin objects (clients, users, resource servers): `ETag` on `GET`, create and
+//! `PATCH`, `If-Match` on `PATCH` (RFC 9110 §8.8.3, §13.1.1) and refused elsewhere, and
+//! concurrent patches of a resource server, none lost.
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -42,8 +42,7 @@ async fn kinds(app: &Router) -> Vec<Kind> {
     let r =
         send(app, admin("POST", "/admin/resource-servers", Some(json!({"identifier": API, "scopes": ["read"]})))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!(r.header("etag"), Some("\"0\""), "a new resource server is version 0");
-    assert!(r.body.get("version").is_none(), "the version is the ETag, not a member: {}", r.text);
+    assert!(r.body.get("version").is_none(), "the version is in the ETag, not a member: {}", r.text);
     vec![
         Kind { path: format!("/admin/clients/{}", c.id), member: "client_name", value: |i| json!(format!("App {i}")) },
         Kind { path: "/admin/users/alice".into(), member: "attributes", value: |i| json!({"n": i}) },
@@ -61,62 +60,177 @@ async fn read(app: &Router, path: &str) -> Resp {
     r
 }
 
-async fn if_match_applies_to_the_version_named(state: AppState) {
+/// A response's entity tag: strong, quoted, 128 bits in base64url.
+fn etag(r: &Resp) -> String {
+    let t = r.header("etag").unwrap_or_else(|| panic!("no ETag: {} {}", r.status, r.text)).to_owned();
+    assert!(t.len() == 24 && t.starts_with('"') && t.ends_with('"'), "{t}");
+    t
+}
+
+async fn if_match_applies_to_the_state_named(state: AppState) {
     let app = common::app(&state);
     for k in kinds(&app).await {
         let p = |i| json!({ k.member: (k.value)(i) });
         let r = read(&app, &k.path).await;
-        assert_eq!(r.header("etag"), Some("\"0\""), "{}", k.path);
+        let t0 = etag(&r);
         assert!(r.body.get("version").is_none(), "{}", r.text);
+        assert_eq!(etag(&read(&app, &k.path).await), t0, "the same state, the same tag");
 
-        // Without If-Match: applies to the current version.
+        // Without If-Match: applies to the current state.
         let r = patch_if(&app, &k.path, &[], p(1)).await;
-        assert_eq!((r.status, r.header("etag")), (StatusCode::OK, Some("\"1\"")), "{}", r.text);
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let t1 = etag(&r);
+        assert_ne!(t1, t0);
         assert_eq!(r.body[k.member], (k.value)(1));
+        assert_eq!(etag(&read(&app, &k.path).await), t1, "GET agrees with the PATCH");
 
-        // A version read before that change: 412, and nothing changes.
-        for stale in [&["\"0\""][..], &["W/\"1\""], &["\"01\""], &["\"x\", \"0\""], &["\"0\"", "\"2\""]] {
+        // A state read before that change: 412, and nothing changes.
+        let weak = format!("W/{t1}");
+        let listed = format!("\"x\", {t0}");
+        for stale in [&[t0.as_str()][..], &[&weak], &[&listed], &[&t0, "\"zz\""], &[""]] {
             let r = patch_if(&app, &k.path, stale, p(2)).await;
             assert_error(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
             assert_eq!(r.header("etag"), None);
             let now = read(&app, &k.path).await;
-            assert_eq!((now.header("etag"), &now.body[k.member]), (Some("\"1\""), &(k.value)(1)), "{stale:?}");
+            assert_eq!((etag(&now), &now.body[k.member]), (t1.clone(), &(k.value)(1)), "{stale:?}");
         }
         // Unreadable preconditions are refused, not ignored.
         for bad in ["1", "\"1", "*, \"1\"", "W/1"] {
             let r = patch_if(&app, &k.path, &[bad], p(2)).await;
             assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
         }
-        assert_eq!(read(&app, &k.path).await.header("etag"), Some("\"1\""));
+        // A patch that changes nothing writes nothing, but its precondition still holds.
+        let r = patch_if(&app, &k.path, &[&t0], p(1)).await;
+        assert_error(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+        if k.member != "attributes" {
+            // (A user's patch always sets `updated_at`: never a no-op.)
+            let r = patch_if(&app, &k.path, &[&t1], p(1)).await;
+            assert_eq!((r.status, etag(&r)), (StatusCode::OK, t1.clone()), "{}", r.text);
+        }
+        let t1 = etag(&read(&app, &k.path).await);
 
-        // The version read (one of a list), then `*`.
-        let r = patch_if(&app, &k.path, &["\"7\", \"1\""], p(3)).await;
-        assert_eq!((r.status, r.header("etag")), (StatusCode::OK, Some("\"2\"")), "{}", r.text);
+        // The state read (one of a list), then `*`.
+        let r = patch_if(&app, &k.path, &[&format!("\"x\", {t1}")], p(3)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let t3 = etag(&r);
         assert_eq!(r.body[k.member], (k.value)(3));
         let r = patch_if(&app, &k.path, &["*"], p(4)).await;
-        assert_eq!((r.status, r.header("etag")), (StatusCode::OK, Some("\"3\"")), "{}", r.text);
-        let now = read(&app, &k.path).await;
-        assert_eq!((now.header("etag"), &now.body[k.member]), (Some("\"3\""), &(k.value)(4)));
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_ne!(etag(&r), t3);
+        assert_eq!(read(&app, &k.path).await.body[k.member], (k.value)(4));
 
         // A missing object is 404 whatever the precondition (RFC 9110 §13.2.1).
         let gone = format!("{}-gone", k.path);
-        assert_error(&patch_if(&app, &gone, &["\"3\""], p(5)).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(&patch_if(&app, &gone, &[&t3], p(5)).await, StatusCode::NOT_FOUND, "not_found");
         assert_error(&patch_if(&app, &gone, &["*"], p(5)).await, StatusCode::NOT_FOUND, "not_found");
+
+        // Concurrent PATCHes naming the same state: exactly one is written.
+        let t = etag(&read(&app, &k.path).await);
+        let tasks: Vec<_> = (10..16)
+            .map(|i| {
+                let (app, path, t, body) = (app.clone(), k.path.clone(), t.clone(), p(i));
+                tokio::spawn(async move { patch_if(&app, &path, &[&t], body).await.status })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        statuses.sort();
+        let mut expected = vec![StatusCode::OK];
+        expected.extend([StatusCode::PRECONDITION_FAILED; 5]);
+        assert_eq!(statuses, expected, "{}", k.path);
     }
     let listed = send(&app, admin("GET", "/admin/resource-servers", None)).await;
     assert!(listed.body["resource_servers"][0].get("version").is_none(), "{}", listed.text);
 }
 
-#[tokio::test]
-async fn if_match_applies_to_the_version_named_embedded() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn if_match_applies_to_the_state_named_embedded() {
     let (state, _dir) = common::embedded_state();
-    if_match_applies_to_the_version_named(state).await;
+    if_match_applies_to_the_state_named(state).await;
 }
 
-#[tokio::test]
-async fn if_match_applies_to_the_version_named_dynamodb() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn if_match_applies_to_the_state_named_dynamodb() {
     let Some((store, _, _)) = common::dynamo().await else { return };
-    if_match_applies_to_the_version_named(common::state_on(store)).await;
+    if_match_applies_to_the_state_named(common::state_on(store)).await;
+}
+
+/// Tags answer every create, and a tag never names an earlier object of the same name: a user
+/// created again (a new password salt), a resource server created again later. A user's tag
+/// covers its groups, which other calls change.
+#[tokio::test]
+async fn tags_of_creates_recreations_and_a_users_groups() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = send(&app, admin("POST", "/admin/clients", Some(json!({"grant_types": ["client_credentials"]})))).await;
+    let id = c.body["client_id"].as_str().unwrap();
+    assert_eq!(etag(&c), etag(&read(&app, &format!("/admin/clients/{id}")).await), "create and GET agree");
+
+    let alice = json!({"username": "alice", "password": "correct horse"});
+    let r = send(&app, admin("POST", "/admin/users", Some(alice.clone()))).await;
+    let old = etag(&r);
+    assert_eq!(old, etag(&read(&app, "/admin/users/alice").await));
+    assert_eq!(send(&app, admin("DELETE", "/admin/users/alice", None)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(send(&app, admin("POST", "/admin/users", Some(alice))).await.status, StatusCode::CREATED);
+    let r = patch_if(&app, "/admin/users/alice", &[&old], json!({"enabled": false})).await;
+    assert_error(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+
+    let rs = json!({"identifier": API, "scopes": ["read"]});
+    let path = format!("/admin/resource-servers/{}", enc(API));
+    let old = etag(&send(&app, admin("POST", "/admin/resource-servers", Some(rs.clone()))).await);
+    assert_eq!(old, etag(&read(&app, &path).await));
+    assert_eq!(send(&app, admin("DELETE", &path, None)).await.status, StatusCode::NO_CONTENT);
+    state.clock.advance(1);
+    assert_eq!(send(&app, admin("POST", "/admin/resource-servers", Some(rs))).await.status, StatusCode::CREATED);
+    let r = patch_if(&app, &path, &[&old], json!({"name": "x"})).await;
+    assert_error(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+
+    // Joining a group changes the user's representation, so its tag.
+    let t = etag(&read(&app, "/admin/users/alice").await);
+    assert_eq!(
+        send(&app, admin("POST", "/admin/groups", Some(json!({"name": "staff"})))).await.status,
+        StatusCode::CREATED
+    );
+    let r = send(&app, admin("PUT", "/admin/groups/staff/members/alice", None)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let now = read(&app, "/admin/users/alice").await;
+    assert_eq!(now.body["groups"], json!(["staff"]));
+    assert_ne!(etag(&now), t);
+    let r = patch_if(&app, "/admin/users/alice", &[&t], json!({"groups": []})).await;
+    assert_error(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    assert_eq!(read(&app, "/admin/users/alice").await.body["groups"], json!(["staff"]), "the membership kept");
+    let r = patch_if(&app, "/admin/users/alice", &[&etag(&now)], json!({"groups": []})).await;
+    assert_eq!((r.status, &r.body["groups"]), (StatusCode::OK, &json!([])), "{}", r.text);
+}
+
+/// Calls that are not conditional refuse `If-Match` instead of acting unconditionally.
+#[tokio::test]
+async fn if_match_elsewhere_is_refused() {
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = register(&app, json!({"grant_types": ["client_credentials"]})).await;
+    let calls = [
+        ("DELETE", format!("/admin/clients/{}", c.id), None),
+        ("POST", format!("/admin/clients/{}/secret", c.id), None),
+        ("GET", format!("/admin/clients/{}", c.id), None),
+        ("PATCH", "/admin/settings".to_owned(), Some(json!({"consent_enabled": false}))),
+        ("POST", "/admin/groups".to_owned(), Some(json!({"name": "g"}))),
+    ];
+    for (method, path, body) in calls {
+        let mut req = admin(method, &path, body);
+        req.headers_mut().insert(header::IF_MATCH, "*".parse().unwrap());
+        let r = send(&app, req).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(
+            r.body["error_description"],
+            "If-Match: only a PATCH of a client, a user or a resource server is conditional",
+            "{method} {path}"
+        );
+    }
+    assert!(state.store.get_client(&c.id).await.unwrap().is_some(), "nothing done");
+    assert_eq!(state.store.get_group("g").await.unwrap(), None);
 }
 
 /// 12 concurrent PATCHes of a resource server, four each of `name`, `scopes` and
@@ -152,7 +266,6 @@ async fn concurrent_resource_server_patches_all_land(state: AppState) {
     let stored = state.store.get_resource_server(API).await.unwrap().unwrap();
     assert_eq!(stored.version, 12, "12 conditional writes, none lost: {stored:?}");
     let now = read(&app, &path).await;
-    assert_eq!(now.header("etag"), Some("\"12\""));
     for member in ["name", "scopes", "custom_claims"] {
         let sent: Vec<Value> = (0..12).map(patch_of).filter(|(m, _)| *m == member).map(|(_, v)| v).collect();
         assert!(sent.contains(&now.body[member]), "{member}: {} is not one of {sent:?}", now.body[member]);

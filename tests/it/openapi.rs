@@ -503,7 +503,7 @@ async fn real_responses_match_the_documented_schemas() {
     let patch = json!({"name": null, "scopes": ["read", "write", {"name": "admin"}]});
     let r = c.admin("PATCH", "/admin/resource-servers/{identifier}", rs_path, Some(patch)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.header("etag"), Some("\"1\""));
+    assert!(r.header("etag").is_some_and(|t| t.len() == 24), "{:?}", r.headers);
     let mut stale = common::admin("PATCH", rs_path, Some(json!({"name": "x"})));
     stale.headers_mut().insert(header::IF_MATCH, axum::http::HeaderValue::from_static("\"0\""));
     let r = send(&c.app, stale).await;

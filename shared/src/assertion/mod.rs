@@ -348,9 +348,16 @@ mod tests {
         assert_eq!(parse(&token(crit, claims.clone())).unwrap_err(), Refusal::Critical);
         assert_eq!(parse("a.b").unwrap_err(), Refusal::Malformed);
         assert_eq!(parse("a.b.c.d").unwrap_err(), Refusal::Malformed);
-        let t = token(serde_json::json!({"alg": "RS256", "kid": "k"}), claims);
+        let t = token(serde_json::json!({"alg": "RS256", "kid": "k"}), claims.clone());
         let p = parse(&t).unwrap();
         assert_eq!(p.header, Header { alg: Algorithm::RS256, kid: Some("k".into()), typ: None });
+        let t = token(serde_json::json!({"alg": "ES256", "typ": "dpop+jwt"}), claims.clone());
+        assert_eq!(parse(&t).unwrap().header.typ.as_deref(), Some("dpop+jwt"), "read as sent; judged by the caller");
+        // RFC 7515 §4.1.4, §4.1.9: `kid` and `typ` are strings (for both kinds of assertion).
+        for header in [serde_json::json!({"alg": "ES256", "typ": 1}), serde_json::json!({"alg": "ES256", "kid": ["k"]})]
+        {
+            assert_eq!(parse(&token(header, claims.clone())).unwrap_err(), Refusal::Malformed);
+        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The authorization-code flow's server-side state (RFC 6749 §4.1): the pending request the
-//! browser refers to by an opaque id, and issued authorization codes.
+//! sign-in pages refer to by an opaque id, and issued authorization codes.
 use serde::{Deserialize, Serialize};
 
 use super::Scope;
 
 /// An authorization request between `GET /authorize` and the code: kept server-side with a
-/// short TTL; the browser carries only its id (cookie) and the CSRF token (form field).
+/// short TTL; the pages' forms carry only its id and CSRF secret, and it answers only the
+/// browser whose nonce (cookie) opened it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingAuthorization {
     /// Random, 256 bits; named by the pages' forms with the CSRF secret (`Debug` shows it
@@ -15,7 +16,8 @@ pub struct PendingAuthorization {
     pub csrf_digest: String,
     /// SHA-256 digest of the nonce of the browser that opened the request (its cookie). Records
     /// written before it existed have none and match no browser: those sign-ins start again.
-    #[serde(default)]
+    /// (Empty is stored as absent, so that tests of an empty one cover those records.)
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub browser_digest: String,
     pub client_id: String,
     /// The redirect URI the code will be sent to (validated).

@@ -163,10 +163,15 @@ pub struct ResourceServer {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom_claims: Vec<crate::claims::ClaimRule>,
     /// Optimistic concurrency: 0 at creation, +1 per update
-    /// ([`crate::store::ResourceServerStore::update_resource_server`]); records written before
-    /// versions existed are version 0.
-    #[serde(default)]
+    /// ([`crate::store::ResourceServerStore::update_resource_server`]). Version 0 is stored as no
+    /// version, as records written before versions existed are, so that the stores' tests of a
+    /// first update cover those records too.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub version: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl ResourceServer {

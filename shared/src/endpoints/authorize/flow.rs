@@ -103,13 +103,18 @@ fn expired() -> OAuthError {
 async fn load(state: &AppState, parts: &Parts, form: &Params) -> Result<PendingAuthorization> {
     let nonce = browser_nonce(state, parts).ok_or_else(expired)?;
     let csrf = form.get("csrf").ok_or_else(|| OAuthError::invalid_request("the form is missing its CSRF token"))?;
-    let mismatch = || OAuthError::invalid_request("the form's CSRF token does not match");
-    let (id, secret) = csrf.split_once('.').ok_or_else(mismatch)?;
+    // A form of the previous version (its token alone, no id) names no request any more.
+    let (id, secret) = csrf.split_once('.').ok_or_else(expired)?;
     let pending = state.store.get_pending(id, state.clock.now()).await?.ok_or_else(expired)?;
-    let secret_ok = crate::crypto::ct_eq(&crate::crypto::digest(secret), &pending.csrf_digest);
-    let browser_ok = crate::crypto::ct_eq(&crate::crypto::digest(nonce), &pending.browser_digest);
-    if !(secret_ok && browser_ok) {
-        return Err(mismatch());
+    if !crate::crypto::ct_eq(&crate::crypto::digest(secret), &pending.csrf_digest) {
+        return Err(OAuthError::invalid_request("the form's CSRF token does not match"));
+    }
+    // Another browser's request (login CSRF), or one whose nonce was replaced: two first
+    // requests of a browser that had no cookie yet race, and the last `Set-Cookie` wins.
+    if !crate::crypto::ct_eq(&crate::crypto::digest(nonce), &pending.browser_digest) {
+        return Err(OAuthError::invalid_request(
+            "this sign-in was started in another browser or window; return to the application and start again",
+        ));
     }
     Ok(pending)
 }

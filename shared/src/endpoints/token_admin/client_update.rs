@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::clients::{ClientMetadata, client_json};
-use super::versioned::{self, IfMatch, tagged};
+use super::versioned::{self, IfMatch, Versioned, tagged};
 use super::{authorize, changed, json_body, ok};
 use crate::model::{AuthMethod, Client, ClientSecret};
 use crate::{AppState, OAuthError, Result};
@@ -113,7 +113,7 @@ pub(super) async fn patch(
     if written {
         changed(&actor, "client_updated", &id);
     }
-    Ok(tagged(ok(client_json(&client)), client.version))
+    Ok(tagged(ok(client_json(&client)), &client.tag()))
 }
 
 /// `{"overlap_seconds": n}`: how long the previous secret stays valid (0, the default: not at all).

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::versioned::{Versioned, tagged};
 use super::{authorize, changed, json_body, ok};
 use crate::endpoints::json_no_store;
 use crate::model::{AuthMethod, Client, ClientSecret, GrantType, JwkSet, Scope, TrustedIssuer};
@@ -311,7 +312,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
         body["client_secret"] = json!(s.expose());
         body["client_secret_expires_at"] = json!(0);
     }
-    Ok(json_no_store(StatusCode::CREATED, body))
+    Ok(tagged(json_no_store(StatusCode::CREATED, body), &client.tag()))
 }
 
 /// `GET /admin/clients?limit=&cursor=`: clients by id, a page at a time; `next` is the cursor
@@ -329,7 +330,7 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<
 pub(super) async fn read(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {
     authorize(&state, &parts).await?;
     let client = state.store.get_client(&id).await?.ok_or_else(|| OAuthError::NotFound("no such client".into()))?;
-    Ok(super::versioned::tagged(ok(client_json(&client)), client.version))
+    Ok(tagged(ok(client_json(&client)), &client.tag()))
 }
 
 pub(super) async fn delete(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {

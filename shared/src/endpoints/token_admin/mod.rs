@@ -130,6 +130,13 @@ pub async fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
     if parts.uri.path().split('/').any(|segment| percent_encoding::percent_decode_str(segment).count() > MAX_SEGMENT) {
         return Err(OAuthError::NotFound("no such object".into()));
     }
+    // RFC 9110 §13.1.1: a server that receives `If-Match` evaluates it; a call that cannot be
+    // made conditional refuses it rather than acting unconditionally.
+    if parts.headers.contains_key(axum::http::header::IF_MATCH) && !versioned::conditional(parts) {
+        return Err(OAuthError::invalid_request(
+            "If-Match: only a PATCH of a client, a user or a resource server is conditional",
+        ));
+    }
     Ok(actor)
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use super::paging::{next_cursor, page_query};
-use super::versioned::{self, IfMatch, tagged};
+use super::versioned::{self, IfMatch, Versioned, tagged};
 use super::{authorize, changed, json_body, ok};
 use crate::claims::ClaimRule;
 use crate::endpoints::json_no_store;
@@ -165,7 +165,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
     }
     state.invalidate_resource_server(&rs.identifier);
     changed(&actor, "resource_server_created", &rs.identifier);
-    Ok(tagged(json_no_store(StatusCode::CREATED, rs_json(&rs)), rs.version))
+    Ok(tagged(json_no_store(StatusCode::CREATED, rs_json(&rs)), &rs.tag()))
 }
 
 /// `GET /admin/resource-servers?limit=&cursor=`: by identifier, a page at a time.
@@ -184,7 +184,7 @@ pub(super) async fn read(
 ) -> Result<Response> {
     authorize(&state, &parts).await?;
     let rs = state.store.get_resource_server(&identifier).await?.ok_or_else(no_such_resource_server)?;
-    Ok(tagged(ok(rs_json(&rs)), rs.version))
+    Ok(tagged(ok(rs_json(&rs)), &rs.tag()))
 }
 
 pub(super) async fn update(
@@ -223,7 +223,7 @@ pub(super) async fn update(
         state.invalidate_resource_server(&identifier);
         changed(&actor, "resource_server_updated", &identifier);
     }
-    Ok(tagged(ok(rs_json(&rs)), rs.version))
+    Ok(tagged(ok(rs_json(&rs)), &rs.tag()))
 }
 
 pub(super) async fn delete(

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::versioned::{self, IfMatch, tagged};
+use super::versioned::{self, IfMatch, Versioned, tagged};
 use super::{authorize, changed, json_body, ok};
 use crate::audit::{self, AuditEvent};
 use crate::endpoints::json_no_store;
@@ -159,6 +159,11 @@ pub fn user_json(u: &User, groups: &[String]) -> Value {
     })
 }
 
+/// A user's entity tag: its record and its groups, both in its representation.
+fn user_tag(u: &User, groups: &[String]) -> String {
+    versioned::tag_of(&(u, groups))
+}
+
 pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) -> Result<Response> {
     let (parts, body) = req.into_parts();
     let actor = authorize(&state, &parts).await?;
@@ -204,7 +209,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
         }
         return Err(e);
     }
-    Ok(json_no_store(StatusCode::CREATED, user_json(&user, &groups)))
+    Ok(tagged(json_no_store(StatusCode::CREATED, user_json(&user, &groups)), &user_tag(&user, &groups)))
 }
 
 /// `GET /admin/users?limit=&cursor=`: users by username, a page at a time.
@@ -233,7 +238,8 @@ pub(super) async fn read(
 ) -> Result<Response> {
     authorize(&state, &parts).await?;
     let user = existing(&state, &username).await?;
-    Ok(tagged(ok(user_json(&user, &state.store.groups_of(&username).await?)), user.version))
+    let groups = state.store.groups_of(&username).await?;
+    Ok(tagged(ok(user_json(&user, &groups)), &user_tag(&user, &groups)))
 }
 
 pub(super) async fn update(
@@ -245,8 +251,11 @@ pub(super) async fn update(
     let actor = authorize(&state, &parts).await?;
     let precondition = IfMatch::of(&parts)?;
     let p: UserPatch = json_body(body, invalid).await?;
-    // Checked again when written; here so that a stale patch costs no password hashing.
-    precondition.check(existing(&state, &username).await?.version)?;
+    // A user's tag covers its groups too: checked here, then the write is conditional on the
+    // record it was checked with. Here also so that a stale patch costs no password hashing.
+    let read = existing(&state, &username).await?;
+    precondition.check(&user_tag(&read, &state.store.groups_of(&username).await?))?;
+    let precondition = precondition.pinned(read.tag());
     // Everything is checked before anything is written.
     if let Some(pw) = &p.password {
         validate_password(pw)?;
@@ -289,7 +298,7 @@ pub(super) async fn update(
         }
         None => state.store.groups_of(&username).await?,
     };
-    Ok(tagged(ok(user_json(&user, &groups)), user.version))
+    Ok(tagged(ok(user_json(&user, &groups)), &user_tag(&user, &groups)))
 }
 
 pub(super) async fn delete(

@@ -7,15 +7,17 @@
 //! different members never overwrite each other.
 //!
 //! Two admins editing the *same* member need more: the second must learn that the object changed
-//! since they read it. So `GET` and `PATCH` answer the version as a strong entity tag (`ETag:
-//! "3"`, RFC 9110 §8.8.3), and a `PATCH` with `If-Match` (RFC 9110 §13.1.1) is written only if
-//! the object is still at a version it names; otherwise 412 `precondition_failed`, and nothing
-//! changes.
+//! since they read it. So `GET`, `POST` (create) and `PATCH` answer a strong entity tag of the
+//! object (`ETag`, RFC 9110 §8.8.3): a digest of its stored record, which carries its version, its
+//! creation time and, for users and clients, a random salt or id, so a tag never names another
+//! state or an earlier object of the same name. A `PATCH` with `If-Match` (RFC 9110 §13.1.1) is
+//! written only if the object is still in a state it names; otherwise 412 `precondition_failed`,
+//! and nothing changes. Other admin calls refuse `If-Match` (400) rather than ignore it.
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
 
 use crate::model::{Client, ResourceServer, User};
@@ -28,13 +30,23 @@ pub(super) const UPDATE_ATTEMPTS: u32 = 50;
 
 /// An object the store updates on condition of its version.
 #[async_trait]
-pub(super) trait Versioned: Clone + PartialEq + Send + Sync + Sized {
+pub(super) trait Versioned: Clone + PartialEq + Send + Sync + Sized + serde::Serialize {
     fn version(&self) -> u64;
     fn set_version(&mut self, v: u64);
     /// Reads the object named `key`.
     async fn read(store: &dyn Store, key: &str) -> StoreResult<Option<Self>>;
     /// Replaces it if it is still at `read_version` (the store's conditional update).
     async fn write(&self, store: &dyn Store, read_version: u64) -> StoreResult<bool>;
+    /// Its entity tag (the opaque part): [`tag_of`] its stored record.
+    fn tag(&self) -> String {
+        tag_of(self)
+    }
+}
+
+/// The opaque part of the entity tag of `state`: 128 bits of the SHA-256 of its JSON, base64url.
+pub(super) fn tag_of(state: &impl serde::Serialize) -> String {
+    let json = serde_json::to_string(state).expect("a stored record serialises");
+    crate::crypto::digest(&json)[..22].to_owned()
 }
 
 macro_rules! versioned {
@@ -75,66 +87,97 @@ pub(super) enum IfMatch {
 }
 
 impl IfMatch {
-    /// Reads every `If-Match` field line. A value that is not `*` or a list of entity tags is
-    /// 400 `invalid_request`: a precondition that cannot be read must not be ignored.
+    /// Reads every `If-Match` field line: `*`, or a comma-separated list of entity tags
+    /// (RFC 9110 §8.8.3, §5.6.1; empty elements are allowed). A field that is present but lists
+    /// nothing matches nothing. A value of any other form is 400 `invalid_request`: a
+    /// precondition that cannot be read must not be ignored.
     pub(super) fn of(parts: &Parts) -> Result<Self> {
         let bad = || OAuthError::invalid_request("If-Match: `*` or a list of entity tags such as \"3\"");
-        let mut seen = false;
-        let mut tags = Vec::new();
-        let mut any = false;
+        let mut present = false;
+        let (mut any, mut tags, mut items) = (false, Vec::new(), 0);
         for value in parts.headers.get_all(header::IF_MATCH) {
-            let value = value.to_str().map_err(|_| bad())?;
-            for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                seen = true;
-                if item == "*" {
-                    any = true;
-                    continue;
+            present = true;
+            let mut rest = value.to_str().map_err(|_| bad())?;
+            loop {
+                rest = rest.trim_start_matches([' ', '\t', ',']);
+                if rest.is_empty() {
+                    break;
                 }
-                let (weak, tag) = match item.strip_prefix("W/") {
-                    Some(rest) => (true, rest),
-                    None => (false, item),
-                };
-                let opaque = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).ok_or_else(bad)?;
-                // etagc = %x21 / %x23-7E / obs-text (RFC 9110 §8.8.3); `to_str` already kept
-                // the value visible ASCII.
-                if opaque.contains('"') || opaque.contains(' ') {
+                items += 1;
+                if let Some(r) = rest.strip_prefix('*') {
+                    any = true;
+                    rest = r;
+                } else {
+                    let (weak, r) = match rest.strip_prefix("W/") {
+                        Some(r) => (true, r),
+                        None => (false, rest),
+                    };
+                    let r = r.strip_prefix('"').ok_or_else(bad)?;
+                    let close = r.find('"').ok_or_else(bad)?;
+                    // etagc = %x21 / %x23-7E / obs-text; `to_str` kept the value visible ASCII
+                    // and spaces.
+                    let opaque = &r[..close];
+                    if opaque.contains([' ', '\t']) {
+                        return Err(bad());
+                    }
+                    if !weak {
+                        tags.push(opaque.to_owned());
+                    }
+                    rest = &r[close + 1..];
+                }
+                // Each element ends at a comma or the end of the line.
+                let after = rest.trim_start_matches([' ', '\t']);
+                if !(after.is_empty() || after.starts_with(',')) {
                     return Err(bad());
                 }
-                if !weak {
-                    tags.push(opaque.to_owned());
-                }
+                rest = after;
             }
         }
-        match (seen, any) {
+        match (present, any) {
             (false, _) => Ok(Self::Absent),
-            (true, true) if tags.is_empty() => Ok(Self::Any),
-            // `*` in a list is no field value RFC 9110 allows.
+            // `*` with anything else is no field value RFC 9110 allows.
+            (true, true) if items == 1 => Ok(Self::Any),
             (true, true) => Err(bad()),
             (true, false) => Ok(Self::Tags(tags)),
         }
     }
 
-    /// `Ok` if an object at `version` meets the precondition, else 412 `precondition_failed`.
-    pub(super) fn check(&self, version: u64) -> Result<()> {
+    /// `Ok` if an object whose tag is `tag` meets the precondition, else 412
+    /// `precondition_failed`.
+    pub(super) fn check(&self, tag: &str) -> Result<()> {
         match self {
             Self::Absent | Self::Any => Ok(()),
             // Strong comparison: the opaque tags are equal character by character.
-            Self::Tags(tags) if tags.iter().any(|t| *t == version.to_string()) => Ok(()),
+            Self::Tags(tags) if tags.iter().any(|t| t == tag) => Ok(()),
             Self::Tags(_) => Err(OAuthError::PreconditionFailed(
-                "the object changed since that version was read (If-Match); read it again".into(),
+                "the object changed since it was read (If-Match); read it again".into(),
             )),
+        }
+    }
+
+    /// This precondition, once met by a state whose own tag is `tag`, as a precondition on that
+    /// state alone: for an object whose entity tag covers more than its record (a user's groups).
+    pub(super) fn pinned(&self, tag: String) -> Self {
+        match self {
+            Self::Tags(_) => Self::Tags(vec![tag]),
+            other => other.clone(),
         }
     }
 }
 
-/// The entity tag of an object at `version`.
-pub(super) fn etag(version: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits and quotes")
+/// Whether the call `parts` routes to honours `If-Match`: a `PATCH` of a client, user or
+/// resource server.
+pub(super) fn conditional(parts: &Parts) -> bool {
+    let segments: Vec<&str> = parts.uri.path().split('/').collect();
+    parts.method == Method::PATCH
+        && matches!(segments.as_slice(), ["", "admin", "clients" | "users" | "resource-servers", _])
 }
 
-/// `r` with the `ETag` of an object at `version`.
-pub(super) fn tagged(mut r: Response, version: u64) -> Response {
-    r.headers_mut().insert(header::ETAG, etag(version));
+/// `r` with the entity tag whose opaque part is `tag` (base64url: a valid header value).
+pub(super) fn tagged(mut r: Response, tag: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{tag}\"")) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
     r
 }
 
@@ -151,7 +194,7 @@ pub(super) async fn modify<T: Versioned, X>(
 ) -> Result<(T, X, bool)> {
     for attempt in 0..UPDATE_ATTEMPTS {
         let current = T::read(store, key).await?.ok_or_else(&gone)?;
-        precondition.check(current.version())?;
+        precondition.check(&current.tag())?;
         let (mut next, extra) = change(&current)?;
         if next == current {
             return Ok((next, extra, false));
@@ -186,31 +229,48 @@ mod tests {
         IfMatch::of(&req.body(()).unwrap().into_parts().0)
     }
 
+    fn tags(t: &[&str]) -> IfMatch {
+        IfMatch::Tags(t.iter().map(|s| s.to_string()).collect())
+    }
+
     #[test]
     fn if_match_values() {
         assert_eq!(parse(&[]).unwrap(), IfMatch::Absent);
         assert_eq!(parse(&["*"]).unwrap(), IfMatch::Any);
-        assert_eq!(parse(&["\"3\""]).unwrap(), IfMatch::Tags(vec!["3".into()]));
-        assert_eq!(parse(&["\"3\", W/\"4\"", "\"x\""]).unwrap(), IfMatch::Tags(vec!["3".into(), "x".into()]));
-        assert_eq!(parse(&["W/\"4\""]).unwrap(), IfMatch::Tags(vec![]), "a weak tag never matches");
-        for bad in ["3", "\"3", "*, \"3\"", "\"a\"b\"", "W/3", "\"a b\""] {
-            assert!(matches!(parse(&[bad]), Err(OAuthError::InvalidRequest(_))), "{bad}");
+        assert_eq!(parse(&[" * "]).unwrap(), IfMatch::Any);
+        assert_eq!(parse(&["\"3\""]).unwrap(), tags(&["3"]));
+        assert_eq!(parse(&["\"3\", W/\"4\"", "\"x\""]).unwrap(), tags(&["3", "x"]));
+        assert_eq!(parse(&["\"a,b\" ,, \"\""]).unwrap(), tags(&["a,b", ""]), "a comma inside a tag; empty elements");
+        assert_eq!(parse(&["W/\"4\""]).unwrap(), tags(&[]), "a weak tag never matches");
+        assert_eq!(parse(&[""]).unwrap(), tags(&[]), "present, listing nothing: matches nothing");
+        assert_eq!(parse(&[" , "]).unwrap(), tags(&[]));
+        for bad in ["3", "\"3", "*, \"3\"", "\"3\", *", "* *", "\"a\"b\"", "W/3", "\"a b\"", "\"a\tb\"", "\"3\" \"4\""]
+        {
+            assert!(matches!(parse(&[bad]), Err(OAuthError::InvalidRequest(_))), "{bad:?}");
         }
+        assert!(matches!(parse(&["*", "\"3\""]), Err(OAuthError::InvalidRequest(_))), "over two lines too");
     }
 
     #[test]
-    fn strong_comparison_of_versions() {
-        assert!(IfMatch::Absent.check(7).is_ok());
-        assert!(IfMatch::Any.check(0).is_ok());
-        let tags = IfMatch::Tags(vec!["x".into(), "7".into()]);
-        assert!(tags.check(7).is_ok());
-        for v in [0, 6, 70] {
-            assert!(matches!(tags.check(v), Err(OAuthError::PreconditionFailed(_))), "{v}");
+    fn strong_comparison_of_tags() {
+        assert!(IfMatch::Absent.check("t").is_ok());
+        assert!(IfMatch::Any.check("t").is_ok());
+        let list = tags(&["x", "t"]);
+        assert!(list.check("t").is_ok());
+        for other in ["", "T", "t ", "tt"] {
+            assert!(matches!(list.check(other), Err(OAuthError::PreconditionFailed(_))), "{other:?}");
         }
-        assert!(matches!(IfMatch::Tags(vec![]).check(0), Err(OAuthError::PreconditionFailed(_))));
-        assert!(
-            matches!(IfMatch::Tags(vec!["07".into()]).check(7), Err(OAuthError::PreconditionFailed(_))),
-            "by characters"
-        );
+        assert!(matches!(tags(&[]).check("t"), Err(OAuthError::PreconditionFailed(_))));
+        assert_eq!(list.pinned("r".into()), tags(&["r"]));
+        assert_eq!(IfMatch::Any.pinned("r".into()), IfMatch::Any);
+        assert_eq!(IfMatch::Absent.pinned("r".into()), IfMatch::Absent);
+    }
+
+    #[test]
+    fn tags_are_digests_of_the_record() {
+        let a = tag_of(&serde_json::json!({"version": 1}));
+        assert_eq!(a.len(), 22);
+        assert_ne!(a, tag_of(&serde_json::json!({"version": 2})));
+        assert_eq!(a, tag_of(&serde_json::json!({"version": 1})));
     }
 }
