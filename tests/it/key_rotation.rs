@@ -382,3 +382,118 @@ async fn verify_only_ring_starts_empty_and_reloads_rate_limited() {
     assert!(keys::verify_access_token(&verifier, &token, ISSUER, T0 + 11 + keys::RELOAD_INTERVAL).await.is_some());
     assert_eq!(counting.1.load(Ordering::SeqCst), 4);
 }
+
+/// A key store whose listing, while `corrupt` is set, shows every key after the first with a
+/// sealed private key KMS cannot unseal: an instance whose reload cannot load the new signing key.
+struct Unsealable(Arc<dyn Store>, std::sync::atomic::AtomicBool);
+
+#[async_trait]
+impl KeyStore for Unsealable {
+    async fn put_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
+        self.0.put_signing_key(k).await
+    }
+    async fn replace_signing_key(&self, k: &StoredSigningKey) -> StoreResult<bool> {
+        self.0.replace_signing_key(k).await
+    }
+    async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        let mut keys = self.0.list_signing_keys().await?;
+        if self.1.load(Ordering::SeqCst) {
+            for k in keys.iter_mut().filter(|k| k.generation > 1) {
+                k.sealed_private_key = URL_SAFE_NO_PAD.encode(b"not a KMS ciphertext");
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// A warm signing instance whose reload cannot load the ring's new signing key still installs
+/// the ring's public keys: it goes on signing with its key while the ring publishes it, stops
+/// (503) once that key is retired (a compromise), and loads the new key when it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_cannot_load_the_signing_key_still_drops_a_retired_key() {
+    let Some(kms) = common::kms().await else { return };
+    let (store, _dir) = common::embedded();
+    let seal = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let make =
+        async |u: KeyUse| KeyRing::sealed(kms.clone(), seal.clone(), "test", store.clone(), u, T0).await.unwrap();
+    let mut s = stack(store.clone(), make).await;
+    let client = cc_client(&s.router).await;
+    let k1 = s.state.signer.kid();
+    let flaky_store = Arc::new(Unsealable(store.clone(), std::sync::atomic::AtomicBool::new(true)));
+    let flaky =
+        KeyRing::sealed(kms.clone(), seal.clone(), "test", flaky_store.clone(), KeyUse::Sign, T0).await.unwrap();
+    assert_eq!(flaky.kid(), k1);
+
+    let r = send(&s.router, admin("POST", "/admin/keys/rotate", Some(json!({"activate_after": 600})))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let k2 = r.body["kid"].as_str().unwrap().to_owned();
+    s.state.clock.advance(600);
+    assert_eq!(s.issue(&client, 1).await, vec![k2.clone()], "the healthy instance switched");
+
+    // The new key cannot be unsealed here: the old one, still published, goes on signing.
+    flaky.refresh(s.now(), None).await;
+    assert_eq!(flaky.kid(), k1);
+    assert!(flaky.keys().contains(&k2), "the ring's public keys are installed");
+    // Retried after FORCED_RELOAD_INTERVAL, not RELOAD_INTERVAL.
+    flaky_store.1.store(false, Ordering::SeqCst);
+    flaky.refresh(s.now() + keys::FORCED_RELOAD_INTERVAL - 1, None).await;
+    assert_eq!(flaky.kid(), k1, "not yet due");
+    flaky_store.1.store(true, Ordering::SeqCst);
+
+    // k1 is compromised: retired by force. The instance drops it at its next reload and signs
+    // nothing until it can load k2: 503, not tokens nobody accepts.
+    let r = send(&s.router, admin("POST", &format!("/admin/keys/{k1}/retire"), Some(json!({"force": true})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    s.state.clock.advance(keys::FORCED_RELOAD_INTERVAL);
+    flaky.refresh(s.now(), None).await;
+    assert!(!flaky.keys().contains(&k1), "a retired key no longer verifies here");
+    assert!(matches!(flaky.current(), Err(keys::KeyError::Unavailable(_))), "{:?}", flaky.current().err());
+    let e: gatehouse::OAuthError = flaky.current().err().unwrap().into();
+    assert_eq!((e.status(), e.code()), (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
+    assert!(matches!(flaky.sign("at+jwt", &json!({})).await, Err(keys::KeyError::Unavailable(_))));
+
+    // KMS answers again: the next reload loads k2.
+    flaky_store.1.store(false, Ordering::SeqCst);
+    s.state.clock.advance(keys::FORCED_RELOAD_INTERVAL);
+    flaky.refresh(s.now(), None).await;
+    assert_eq!(flaky.kid(), k2);
+}
+
+/// KMS mode, a compromise: the operator moves the alias to a new key, and the instances join
+/// it pending (600 s) before the operator's rotation arrives. The rotation brings that pending
+/// key's activation forward (`activate_after` 0: it signs at once) instead of being refused;
+/// a later activation than the pending one changes nothing; a key that signs is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_rotation_brings_a_joined_pending_key_forward() {
+    let Some(kms) = common::kms().await else { return };
+    let (store, _dir) = common::embedded();
+    let k1_id = common::kms_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    let alias = format!("alias/gatehouse-test-{}", gatehouse::crypto::random_id().replace(['-', '_'], "x"));
+    kms.create_alias().alias_name(&alias).target_key_id(&k1_id).send().await.unwrap();
+    let make = async |u: KeyUse| KeyRing::kms(kms.clone(), alias.clone(), store.clone(), u, T0).await.unwrap();
+    let mut s = stack(store.clone(), make).await;
+    let client = cc_client(&s.router).await;
+    let k1 = s.state.signer.kid();
+    let k2_id = common::kms_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    kms.update_alias().alias_name(&alias).target_key_id(&k2_id).send().await.unwrap();
+    s.state.clock.advance(keys::RELOAD_INTERVAL);
+    let joined_at = s.now();
+    assert_eq!(s.issue(&client, 1).await, vec![k1.clone()], "joined pending; k1 still signs");
+    let k2 = s.ring().await["keys"][1]["kid"].as_str().unwrap().to_owned();
+
+    s.state.clock.advance(5);
+    let r = send(&s.router, admin("POST", "/admin/keys/rotate", Some(json!({"activate_after": 900})))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!((r.body["kid"].as_str(), r.body["status"].as_str()), (Some(k2.as_str()), Some("pending")));
+    assert_eq!(r.body["active_from"], joined_at + keys::DEFAULT_ACTIVATION_DELAY, "not postponed");
+    let r = send(&s.router, admin("POST", "/admin/keys/rotate", Some(json!({"activate_after": 0})))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!((r.body["kid"].as_str(), r.body["status"].as_str()), (Some(k2.as_str()), Some("signing")));
+    assert_eq!(r.body["active_from"], s.now());
+    assert_eq!(s.issue(&client, 2).await, [k2.clone(), k2.clone()], "the new key signs at once");
+    s.all_valid(&client).await;
+    let r = send(&s.router, admin("POST", "/admin/keys/rotate", Some(json!({"activate_after": 0})))).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    assert!(r.text.contains("move the alias"), "{}", r.text);
+    assert_eq!(store.list_signing_keys().await.unwrap().len(), 2, "no key added");
+}

@@ -215,20 +215,42 @@ impl KeyRing {
                 .map_err(|e| KeyError::Invalid(format!("stored JWK {}: {e}", k.kid)))
         });
         let keys = Arc::new(KeySet::new(jwks.collect::<Result<Vec<_>, _>>()?)?);
+        let mut next_reload = now.saturating_add(RELOAD_INTERVAL);
         let current = match self.key_use {
             KeyUse::Verify => None,
             KeyUse::Sign => {
-                let record = signing_record(&ring, now)
-                    .ok_or_else(|| KeyError::Invalid("no signing key: every key of the ring is retired".into()))?;
-                let kept = previous.and_then(|p| p.current.clone()).filter(|c| c.kid() == record.kid);
-                Some(match kept {
-                    Some(k) => k,
-                    None => self.signing_key(record).await?,
-                })
+                let signing = match signing_record(&ring, now) {
+                    None => Err(KeyError::Invalid("no signing key: every key of the ring is retired".into())),
+                    Some(record) => match previous.and_then(|p| p.current.clone()).filter(|c| c.kid() == record.kid) {
+                        Some(kept) => Ok(kept),
+                        None => self.signing_key(record).await,
+                    },
+                };
+                match (signing, previous) {
+                    (Ok(k), _) => Some(k),
+                    // A cold start without a signing key fails (the function's init is retried).
+                    (Err(e), None) => return Err(e),
+                    // A reload whose signing key cannot be loaded (KMS refusing to unseal it, say)
+                    // still installs the ring's public keys, so that a key retired after a
+                    // compromise stops verifying here at once. The key that signed so far goes
+                    // on only while the ring still publishes it (its tokens verify everywhere);
+                    // a retired one signs nothing more: token requests are 503 until a reload,
+                    // tried again soon, loads the ring's signing key.
+                    (Err(e), Some(p)) => {
+                        let kept = p.current.clone().filter(|c| keys.contains(c.kid()));
+                        tracing::warn!(
+                            error = %e,
+                            signing = kept.as_ref().map(|k| k.kid().to_owned()),
+                            "the key ring's signing key could not be loaded; retrying"
+                        );
+                        next_reload = now.saturating_add(FORCED_RELOAD_INTERVAL);
+                        kept
+                    }
+                }
             }
         };
         let last_forced = previous.map_or(i64::MIN, |p| p.last_forced);
-        Ok(Loaded { keys, current, next_reload: now.saturating_add(RELOAD_INTERVAL), last_forced })
+        Ok(Loaded { keys, current, next_reload, last_forced })
     }
 
     /// The signing half of a ring key: its KMS key, or the unsealed private key.
@@ -272,15 +294,27 @@ impl KeyRing {
     ) -> Result<Option<StoredSigningKey>, KeyError> {
         let (arn, alg, jwk) = describe(kms, alias).await?;
         if let Some(k) = ring.iter().find(|k| k.kid == jwk.kid) {
-            return if explicit {
-                Err(KeyError::Conflict(format!(
-                    "{alias} names key {} (generation {}), which the ring holds already: create a new KMS key and \
-                     move the alias to it first",
-                    k.kid, k.generation
-                )))
-            } else {
-                Ok(None)
-            };
+            if !explicit {
+                return Ok(None);
+            }
+            // Instances join the alias's new key at their next reload, pending for the default
+            // delay: an operator's rotation to that key (a compromise: `activate_after` 0) brings
+            // its activation forward instead of being refused.
+            if k.is_published(now) && k.active_from() > now {
+                let asked = now.saturating_add(delay.max(0));
+                let mut sooner = k.clone();
+                sooner.active_from = Some(asked.min(k.active_from()));
+                if sooner.active_from != k.active_from && !self.store.replace_signing_key(&sooner).await? {
+                    return Err(KeyError::Conflict("the key ring changed meanwhile; retry".into()));
+                }
+                tracing::info!(kid = %k.kid, active_from = sooner.active_from(), "pending KMS key's activation set");
+                return Ok(Some(sooner));
+            }
+            return Err(KeyError::Conflict(format!(
+                "{alias} names key {} (generation {}), which the ring holds already: create a new KMS key and \
+                 move the alias to it first",
+                k.kid, k.generation
+            )));
         }
         let record = StoredSigningKey {
             kid: jwk.kid.clone(),
@@ -329,7 +363,8 @@ impl KeyRing {
     }
 
     /// Starts a rotation: a new key joins the ring, pending for `activate_after` seconds (sealed:
-    /// a generated key; kms: the key the alias names now, which must be new to the ring).
+    /// a generated key; kms: the key the alias names now, which must be new to the ring or still
+    /// pending in it: then its activation is brought forward to `activate_after`, if sooner).
     pub async fn rotate(&self, now: i64, activate_after: i64) -> Result<StoredSigningKey, KeyError> {
         let ring = self.store.list_signing_keys().await?;
         let record = match &self.source {
@@ -373,12 +408,10 @@ fn pending_from(ring: &[StoredSigningKey], now: i64, delay: i64) -> Option<i64> 
 #[async_trait::async_trait]
 impl Signer for KeyRing {
     fn current(&self) -> Result<Arc<dyn SigningKey>, KeyError> {
-        self.loaded
-            .read()
-            .expect("not poisoned")
-            .current
-            .clone()
-            .ok_or_else(|| KeyError::Invalid("this function only verifies tokens; it has no signing key".into()))
+        self.loaded.read().expect("not poisoned").current.clone().ok_or_else(|| match self.key_use {
+            KeyUse::Sign => KeyError::Unavailable("the key ring's signing key could not be loaded; retrying".into()),
+            KeyUse::Verify => KeyError::Invalid("this function only verifies tokens; it has no signing key".into()),
+        })
     }
 
     fn keys(&self) -> Arc<KeySet> {
