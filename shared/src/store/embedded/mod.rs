@@ -389,6 +389,28 @@ impl EmbeddedStore {
         crate::store::create_private_dir(dir).map_err(|e| StoreError::Backend(format!("data dir: {e}")))?;
         let mut conn = Connection::open(dir.join("gatehouse.db")).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        // Processes (or stores) opening one database together contend for its locks, and SQLite
+        // answers some of those contentions busy without waiting (the switch to WAL, a read lock
+        // that would have to become a write lock): every step below is idempotent, so a busy
+        // answer starts them again, for up to 10 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Self::prepare(&mut conn, dir) {
+                Err(StoreError::Unavailable(e)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "database busy while opening; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r?,
+            }
+        }
+        let path = dir.join("gatehouse.db");
+        let conn = Arc::new(Mutex::new(conn));
+        let tokens = TokenWriter::start(conn.clone())?;
+        Ok(Self { conn, path: Arc::new(path), tokens, last_purge: Arc::new(Default::default()) })
+    }
+
+    /// Brings the database's settings and schema up to date (idempotent).
+    fn prepare(conn: &mut Connection, dir: &Path) -> StoreResult<()> {
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             // A filesystem without shared memory (some network mounts): still correct, but
@@ -402,15 +424,11 @@ impl EmbeddedStore {
         // most `TOKEN_BATCH` writes, so they stay small.
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        add_token_columns(&mut conn)?;
+        add_token_columns(conn)?;
         conn.execute_batch(INDEXES).map_err(err)?;
         conn.execute_batch(groups::SCHEMA).map_err(err)?;
         conn.execute_batch(settings::SCHEMA).map_err(err)?;
-        conn.execute_batch(replay::SCHEMA).map_err(err)?;
-        let path = dir.join("gatehouse.db");
-        let conn = Arc::new(Mutex::new(conn));
-        let tokens = TokenWriter::start(conn.clone())?;
-        Ok(Self { conn, path: Arc::new(path), tokens, last_purge: Arc::new(Default::default()) })
+        conn.execute_batch(replay::SCHEMA).map_err(err)
     }
 
     /// Runs the read-only `f` inline, on this thread's own read connection to the database.
