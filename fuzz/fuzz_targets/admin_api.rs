@@ -1,8 +1,8 @@
 //! The admin API end to end: JSON bodies sent through the token-admin router (as the
 //! token-admin function serves it) to the endpoints that parse one, on an embedded store with a
 //! client, a resource server, a user and a group to change. The first input byte picks the
-//! endpoint (its low 7 bits) and whether the body's first line is also sent as `If-Match` (its
-//! high bit); the rest is the body.
+//! endpoint (its low 7 bits) and whether the input's first line is sent as `If-Match` (its high
+//! bit; the body is then what follows that line); the rest is the body.
 //! Invariants: no panic and no stack overflow (deeply nested JSON included); never a 500
 //! (`server_error`: malformed input must be the caller's error); every answer is JSON; bodies
 //! over 16 KiB are 413.
@@ -91,9 +91,10 @@ fuzz_target!(|data: &[u8]| {
     let (router, client) = fixture();
     let (method, path) = ROUTES[usize::from(pick & 0x7f) % ROUTES.len()];
     let path = path.replace("{client}", client);
-    let if_match = (pick & 0x80 != 0)
-        .then(|| body.split(|&b| b == b'\n').next().unwrap_or_default())
-        .and_then(|line| HeaderValue::from_bytes(line).ok());
+    let (if_match, body) = match body.iter().position(|&b| b == b'\n') {
+        Some(end) if pick & 0x80 != 0 => (HeaderValue::from_bytes(&body[..end]).ok(), &body[end + 1..]),
+        _ => (None, body),
+    };
     let (status, out) = runtime().block_on(call_if(router, method, &path, if_match, body.to_vec()));
     let text = String::from_utf8_lossy(&out);
     assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{method} {path}: {text}");

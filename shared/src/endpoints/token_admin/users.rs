@@ -251,11 +251,15 @@ pub(super) async fn update(
     let actor = authorize(&state, &parts).await?;
     let precondition = IfMatch::of(&parts)?;
     let p: UserPatch = json_body(body, invalid).await?;
-    // A user's tag covers its groups too: checked here, then the write is conditional on the
-    // record it was checked with. Here also so that a stale patch costs no password hashing.
-    let read = existing(&state, &username).await?;
-    precondition.check(&user_tag(&read, &state.store.groups_of(&username).await?))?;
-    let precondition = precondition.pinned(read.tag());
+    // A user's tag covers its groups too, which live apart from its record: checked here (so a
+    // stale patch costs no password hashing) and again just before the write, which is
+    // conditional on the record checked then. A membership change through the group calls in
+    // the moment between that check and the new memberships is not detected.
+    let current_tag = async || -> Result<(String, String)> {
+        let read = existing(&state, &username).await?;
+        Ok((user_tag(&read, &state.store.groups_of(&username).await?), read.tag()))
+    };
+    precondition.check(&current_tag().await?.0)?;
     // Everything is checked before anything is written.
     if let Some(pw) = &p.password {
         validate_password(pw)?;
@@ -270,6 +274,14 @@ pub(super) async fn update(
     let password_hash = match p.password {
         Some(pw) => Some(crate::users::HashingSlot::take().await?.run(move || hash_password(&pw)).await??),
         None => None,
+    };
+    let precondition = match precondition {
+        IfMatch::Tags(_) => {
+            let (tag, record_tag) = current_tag().await?;
+            precondition.check(&tag)?;
+            precondition.pinned(record_tag)
+        }
+        other => other,
     };
     // The patch applies to the user as it is when written (optimistic concurrency): a change
     // made meanwhile (say, a disable while this password was hashing) is kept, never undone by

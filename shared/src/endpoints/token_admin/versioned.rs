@@ -9,8 +9,9 @@
 //! Two admins editing the *same* member need more: the second must learn that the object changed
 //! since they read it. So `GET`, `POST` (create) and `PATCH` answer a strong entity tag of the
 //! object (`ETag`, RFC 9110 §8.8.3): a digest of its stored record, which carries its version, its
-//! creation time and, for users and clients, a random salt or id, so a tag never names another
-//! state or an earlier object of the same name. A `PATCH` with `If-Match` (RFC 9110 §13.1.1) is
+//! creation time and, for users and clients, a random salt or id, so a tag names one state of one
+//! object (a resource server created again with the same content in the same second has the same
+//! representation, and the same tag). A `PATCH` with `If-Match` (RFC 9110 §13.1.1) is
 //! written only if the object is still in a state it names; otherwise 412 `precondition_failed`,
 //! and nothing changes. Other admin calls refuse `If-Match` (400) rather than ignore it.
 use std::time::Duration;
@@ -43,10 +44,33 @@ pub(super) trait Versioned: Clone + PartialEq + Send + Sync + Sized + serde::Ser
     }
 }
 
-/// The opaque part of the entity tag of `state`: 128 bits of the SHA-256 of its JSON, base64url.
+/// The opaque part of the entity tag of `state`: the first 22 base64url characters (132 bits)
+/// of the SHA-256 of its canonical JSON.
+///
+/// Canonical, because a record read back from DynamoDB is not always the one written: a
+/// number is stored as its decimal text and read back as an integer when it is one, so a
+/// `1.0` (or `-0.0`) in a user's attributes or a claim value returns as `1` (or `0`). Whole
+/// floats are hashed as those integers, so create, `PATCH` and a later `GET` agree.
 pub(super) fn tag_of(state: &impl serde::Serialize) -> String {
-    let json = serde_json::to_string(state).expect("a stored record serialises");
-    crate::crypto::digest(&json)[..22].to_owned()
+    fn canonical(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Number(n) => {
+                if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                    && f.fract() == 0.0
+                    && f >= i64::MIN as f64
+                    && f < i64::MAX as f64
+                {
+                    *n = serde_json::Number::from(f as i64);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(canonical),
+            serde_json::Value::Object(members) => members.values_mut().for_each(canonical),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(state).expect("a stored record serialises");
+    canonical(&mut value);
+    crate::crypto::digest(&value.to_string())[..22].to_owned()
 }
 
 macro_rules! versioned {
@@ -272,5 +296,10 @@ mod tests {
         assert_eq!(a.len(), 22);
         assert_ne!(a, tag_of(&serde_json::json!({"version": 2})));
         assert_eq!(a, tag_of(&serde_json::json!({"version": 1})));
+        // A whole float is its integer (as DynamoDB gives it back), at any depth; others stay.
+        let floats = serde_json::json!({"a": [1.0, -0.0, {"b": 3e3}], "c": 1.5, "d": 1e300});
+        let read_back = serde_json::json!({"a": [1, 0, {"b": 3000}], "c": 1.5, "d": 1e300});
+        assert_eq!(tag_of(&floats), tag_of(&read_back));
+        assert_ne!(tag_of(&serde_json::json!({"c": 1.5})), tag_of(&serde_json::json!({"c": 2})));
     }
 }
