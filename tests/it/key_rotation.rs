@@ -497,3 +497,18 @@ async fn kms_rotation_brings_a_joined_pending_key_forward() {
     assert!(r.text.contains("move the alias"), "{}", r.text);
     assert_eq!(store.list_signing_keys().await.unwrap().len(), 2, "no key added");
 }
+
+/// Decrypt names the seal key: a ring sealed by one KMS key is not unsealed through a stack
+/// configured with another, even where the caller may use both.
+#[tokio::test]
+async fn a_key_sealed_by_another_seal_key_is_not_unsealed() {
+    let Some(kms) = common::kms().await else { return };
+    let (store, _dir) = common::embedded();
+    let sealed_by = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let other = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let first = KeyRing::sealed(kms.clone(), sealed_by.clone(), "test", store.clone(), KeyUse::Sign, T0).await.unwrap();
+    let wrong = KeyRing::sealed(kms.clone(), other, "test", store.clone(), KeyUse::Sign, T0).await;
+    assert!(wrong.is_err(), "unsealed through another seal key");
+    let again = KeyRing::sealed(kms, sealed_by, "test", store, KeyUse::Sign, T0).await.unwrap();
+    assert_eq!(again.kid(), first.kid());
+}

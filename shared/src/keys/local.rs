@@ -32,7 +32,8 @@ impl LocalSigner {
             let _ = std::fs::hard_link(&tmp, &path);
             let _ = std::fs::remove_file(&tmp);
         }
-        let pem = std::fs::read_to_string(&path).map_err(io)?;
+        // Wiped when dropped, as `SecretDocument` and the signing key are.
+        let pem = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(io)?);
         let (_, doc) = p256::pkcs8::SecretDocument::from_pem(&pem)
             .map_err(|e| KeyError::Invalid(format!("{}: {e}", path.display())))?;
         Self::from_key(EcKey::from_pkcs8_der(doc.as_bytes())?)

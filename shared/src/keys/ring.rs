@@ -267,14 +267,14 @@ impl KeyRing {
                 };
                 Ok(Arc::new(KmsKey { kms: kms.clone(), key_id, alg, kid: record.kid.clone() }))
             }
-            Source::Sealed { kms, tenant, .. } => {
+            Source::Sealed { kms, seal_key_id, tenant } => {
                 if record.sealed_private_key.is_empty() {
                     return Err(KeyError::Invalid(format!(
                         "key {} of the ring is not a sealed key (signer mode changed?)",
                         record.kid
                     )));
                 }
-                Ok(Arc::new(unseal(kms, tenant, record).await?))
+                Ok(Arc::new(unseal(kms, seal_key_id, tenant, record).await?))
             }
         }
     }

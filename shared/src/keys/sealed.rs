@@ -47,18 +47,28 @@ pub(crate) async fn seal(
     })
 }
 
-pub(crate) async fn unseal(kms: &Kms, tenant: &str, k: &StoredSigningKey) -> Result<EcKey, KeyError> {
+/// Unseals `k` with the seal key `seal_key_id` (named in the call, so that KMS refuses a
+/// ciphertext sealed by any other key) and the encryption context `{tenant, kid}`. The
+/// plaintext's buffer is wiped once the key is parsed.
+pub(crate) async fn unseal(
+    kms: &Kms,
+    seal_key_id: &str,
+    tenant: &str,
+    k: &StoredSigningKey,
+) -> Result<EcKey, KeyError> {
     let blob = crate::crypto::b64url_decode(&k.sealed_private_key)
         .ok_or_else(|| KeyError::Invalid(format!("sealed key {} is corrupt", k.kid)))?;
     let out = kms
         .decrypt()
+        .key_id(seal_key_id)
         .ciphertext_blob(Blob::new(blob))
         .set_encryption_context(Some(context(tenant, &k.kid)))
         .send()
         .await
         .map_err(classify)?;
     let der = out.plaintext.ok_or_else(|| KeyError::Invalid("KMS Decrypt returned no plaintext".into()))?;
-    let key = EcKey::from_pkcs8_der(der.as_ref())?;
+    let der = zeroize::Zeroizing::new(der.into_inner());
+    let key = EcKey::from_pkcs8_der(&der)?;
     if key.jwk.kid != k.kid {
         return Err(KeyError::Invalid(format!("sealed key {} does not match its public key", k.kid)));
     }
