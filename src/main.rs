@@ -125,6 +125,9 @@ fn load_or_create_admin_token(dir: &Path) -> std::io::Result<String> {
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_owned();
         if t.len() >= 32 {
+            // Kept, and made private if it was not (a file put there by hand).
+            #[cfg(unix)]
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
             return Ok(t);
         }
     }

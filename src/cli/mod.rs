@@ -148,7 +148,7 @@ impl Cli {
         let cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         if matches!(cli.command, None | Some(Command::Serve | Command::CreateTable | Command::UpgradeTable)) {
             let on_line = |m: &clap::ArgMatches| {
-                ["url", "token", "sigv4", "region", "json", "timeout"]
+                ["url", "token", "token_file", "sigv4", "region", "json", "timeout"]
                     .into_iter()
                     .find(|id| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
             };
@@ -157,7 +157,10 @@ impl Cli {
                 command
                     .error(
                         clap::error::ErrorKind::ArgumentConflict,
-                        format!("--{id} is an option of the admin commands (clients, users, ...), not of the server, create-table or upgrade-table"),
+                        format!(
+                            "--{} is an option of the admin commands (clients, users, ...), not of the server, create-table or upgrade-table",
+                            id.replace('_', "-")
+                        ),
                     )
                     .exit();
             }

@@ -60,7 +60,10 @@ impl Drop for Server {
 }
 
 fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    start_server_in(tempfile::tempdir().unwrap())
+}
+
+fn start_server_in(dir: tempfile::TempDir) -> Server {
     let (child, addr) = common::spawn_local_server(|addr| {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
@@ -492,7 +495,8 @@ fn usage_errors_exit_2() {
     assert_eq!(out.code, 2, "{out:?}");
 
     // Admin options are not the server's (a bad store makes a server that did start fail fast).
-    for args in [&["--json"][..], &["serve", "--url", "http://127.0.0.1:1"]] {
+    for args in [&["--json"][..], &["serve", "--url", "http://127.0.0.1:1"], &["serve", "--token-file", "/nonexistent"]]
+    {
         let out = gh(&[("GATEHOUSE_STORE", "redis")], args, None);
         assert_eq!((out.code, out.stdout.as_str()), (2, ""), "{args:?}: {out:?}");
         let option = args.iter().find(|a| a.starts_with("--")).unwrap();
@@ -969,4 +973,22 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
         "{}",
         out.stderr
     );
+}
+
+/// An admin token file put in the data directory by hand, readable by others, is kept and made
+/// private (0600) when the server starts.
+#[cfg(unix)]
+#[test]
+fn a_loose_admin_token_file_is_kept_and_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "hand-made-admin-token-0123456789abcdefghijkl";
+    std::fs::write(dir.path().join("admin-token"), format!("{token}\n")).unwrap();
+    std::fs::set_permissions(dir.path().join("admin-token"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = start_server_in(dir);
+    assert_eq!(server.admin_token().trim(), token, "kept");
+    let mode = std::fs::metadata(server.dir.path().join("admin-token")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let db = std::fs::metadata(server.dir.path().join("gatehouse.db")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(db, 0o600, "{db:o}");
 }

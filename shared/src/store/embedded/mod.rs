@@ -320,6 +320,38 @@ fn rolled_back(e: &StoreError) -> StoreError {
     }
 }
 
+/// The database (password hashes, the DPoP nonce key, pending sign-ins) readable by its owner
+/// only: its files are made 0600 whatever mode they were created with (a data directory made
+/// beforehand, by a service manager or a container volume, keeps its own mode, which a warning
+/// names when others may enter it).
+fn make_private(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for name in ["gatehouse.db", "gatehouse.db-wal", "gatehouse.db-shm"] {
+            let path = dir.join(name);
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "could not make the database file private")
+                }
+            }
+        }
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the data directory is open to other users; its files are private, but consider chmod 700"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
 /// Runs a sweep [`EmbeddedStore::purge_due`] returned.
 fn purge(c: &Connection, due: Option<(&'static str, i64)>) -> StoreResult<()> {
     if let Some((sql, before)) = due {
@@ -388,6 +420,8 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> StoreResult<Self> {
         crate::store::create_private_dir(dir).map_err(|e| StoreError::Backend(format!("data dir: {e}")))?;
         let mut conn = Connection::open(dir.join("gatehouse.db")).map_err(err)?;
+        // SQLite creates the `-wal` and `-shm` files with the database file's mode.
+        make_private(dir);
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         // Processes (or stores) opening one database together contend for its locks, and SQLite
         // answers some of those contentions busy without waiting (the switch to WAL, a read lock
@@ -635,6 +669,27 @@ mod tests {
             s.get_token("kept", conformance::NOW).await.unwrap().unwrap().successor_response.as_deref(),
             Some("r")
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The database's files are private even in a data directory made beforehand with a
+    /// looser mode (and in one whose files were made so by an earlier version).
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_files_are_private_in_an_open_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("gatehouse-open-dir-{}", crate::crypto::random_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("gatehouse.db-wal"), b"").unwrap();
+        std::fs::set_permissions(dir.join("gatehouse.db-wal"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = EmbeddedStore::open(&dir).unwrap();
+        s.put_token(&conformance::token("t", TokenKind::Access, "c1", None, conformance::NOW)).await.unwrap();
+        for name in ["gatehouse.db", "gatehouse.db-wal", "gatehouse.db-shm"] {
+            let mode = std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}: {mode:o}");
+        }
+        drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
