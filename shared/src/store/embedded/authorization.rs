@@ -21,14 +21,13 @@ impl AuthorizationStore for EmbeddedStore {
 
     async fn get_pending(&self, id: &str, now: i64) -> StoreResult<Option<PendingAuthorization>> {
         let id = id.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             let body: Option<String> = c
                 .query_row("SELECT body FROM pending WHERE id = ?1 AND expires_at > ?2", params![id, now], |r| r.get(0))
                 .optional()
                 .map_err(err)?;
             body.map(|b| from_json(&b)).transpose()
         })
-        .await
     }
 
     async fn update_pending(&self, p: &PendingAuthorization) -> StoreResult<bool> {

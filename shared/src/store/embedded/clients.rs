@@ -38,7 +38,7 @@ impl ClientStore for EmbeddedStore {
 
     async fn list_clients(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<Client>, Option<String>)> {
         let after = after.map(str::to_owned);
-        self.with(move |c| {
+        self.read_off(move |c| {
             // One more than the page, to know whether more follow.
             let mut st = c
                 .prepare("SELECT body FROM clients WHERE ?1 IS NULL OR client_id > ?1 ORDER BY client_id LIMIT ?2")

@@ -58,14 +58,13 @@ impl GroupStore for EmbeddedStore {
 
     async fn get_group(&self, name: &str) -> StoreResult<Option<Group>> {
         let name = name.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             let body: Option<String> = c
                 .query_row("SELECT body FROM named_groups WHERE name = ?1", [name], |r| r.get(0))
                 .optional()
                 .map_err(err)?;
             body.map(|b| from_json(&b)).transpose()
         })
-        .await
     }
 
     async fn list_groups(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<Group>, Option<String>)> {
@@ -73,7 +72,7 @@ impl GroupStore for EmbeddedStore {
             return Ok((Vec::new(), None));
         }
         let after = after.map(str::to_owned);
-        self.with(move |c| {
+        self.read_off(move |c| {
             let rows = keyset_rows(
                 c,
                 "SELECT name, body FROM named_groups WHERE name > ?1 ORDER BY name LIMIT ?2",
@@ -145,7 +144,7 @@ impl GroupStore for EmbeddedStore {
 
     async fn is_member(&self, group: &str, username: &str) -> StoreResult<bool> {
         let (group, user) = (group.to_owned(), username.to_owned());
-        self.with(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT 1 FROM group_members WHERE group_name = ?1 AND username = ?2",
                 params![group, user],
@@ -155,7 +154,6 @@ impl GroupStore for EmbeddedStore {
             .map(|r| r.is_some())
             .map_err(err)
         })
-        .await
     }
 
     async fn list_members(
@@ -168,7 +166,7 @@ impl GroupStore for EmbeddedStore {
             return Ok((Vec::new(), None));
         }
         let (group, after) = (group.to_owned(), after.map(str::to_owned));
-        self.with(move |c| {
+        self.read_off(move |c| {
             let rows = keyset_rows(
                 c,
                 "SELECT username, username FROM group_members
@@ -184,14 +182,13 @@ impl GroupStore for EmbeddedStore {
 
     async fn groups_of(&self, username: &str) -> StoreResult<Vec<String>> {
         let user = username.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             let mut st = c
                 .prepare("SELECT group_name FROM group_members WHERE username = ?1 ORDER BY group_name")
                 .map_err(err)?;
             let rows = st.query_map([user], |r| r.get::<_, String>(0)).map_err(err)?;
             rows.map(|r| r.map_err(err)).collect()
         })
-        .await
     }
 
     async fn remove_user_from_groups(&self, username: &str) -> StoreResult<u64> {

@@ -510,6 +510,19 @@ impl EmbeddedStore {
         Some((sql, now - PURGE_AFTER_SECS))
     }
 
+    /// Runs the read-only `f` on the blocking pool, on that thread's read connection: reads that
+    /// may take long (listings, counts) neither hold up the async runtime nor wait for, or hold
+    /// up, the write connection the token writer commits on.
+    async fn read_off<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read(f))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     async fn with<T: Send + 'static>(
         &self,
@@ -539,18 +552,17 @@ impl ResourceServerStore for EmbeddedStore {
 
     async fn get_resource_server(&self, identifier: &str) -> StoreResult<Option<ResourceServer>> {
         let id = identifier.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             let body: Option<String> = c
                 .query_row("SELECT body FROM resource_servers WHERE identifier = ?1", [id], |r| r.get(0))
                 .optional()
                 .map_err(err)?;
             body.map(|b| from_json(&b)).transpose()
         })
-        .await
     }
 
     async fn list_resource_servers(&self) -> StoreResult<Vec<ResourceServer>> {
-        self.with(|c| {
+        self.read_off(|c| {
             let mut st = c.prepare("SELECT body FROM resource_servers ORDER BY identifier").map_err(err)?;
             let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
             rows.map(|r| from_json(&r.map_err(err)?)).collect()
@@ -567,7 +579,7 @@ impl ResourceServerStore for EmbeddedStore {
             return Ok((Vec::new(), None));
         }
         let after = after.map(str::to_owned);
-        self.with(move |c| {
+        self.read_off(move |c| {
             let sql =
                 "SELECT identifier, body FROM resource_servers WHERE identifier > ?1 ORDER BY identifier LIMIT ?2";
             let rows = groups::keyset_rows(c, sql, None, after.as_deref(), limit)?;
@@ -619,7 +631,7 @@ impl KeyStore for EmbeddedStore {
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
-        self.with(|c| {
+        self.read_off(|c| {
             let mut st = c.prepare("SELECT body FROM signing_keys ORDER BY generation").map_err(err)?;
             let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
             rows.map(|r| from_json(&r.map_err(err)?)).collect()
@@ -689,6 +701,44 @@ mod tests {
             let mode = std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{name}: {mode:o}");
         }
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Reads never wait for the write connection, which the token writer holds for a batch's
+    /// statements and fsync: the point reads of sign-in and token use, and listings and counts
+    /// however long they take.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_do_not_wait_for_the_write_connection() {
+        let (dir, s) = temp_store();
+        let t = conformance::token("t", TokenKind::Access, "c1", None, conformance::NOW);
+        s.put_token(&t).await.unwrap();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let conn = s.conn.clone();
+        let holder = std::thread::spawn(move || {
+            let _held = conn.lock().unwrap();
+            locked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let q = TokenQuery { kind: TokenKind::Access, client_id: Some("c1".into()), end_user: None };
+        let reads = async {
+            assert_eq!(s.get_token("t", conformance::NOW).await.unwrap(), Some(t.clone()));
+            assert_eq!(s.get_counter("k", conformance::NOW).await.unwrap(), None);
+            assert_eq!(s.get_pending("p", conformance::NOW).await.unwrap(), None);
+            assert_eq!(s.get_consent("u", "c1").await.unwrap(), None);
+            assert!(!s.is_member("g", "u").await.unwrap());
+            assert_eq!(s.get_settings().await.unwrap(), None);
+            assert_eq!(s.get_resource_server("urn:x").await.unwrap(), None);
+            assert_eq!(s.list_tokens(&q, conformance::NOW, 0, 10).await.unwrap(), vec![t.clone()]);
+            assert_eq!(s.count_tokens(&q, conformance::NOW).await.unwrap(), 1);
+            assert_eq!(s.list_users(None, 10).await.unwrap(), (vec![], None));
+        };
+        let done = tokio::time::timeout(std::time::Duration::from_secs(10), reads).await;
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        done.expect("a read waited for the write connection");
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -13,12 +13,11 @@ CREATE TABLE IF NOT EXISTS settings (id INTEGER PRIMARY KEY CHECK (id = 1), vers
 #[async_trait]
 impl SettingsStore for EmbeddedStore {
     async fn get_settings(&self) -> StoreResult<Option<StoredSettings>> {
-        self.with(|c| {
+        self.read(|c| {
             let body: Option<String> =
                 c.query_row("SELECT body FROM settings WHERE id = 1", [], |r| r.get(0)).optional().map_err(err)?;
             body.map(|b| from_json(&b)).transpose()
         })
-        .await
     }
 
     async fn put_settings(&self, s: &StoredSettings) -> StoreResult<bool> {

@@ -132,7 +132,7 @@ impl TokenStore for EmbeddedStore {
 
     async fn list_family(&self, family: &str, now: i64) -> StoreResult<Vec<TokenRecord>> {
         let p = vec![Value::Text(family.to_owned()), Value::Integer(now)];
-        self.with(move |c| select(c, &format!("family = ? AND {ACTIVE} ORDER BY issued_at, id"), p)).await
+        self.read_off(move |c| select(c, &format!("family = ? AND {ACTIVE} ORDER BY issued_at, id"), p)).await
     }
 
     async fn list_tokens(
@@ -145,7 +145,7 @@ impl TokenStore for EmbeddedStore {
         let (filter, mut p) = token_filter(q, now);
         p.push(Value::Integer(limit as i64));
         p.push(Value::Integer(offset as i64));
-        self.with(move |c| select(c, &format!("{filter} ORDER BY issued_at, id LIMIT ? OFFSET ?"), p)).await
+        self.read_off(move |c| select(c, &format!("{filter} ORDER BY issued_at, id LIMIT ? OFFSET ?"), p)).await
     }
 
     async fn list_tokens_after(
@@ -164,7 +164,8 @@ impl TokenStore for EmbeddedStore {
         }
         // One more than the page, to know whether more follow.
         p.push(Value::Integer(limit as i64 + 1));
-        let mut page = self.with(move |c| select(c, &format!("{filter} ORDER BY issued_at, id LIMIT ?"), p)).await?;
+        let mut page =
+            self.read_off(move |c| select(c, &format!("{filter} ORDER BY issued_at, id LIMIT ?"), p)).await?;
         let more = page.len() > limit;
         page.truncate(limit);
         let next = if more { page.last().map(|t| token_sort_key(t.issued_at, &t.id)) } else { None };
@@ -173,7 +174,7 @@ impl TokenStore for EmbeddedStore {
 
     async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {
         let (filter, p) = token_filter(q, now);
-        self.with(move |c| {
+        self.read_off(move |c| {
             let n: i64 = c
                 .query_row(&format!("SELECT COUNT(*) FROM tokens WHERE {filter}"), rusqlite::params_from_iter(p), |r| {
                     r.get(0)

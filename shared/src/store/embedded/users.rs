@@ -40,7 +40,7 @@ impl UserStore for EmbeddedStore {
             return Ok((Vec::new(), None));
         }
         let after = after.map(str::to_owned);
-        self.with(move |c| {
+        self.read_off(move |c| {
             let sql = "SELECT username, body FROM users WHERE username > ?1 ORDER BY username LIMIT ?2";
             let rows = super::groups::keyset_rows(c, sql, None, after.as_deref(), limit)?;
             let rows = rows.into_iter().map(|(k, b)| Ok((k, from_json(&b)?))).collect::<StoreResult<Vec<_>>>()?;
@@ -68,7 +68,7 @@ impl ConsentStore for EmbeddedStore {
 
     async fn get_consent(&self, username: &str, client_id: &str) -> StoreResult<Option<Consent>> {
         let (user, client) = (username.to_owned(), client_id.to_owned());
-        self.with(move |c| {
+        self.read(move |c| {
             let body: Option<String> = c
                 .query_row(
                     "SELECT body FROM consents WHERE username = ?1 AND client_id = ?2",
@@ -79,12 +79,11 @@ impl ConsentStore for EmbeddedStore {
                 .map_err(err)?;
             body.map(|b| from_json(&b)).transpose()
         })
-        .await
     }
 
     async fn list_consents(&self, username: &str) -> StoreResult<Vec<Consent>> {
         let user = username.to_owned();
-        self.with(move |c| {
+        self.read_off(move |c| {
             let mut st = c.prepare("SELECT body FROM consents WHERE username = ?1 ORDER BY client_id").map_err(err)?;
             let rows = st.query_map([user], |r| r.get::<_, String>(0)).map_err(err)?;
             rows.map(|r| from_json(&r.map_err(err)?)).collect()
@@ -112,7 +111,7 @@ fn counter(r: &rusqlite::Row<'_>) -> rusqlite::Result<FailureCounter> {
 impl CounterStore for EmbeddedStore {
     async fn get_counter(&self, key: &str, now: i64) -> StoreResult<Option<FailureCounter>> {
         let key = key.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT count, expires_at, locked_until FROM counters WHERE counter_key = ?1 AND expires_at > ?2",
                 params![key, now],
@@ -121,7 +120,6 @@ impl CounterStore for EmbeddedStore {
             .optional()
             .map_err(err)
         })
-        .await
     }
 
     async fn increment_counter(&self, key: &str, now: i64, window: i64) -> StoreResult<FailureCounter> {
