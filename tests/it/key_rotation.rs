@@ -324,20 +324,38 @@ async fn kms_rotation_drill_dynamodb() {
     kms_drill(store).await;
 }
 
-/// Counts the ring reads a verifier makes.
-struct Counting(Arc<dyn Store>, AtomicUsize);
+/// A key store over the test's store that counts the ring reads an instance makes and, while
+/// `corrupt` is set, shows every key after the first with a sealed private key KMS cannot
+/// unseal (an instance whose reload cannot load the new signing key).
+struct Observed {
+    inner: Arc<dyn Store>,
+    reads: AtomicUsize,
+    corrupt: std::sync::atomic::AtomicBool,
+}
+
+impl Observed {
+    fn new(inner: Arc<dyn Store>, corrupt: bool) -> Arc<Self> {
+        Arc::new(Self { inner, reads: AtomicUsize::new(0), corrupt: corrupt.into() })
+    }
+}
 
 #[async_trait]
-impl KeyStore for Counting {
+impl KeyStore for Observed {
     async fn put_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
-        self.0.put_signing_key(k).await
+        self.inner.put_signing_key(k).await
     }
     async fn replace_signing_key(&self, k: &StoredSigningKey) -> StoreResult<bool> {
-        self.0.replace_signing_key(k).await
+        self.inner.replace_signing_key(k).await
     }
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.list_signing_keys().await
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let mut keys = self.inner.list_signing_keys().await?;
+        if self.corrupt.load(Ordering::SeqCst) {
+            for k in keys.iter_mut().filter(|k| k.generation > 1) {
+                k.sealed_private_key = URL_SAFE_NO_PAD.encode(b"not a KMS ciphertext");
+            }
+        }
+        Ok(keys)
     }
 }
 
@@ -349,20 +367,20 @@ async fn verify_only_ring_starts_empty_and_reloads_rate_limited() {
     let Some(kms) = common::kms().await else { return };
     let seal = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
     let (store, _dir) = common::embedded();
-    let counting = Arc::new(Counting(store.clone(), AtomicUsize::new(0)));
+    let counting = Observed::new(store.clone(), false);
     let verifier = KeyRing::sealed(unreachable_kms().await, seal.clone(), "test", counting.clone(), KeyUse::Verify, T0)
         .await
         .expect("no KMS call, no key needed");
     assert!(verifier.keys().jwk_list().next().is_none());
     assert!(matches!(verifier.sign("at+jwt", &json!({})).await, Err(keys::KeyError::Invalid(_))));
-    assert_eq!(counting.1.load(Ordering::SeqCst), 1);
+    assert_eq!(counting.reads.load(Ordering::SeqCst), 1);
 
     let signer = KeyRing::sealed(kms, seal, "test", store.clone(), KeyUse::Sign, T0).await.unwrap();
     let claims =
         json!({"iss": ISSUER, "sub": "c", "aud": "a", "client_id": "c", "iat": T0, "exp": T0 + 3600, "jti": "j"});
     let token = signer.sign("at+jwt", &claims).await.unwrap();
     assert!(keys::verify_access_token(&verifier, &token, ISSUER, T0 + 1).await.is_some());
-    assert_eq!(counting.1.load(Ordering::SeqCst), 2, "one forced reload");
+    assert_eq!(counting.reads.load(Ordering::SeqCst), 2, "one forced reload");
 
     let forged = |kid: &str| {
         let h = URL_SAFE_NO_PAD.encode(json!({"alg": "ES256", "typ": "at+jwt", "kid": kid}).to_string());
@@ -371,39 +389,16 @@ async fn verify_only_ring_starts_empty_and_reloads_rate_limited() {
     for i in 0..20 {
         assert!(keys::verify_access_token(&verifier, &forged(&format!("k{i}")), ISSUER, T0 + 2).await.is_none());
     }
-    assert_eq!(counting.1.load(Ordering::SeqCst), 2, "unknown kids within the interval: no reload");
+    assert_eq!(counting.reads.load(Ordering::SeqCst), 2, "unknown kids within the interval: no reload");
     for i in 0..20 {
         assert!(keys::verify_access_token(&verifier, &forged(&format!("k{i}")), ISSUER, T0 + 11).await.is_none());
     }
-    assert_eq!(counting.1.load(Ordering::SeqCst), 3, "one reload per interval");
+    assert_eq!(counting.reads.load(Ordering::SeqCst), 3, "one reload per interval");
     // A known kid causes no reload; the periodic one comes after RELOAD_INTERVAL.
     assert!(keys::verify_access_token(&verifier, &token, ISSUER, T0 + 30).await.is_some());
-    assert_eq!(counting.1.load(Ordering::SeqCst), 3);
+    assert_eq!(counting.reads.load(Ordering::SeqCst), 3);
     assert!(keys::verify_access_token(&verifier, &token, ISSUER, T0 + 11 + keys::RELOAD_INTERVAL).await.is_some());
-    assert_eq!(counting.1.load(Ordering::SeqCst), 4);
-}
-
-/// A key store whose listing, while `corrupt` is set, shows every key after the first with a
-/// sealed private key KMS cannot unseal: an instance whose reload cannot load the new signing key.
-struct Unsealable(Arc<dyn Store>, std::sync::atomic::AtomicBool);
-
-#[async_trait]
-impl KeyStore for Unsealable {
-    async fn put_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
-        self.0.put_signing_key(k).await
-    }
-    async fn replace_signing_key(&self, k: &StoredSigningKey) -> StoreResult<bool> {
-        self.0.replace_signing_key(k).await
-    }
-    async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
-        let mut keys = self.0.list_signing_keys().await?;
-        if self.1.load(Ordering::SeqCst) {
-            for k in keys.iter_mut().filter(|k| k.generation > 1) {
-                k.sealed_private_key = URL_SAFE_NO_PAD.encode(b"not a KMS ciphertext");
-            }
-        }
-        Ok(keys)
-    }
+    assert_eq!(counting.reads.load(Ordering::SeqCst), 4);
 }
 
 /// A warm signing instance whose reload cannot load the ring's new signing key still installs
@@ -419,7 +414,7 @@ async fn a_reload_that_cannot_load_the_signing_key_still_drops_a_retired_key() {
     let mut s = stack(store.clone(), make).await;
     let client = cc_client(&s.router).await;
     let k1 = s.state.signer.kid();
-    let flaky_store = Arc::new(Unsealable(store.clone(), std::sync::atomic::AtomicBool::new(true)));
+    let flaky_store = Observed::new(store.clone(), true);
     let flaky =
         KeyRing::sealed(kms.clone(), seal.clone(), "test", flaky_store.clone(), KeyUse::Sign, T0).await.unwrap();
     assert_eq!(flaky.kid(), k1);
@@ -435,10 +430,10 @@ async fn a_reload_that_cannot_load_the_signing_key_still_drops_a_retired_key() {
     assert_eq!(flaky.kid(), k1);
     assert!(flaky.keys().contains(&k2), "the ring's public keys are installed");
     // Retried after FORCED_RELOAD_INTERVAL, not RELOAD_INTERVAL.
-    flaky_store.1.store(false, Ordering::SeqCst);
+    flaky_store.corrupt.store(false, Ordering::SeqCst);
     flaky.refresh(s.now() + keys::FORCED_RELOAD_INTERVAL - 1, None).await;
     assert_eq!(flaky.kid(), k1, "not yet due");
-    flaky_store.1.store(true, Ordering::SeqCst);
+    flaky_store.corrupt.store(true, Ordering::SeqCst);
 
     // k1 is compromised: retired by force. The instance drops it at its next reload and signs
     // nothing until it can load k2: 503, not tokens nobody accepts.
@@ -453,7 +448,7 @@ async fn a_reload_that_cannot_load_the_signing_key_still_drops_a_retired_key() {
     assert!(matches!(flaky.sign("at+jwt", &json!({})).await, Err(keys::KeyError::Unavailable(_))));
 
     // KMS answers again: the next reload loads k2.
-    flaky_store.1.store(false, Ordering::SeqCst);
+    flaky_store.corrupt.store(false, Ordering::SeqCst);
     s.state.clock.advance(keys::FORCED_RELOAD_INTERVAL);
     flaky.refresh(s.now(), None).await;
     assert_eq!(flaky.kid(), k2);
