@@ -259,7 +259,10 @@ pub(super) async fn update(
         let read = existing(&state, &username).await?;
         Ok((user_tag(&read, &state.store.groups_of(&username).await?), read.tag()))
     };
-    precondition.check(&current_tag().await?.0)?;
+    match precondition {
+        IfMatch::Tags(_) => precondition.check(&current_tag().await?.0)?,
+        IfMatch::Absent | IfMatch::Any => drop(existing(&state, &username).await?),
+    }
     // Everything is checked before anything is written.
     if let Some(pw) = &p.password {
         validate_password(pw)?;
