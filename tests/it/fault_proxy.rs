@@ -1061,8 +1061,10 @@ async fn a_group_deletion_stopped_part_way_grants_nothing_and_a_retry_finishes()
     let r = store.delete_group("staff").await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
     stack.ddb.pass();
-    assert_eq!(stack.store.groups_of("alice").await.unwrap(), ["staff"], "the membership is still stored");
     assert!(!stack.store.is_member("staff", "alice").await.unwrap(), "a group being deleted grants nothing");
+    assert_eq!(stack.store.groups_of("alice").await.unwrap(), Vec::<String>::new(), "nor is it listed");
+    let r = send(&app, admin("GET", "/admin/users/alice", None)).await;
+    assert_eq!(r.body["groups"], json!([]), "{}", r.text);
     assert_eq!(stack.store.get_group("staff").await.unwrap(), None);
 
     assert!(store.delete_group("staff").await.unwrap(), "the retry finishes the deletion");

@@ -287,7 +287,8 @@ pub trait GroupStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<(Vec<String>, Option<String>)>;
-    /// The names of the groups `username` is a member of, ordered by name.
+    /// The names of the groups `username` is a member of, ordered by name (not groups marked
+    /// for deletion, whose memberships a deletion cut short leaves until it is retried).
     async fn groups_of(&self, username: &str) -> StoreResult<Vec<String>>;
     /// Ends every membership of `username` (after the user was deleted); how many there were.
     async fn remove_user_from_groups(&self, username: &str) -> StoreResult<u64>;

@@ -331,8 +331,17 @@ impl GroupStore for DynamoStore {
         Ok((names, next))
     }
 
+    /// The user's memberships, without groups marked for deletion (hidden from the mark on, as
+    /// everywhere: a deletion cut short leaves memberships until it is retried). One GetItem per
+    /// membership found (the admin API's reads only).
     async fn groups_of(&self, username: &str) -> StoreResult<Vec<String>> {
-        Ok(self.memberships_in(user_pk(username), MIRROR).await?.into_iter().map(|(g, _)| g).collect())
+        let mut live = Vec::new();
+        for (group, _) in self.memberships_in(user_pk(username), MIRROR).await? {
+            if self.get(GROUP_LIST.into(), &group).await?.is_some_and(|g| !g.contains_key(DELETING)) {
+                live.push(group);
+            }
+        }
+        Ok(live)
     }
 
     async fn remove_user_from_groups(&self, username: &str) -> StoreResult<u64> {
