@@ -237,9 +237,11 @@ pub async fn validate(state: &AppState, token: &str, accept: Accept, checks: &Ch
     let mut v = lookup(state, token, accept).await?;
     // Deleting a client revokes its tokens, but another warm instance may issue one more from
     // its cached copy of the client (`cache::CLIENT_TTL`): a token of a client that no longer
-    // exists is never active. A cached read: no round trip on a warm instance.
+    // exists is never active. Nor is one issued before a revocation of all the client's tokens
+    // (the sweep of their records may be unfinished). A cached read: no round trip on a warm
+    // instance.
     if let Some(r) = &v.record
-        && state.client(&r.client_id).await?.is_none()
+        && state.client(&r.client_id).await?.is_none_or(|c| c.revoked_with_all(r.issued_at))
     {
         v = v.refuse(Reason::Revoked);
     }

@@ -157,6 +157,7 @@ fn events_client() -> Client {
         jwt_bearer_issuers: Vec::new(),
         dpop_bound_access_tokens: false,
         custom_claims: vec![],
+        tokens_revoked_at: None,
     }
 }
 

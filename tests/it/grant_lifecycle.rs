@@ -2,7 +2,8 @@
 //! §3.3), `resource` at the token endpoint (RFC 8707 §2.2), the rotation grace with a broader
 //! scope, a replayed code without its verifier, a user deleted and created again, a rotated
 //! refresh token revoked (RFC 7009 §2.1), a consent withdrawn, concurrent user changes, the
-//! admin scope with a default resource server, and the admin API's body rules.
+//! admin scope with a default resource server, the admin API's body rules, and a revocation of
+//! all of a client's tokens whose sweep is cut short.
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -340,4 +341,58 @@ async fn a_refresh_token_revoked_during_its_rotation_is_revoked_not_reused() {
         .filter(|l| l["event"] == "refresh_reuse_detected" && l["client_id"] == c.id.as_str())
         .count();
     assert_eq!(reuse, 0, "no reuse to report");
+}
+
+/// `POST /admin/tokens/revoke-all` for a client records the revocation on the client first: with
+/// the per-token sweep cut short (503), its access tokens, refresh tokens, unredeemed codes and
+/// admin tokens issued until then are all refused anyway; tokens issued after it are not.
+async fn revoking_all_of_a_clients_tokens_holds_without_the_sweep(inner: Arc<dyn gatehouse::store::Store>) {
+    // Every token listing fails: the per-token sweep of a revoke-all is cut short at once.
+    let state = common::state_on(Arc::new(Hooked { fail_token_listing: true, ..Hooked::new(inner) }));
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let rs = introspector(&app).await;
+    let t = tokens_for(&app, &c, "alice", "").await;
+    let unredeemed = code_for(&app, &pkce_query(&c.id, ""), "alice", PASSWORD).await;
+    let automation = register(&app, json!({"grant_types": ["client_credentials"], "scope": "gatehouse:admin"})).await;
+    let admin_token = common::cc_token(&app, &automation, "&scope=gatehouse%3Aadmin").await;
+
+    for client in [&c.id, &automation.id] {
+        let r = send(&app, admin("POST", "/admin/tokens/revoke-all", Some(json!({"client_id": client})))).await;
+        assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    }
+    assert_inactive(&app, &rs, &s(&t, "access_token")).await;
+    assert_inactive(&app, &rs, &s(&t, "refresh_token")).await;
+    let r = refresh(&app, &c, &s(&t, "refresh_token"), "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], "the refresh token was revoked");
+    let r = exchange_public(&app, &c, &unredeemed).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], "the authorization code was revoked with every token of the client");
+    let mut req = admin("GET", "/admin/clients", None);
+    req.headers_mut().insert(axum::http::header::AUTHORIZATION, format!("Bearer {admin_token}").parse().unwrap());
+    assert_eq!(send(&app, req).await.status, StatusCode::UNAUTHORIZED, "the automation's admin token too");
+
+    // Tokens issued after the revocation (a second later) are good.
+    state.clock.advance(1);
+    let fresh = tokens_for(&app, &c, "alice", "").await;
+    assert_active(&app, &rs, &s(&fresh, "access_token")).await;
+    assert_eq!(refresh(&app, &c, &s(&fresh, "refresh_token"), "").await.status, StatusCode::OK);
+    let admin_token = common::cc_token(&app, &automation, "&scope=gatehouse%3Aadmin").await;
+    let mut req = admin("GET", "/admin/clients", None);
+    req.headers_mut().insert(axum::http::header::AUTHORIZATION, format!("Bearer {admin_token}").parse().unwrap());
+    assert_eq!(send(&app, req).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn revoking_all_of_a_clients_tokens_holds_without_the_sweep_embedded() {
+    let (inner, _dir) = common::embedded();
+    revoking_all_of_a_clients_tokens_holds_without_the_sweep(inner).await;
+}
+
+#[tokio::test]
+async fn revoking_all_of_a_clients_tokens_holds_without_the_sweep_dynamodb() {
+    let Some((inner, _, _)) = common::dynamo().await else { return };
+    revoking_all_of_a_clients_tokens_holds_without_the_sweep(inner).await;
 }

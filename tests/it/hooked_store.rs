@@ -16,11 +16,13 @@ pub struct Hooked {
     /// A refresh token is revoked (as `/revoke` or an admin would) between the grant's read and
     /// its rotation.
     pub revoke_before_rotation: bool,
+    /// Every token listing fails (503): a sweep of a client's tokens cut short.
+    pub fail_token_listing: bool,
 }
 
 impl Hooked {
     pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self { inner, fail_put_token: false, revoke_before_rotation: false }
+        Self { inner, fail_put_token: false, revoke_before_rotation: false, fail_token_listing: false }
     }
 }
 
@@ -115,6 +117,9 @@ impl TokenStore for Hooked {
         after: Option<&str>,
         l: usize,
     ) -> StoreResult<(Vec<TokenRecord>, Option<String>)> {
+        if self.fail_token_listing {
+            return Err(StoreError::Unavailable("injected: token listing".into()));
+        }
         self.inner.list_tokens_after(q, now, after, l).await
     }
     async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {

@@ -130,6 +130,9 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     if code.consumed_at.is_some() {
         return Err(replayed(state, &code).await);
     }
+    if client.revoked_with_all(code.issued_at) {
+        return Err(invalid("the authorization code was revoked with every token of the client"));
+    }
     same_resource(req.resource.as_deref(), &code.audience)?;
     let user = active_user(state, &code.username, code.issued_at).await?;
     let scope = still_allowed(state, client, &code.audience, code.scope.clone()).await?;

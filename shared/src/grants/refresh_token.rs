@@ -174,7 +174,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     {
         return Err(invalid("the refresh token is bound to a DPoP key: send a DPoP proof made with that key"));
     }
-    if rec.revoked_at.is_some() {
+    if rec.revoked_at.is_some() || client.revoked_with_all(rec.issued_at) {
         return Err(invalid("the refresh token was revoked"));
     }
     // RFC 6749 §6: the same or a narrower scope; the new refresh token keeps the original.

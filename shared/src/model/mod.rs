@@ -130,9 +130,21 @@ pub struct Client {
     /// Custom claims added to this client's access tokens (OAM seed 38.4.1, `crate::claims`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom_claims: Vec<crate::claims::ClaimRule>,
+    /// Every token and code issued to this client at or before this time is revoked
+    /// (`POST /admin/tokens/revoke-all` for the client): checked wherever one is used, from the
+    /// client's record, so the revocation holds at once whatever the number of tokens, and the
+    /// per-token sweep that follows only tidies up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_revoked_at: Option<i64>,
 }
 
 impl Client {
+    /// Whether a token or code issued to this client at `issued_at` was revoked with all of
+    /// the client's ([`Self::tokens_revoked_at`]; one issued in the same second too).
+    pub fn revoked_with_all(&self, issued_at: i64) -> bool {
+        self.tokens_revoked_at.is_some_and(|at| issued_at <= at)
+    }
+
     /// RFC 6749 §2.1: a client without credentials is public.
     pub fn is_public(&self) -> bool {
         self.token_endpoint_auth_method == AuthMethod::None

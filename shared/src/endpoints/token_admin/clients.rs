@@ -225,6 +225,7 @@ impl ClientMetadata {
             jwt_bearer_issuers: m.jwt_bearer_issuers,
             dpop_bound_access_tokens: m.dpop_bound_access_tokens,
             custom_claims: m.custom_claims,
+            tokens_revoked_at: None,
         };
         Ok((client, secret))
     }

@@ -194,9 +194,16 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
             // tokens, but another warm instance may issue one more from its cached copy
             // (`cache::CLIENT_TTL`), and a deletion cut short leaves some unrevoked. Deleting a
             // compromised automation client always ends its administration at once.
-            if state.store.get_client(&record.client_id).await?.is_none() {
-                audit::record(AuditEvent::AdminRefused { reason: "access token of a deleted client" });
-                return Err(OAuthError::AdminInvalidCredential);
+            match state.store.get_client(&record.client_id).await? {
+                None => {
+                    audit::record(AuditEvent::AdminRefused { reason: "access token of a deleted client" });
+                    return Err(OAuthError::AdminInvalidCredential);
+                }
+                Some(c) if c.revoked_with_all(record.issued_at) => {
+                    audit::record(AuditEvent::AdminRefused { reason: "access token revoked with all of its client's" });
+                    return Err(OAuthError::AdminInvalidCredential);
+                }
+                Some(_) => {}
             }
             return Ok(Actor(format!("client:{}", record.client_id)));
         }
@@ -322,6 +329,22 @@ pub(crate) async fn revoke_all(
 ) -> Result<u64> {
     use crate::model::TokenKind;
     let now = state.clock.now();
+    // All of one client's: first recorded on the client, which every use of a token or code
+    // checks, so the revocation holds even if the sweep below is cut short (a client with
+    // millions of records takes longer to sweep than a Lambda call lasts).
+    if let (Some(id), None) = (client_id, end_user) {
+        let gone = || OAuthError::NotFound("no such client".into());
+        let mark = |c: &crate::model::Client| {
+            let at = c.tokens_revoked_at.map_or(now, |t| t.max(now));
+            Ok((crate::model::Client { tokens_revoked_at: Some(at), ..c.clone() }, ()))
+        };
+        match versioned::modify(state.store.as_ref(), id, gone, &versioned::IfMatch::Absent, mark).await {
+            Ok(_) => state.invalidate_client(id),
+            // A deleted client: its tokens are refused anyway; the sweep revokes their records.
+            Err(OAuthError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     let mut revoked = 0;
     for kind in [TokenKind::Refresh, TokenKind::Access] {
         let q =

@@ -84,6 +84,8 @@ pub fn client(id: &str) -> Client {
         jwt_bearer_issuers: Vec::new(),
         dpop_bound_access_tokens: false,
         custom_claims: vec![],
+        // Stored and read back like every member (a revoke-all of the client before NOW).
+        tokens_revoked_at: Some(NOW - 60),
     }
 }
 
