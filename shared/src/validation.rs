@@ -241,7 +241,7 @@ pub async fn validate(state: &AppState, token: &str, accept: Accept, checks: &Ch
     // (the sweep of their records may be unfinished). A cached read: no round trip on a warm
     // instance.
     if let Some(r) = &v.record
-        && state.client(&r.client_id).await?.is_none_or(|c| c.revoked_with_all(r.issued_at))
+        && state.client(&r.client_id).await?.is_none_or(|c| c.revoked_with_all(r.grant_time()))
     {
         v = v.refuse(Reason::Revoked);
     }

@@ -374,6 +374,10 @@ async fn revoking_all_of_a_clients_tokens_holds_without_the_sweep(inner: Arc<dyn
     req.headers_mut().insert(axum::http::header::AUTHORIZATION, format!("Bearer {admin_token}").parse().unwrap());
     assert_eq!(send(&app, req).await.status, StatusCode::UNAUTHORIZED, "the automation's admin token too");
 
+    // In the revocation's second, no token is handed out (it would be refused): 503, retry.
+    let r = form("/token", Some(&automation.basic()), "grant_type=client_credentials");
+    let r = send(&app, r).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
     // Tokens issued after the revocation (a second later) are good.
     state.clock.advance(1);
     let fresh = tokens_for(&app, &c, "alice", "").await;
@@ -395,4 +399,41 @@ async fn revoking_all_of_a_clients_tokens_holds_without_the_sweep_embedded() {
 async fn revoking_all_of_a_clients_tokens_holds_without_the_sweep_dynamodb() {
     let Some((inner, _, _)) = common::dynamo().await else { return };
     revoking_all_of_a_clients_tokens_holds_without_the_sweep(inner).await;
+}
+
+/// Another warm instance whose cached client predates a revoke-all (up to `CLIENT_TTL`) may
+/// still refresh an older grant: the new tokens carry that grant's time, so they are refused as
+/// soon as the revocation is known, and refreshing them again fails.
+#[tokio::test]
+async fn tokens_a_stale_instance_refreshed_from_an_older_grant_are_revoked_too() {
+    let (inner, _dir) = common::embedded();
+    // The revoke-all's sweep is cut short, so the records stay active: only the client's
+    // record says they are revoked.
+    let admin_side = common::state_on(Arc::new(Hooked { fail_token_listing: true, ..Hooked::new(inner.clone()) }));
+    let stale = common::state_on(inner.clone());
+    let (admin_app, stale_app) = (common::app(&admin_side), common::app(&stale));
+    let c = public_client(&admin_app).await;
+    create_user(&admin_app, "alice", PASSWORD).await;
+    let rs = introspector(&admin_app).await;
+    let t = tokens_for(&stale_app, &c, "alice", "").await; // the stale instance caches the client
+    let r = send(&admin_app, admin("POST", "/admin/tokens/revoke-all", Some(json!({"client_id": c.id})))).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    for st in [&admin_side, &stale] {
+        st.clock.advance(2);
+    }
+    // Within its cache's 10 s the stale instance still refreshes (it cannot know yet) ...
+    let r = refresh(&stale_app, &c, &s(&t, "refresh_token"), "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let refreshed = r.body;
+    // ... but what it issued is refused wherever the revocation is known,
+    assert_inactive(&admin_app, &rs, &s(&refreshed, "access_token")).await;
+    assert_inactive(&admin_app, &rs, &s(&refreshed, "refresh_token")).await;
+    let r = refresh(&admin_app, &c, &s(&refreshed, "refresh_token"), "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    // and on the stale instance once its cached client expires.
+    stale.clock.advance(gatehouse::cache::CLIENT_TTL);
+    assert_inactive(&stale_app, &rs, &s(&refreshed, "access_token")).await;
+    let r = refresh(&stale_app, &c, &s(&refreshed, "refresh_token"), "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], "the refresh token was revoked");
 }

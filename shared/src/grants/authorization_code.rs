@@ -136,7 +136,8 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     same_resource(req.resource.as_deref(), &code.audience)?;
     let user = active_user(state, &code.username, code.issued_at).await?;
     let scope = still_allowed(state, client, &code.audience, code.scope.clone()).await?;
-    let grant = Grant { audience: code.audience.clone(), scope, jkt: None }.bound_to(dpop);
+    let grant =
+        Grant { audience: code.audience.clone(), scope, jkt: None, granted_at: Some(code.issued_at) }.bound_to(dpop);
     let access =
         sign_access_token(state, client, Some(&user), GrantType::AuthorizationCode, &grant, Some(&code.family)).await?;
     let settings = state.settings().await?;

@@ -127,6 +127,9 @@ pub struct Grant {
     /// RFC 9449 §6: the thumbprint of the DPoP key the access token is bound to (`cnf.jkt`);
     /// refresh tokens are bound to it only for public clients (§5).
     pub jkt: Option<String>,
+    /// When the grant was first made, for grants that continue one (a code exchange, a
+    /// refresh): the tokens' [`TokenRecord::granted_at`].
+    pub granted_at: Option<i64>,
 }
 
 impl Grant {
@@ -185,7 +188,7 @@ pub async fn decide_grant(
         None if own_api => state.config.issuer.clone(),
         None => state.config.default_audience.clone(),
     };
-    Ok(Grant { audience, scope, jkt: None })
+    Ok(Grant { audience, scope, jkt: None, granted_at: None })
 }
 
 /// A freshly issued access token and its stored record.
@@ -222,6 +225,13 @@ pub async fn sign_access_token(
     family: Option<&str>,
 ) -> Result<IssuedAccessToken> {
     let now = state.clock.now();
+    // All of the client's tokens were revoked this second: one issued now would be refused
+    // wherever it is used (`Client::revoked_with_all`), so none is handed out.
+    if client.revoked_with_all(now) {
+        return Err(OAuthError::TemporarilyUnavailable(
+            "every token of this client was revoked this second; retry".into(),
+        ));
+    }
     let lifetime = client.access_token_lifetime.unwrap_or(state.settings().await?.access_token_ttl);
     let record = TokenRecord {
         id: crate::crypto::time_ordered_id(),
@@ -240,6 +250,7 @@ pub async fn sign_access_token(
         successor_response: None,
         jkt: grant.jkt.clone(),
         issued_with: None,
+        granted_at: grant.granted_at,
     };
     let mut claims = json!({
         "iss": state.config.issuer,
@@ -350,6 +361,7 @@ pub fn new_refresh_token(
         // is already bound to its credentials).
         jkt: if client.is_public() { grant.jkt.clone() } else { None },
         issued_with: Some(access.id.clone()),
+        granted_at: grant.granted_at,
     };
     (token, record)
 }

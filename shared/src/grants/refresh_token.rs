@@ -174,7 +174,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     {
         return Err(invalid("the refresh token is bound to a DPoP key: send a DPoP proof made with that key"));
     }
-    if rec.revoked_at.is_some() || client.revoked_with_all(rec.issued_at) {
+    if rec.revoked_at.is_some() || client.revoked_with_all(rec.grant_time()) {
         return Err(invalid("the refresh token was revoked"));
     }
     // RFC 6749 §6: the same or a narrower scope; the new refresh token keeps the original.
@@ -197,10 +197,11 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     let username = rec.end_user.clone().ok_or_else(|| invalid("the refresh token has no resource owner"))?;
     let user = active_user(state, &username, rec.issued_at).await?;
     let family = rec.family.clone().unwrap_or_else(|| rec.id.clone());
-    let access_grant = Grant { audience: rec.audience.clone(), scope, jkt: None }.bound_to(dpop);
+    let granted_at = Some(rec.grant_time());
+    let access_grant = Grant { audience: rec.audience.clone(), scope, jkt: None, granted_at }.bound_to(dpop);
     let access =
         sign_access_token(state, client, Some(&user), GrantType::RefreshToken, &access_grant, Some(&family)).await?;
-    let keep = Grant { audience: rec.audience.clone(), scope: rec.scope.clone(), jkt: None }.bound_to(dpop);
+    let keep = Grant { audience: rec.audience.clone(), scope: rec.scope.clone(), jkt: None, granted_at }.bound_to(dpop);
     let (new_token, new_rec) =
         new_refresh_token(state, &settings, client, &username, &keep, rec.grant_type, &access.record);
     let access_rec = access.record.clone();

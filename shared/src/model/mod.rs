@@ -267,9 +267,19 @@ pub struct TokenRecord {
     /// §2.1; on DynamoDB the listing is an eventually consistent index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_with: Option<String>,
+    /// When the grant the token came from was made (the code's issue, for a code exchange),
+    /// carried through every refresh: a revocation of all of a client's tokens covers what a
+    /// stale instance refreshed since from an older grant. Absent: the token's own issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_at: Option<i64>,
 }
 
 impl TokenRecord {
+    /// When its grant was made ([`Self::granted_at`], or its own issue).
+    pub fn grant_time(&self) -> i64 {
+        self.granted_at.unwrap_or(self.issued_at)
+    }
+
     /// Active means: not expired at `now`, not revoked and not rotated.
     pub fn is_active(&self, now: i64) -> bool {
         self.revoked_at.is_none() && self.rotated_at.is_none() && self.expires_at > now

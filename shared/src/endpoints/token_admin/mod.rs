@@ -199,7 +199,7 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Actor> {
                     audit::record(AuditEvent::AdminRefused { reason: "access token of a deleted client" });
                     return Err(OAuthError::AdminInvalidCredential);
                 }
-                Some(c) if c.revoked_with_all(record.issued_at) => {
+                Some(c) if c.revoked_with_all(record.grant_time()) => {
                     audit::record(AuditEvent::AdminRefused { reason: "access token revoked with all of its client's" });
                     return Err(OAuthError::AdminInvalidCredential);
                 }
@@ -339,7 +339,10 @@ pub(crate) async fn revoke_all(
             Ok((crate::model::Client { tokens_revoked_at: Some(at), ..c.clone() }, ()))
         };
         match versioned::modify(state.store.as_ref(), id, gone, &versioned::IfMatch::Absent, mark).await {
-            Ok(_) => state.invalidate_client(id),
+            Ok(_) => {
+                state.invalidate_client(id);
+                changed(actor, "client_tokens_revoked", id);
+            }
             // A deleted client: its tokens are refused anyway; the sweep revokes their records.
             Err(OAuthError::NotFound(_)) => {}
             Err(e) => return Err(e),

@@ -108,6 +108,7 @@ pub fn token(id: &str, kind: TokenKind, client: &str, user: Option<&str>, issued
         successor_response: None,
         jkt: None,
         issued_with: None,
+        granted_at: None,
     }
 }
 

@@ -17,6 +17,8 @@ pub fn family_token(id: &str, kind: TokenKind, family: &str, issued_at: i64) -> 
 fn successors(prefix: &str, family: &str) -> Vec<TokenRecord> {
     let mut refresh = family_token(&format!("{prefix}-refresh"), TokenKind::Refresh, family, NOW + 10);
     refresh.issued_with = Some(format!("{prefix}-access"));
+    // A refresh carries its grant's time (stored and read back like every other field).
+    refresh.granted_at = Some(NOW);
     vec![refresh, family_token(&format!("{prefix}-access"), TokenKind::Access, family, NOW + 10)]
 }
 
