@@ -89,8 +89,11 @@ CREATE INDEX IF NOT EXISTS codes_by_expiry ON codes (expires_at);
 const TOKEN_COLUMNS_ADDED: [(&str, &str); 3] =
     [("family", "TEXT"), ("rotated_at", "INTEGER"), ("successor_response", "TEXT")];
 
-/// Expired rows (tokens, pending requests, codes, counters) are deleted this long after expiry
-/// (they are filtered on read before).
+/// Expired tokens and codes are deleted this long after expiry (they are filtered on read
+/// before; a used code is kept so that a late replay still revokes its tokens, RFC 6749
+/// §4.1.2). Pending requests, failure counters and single-use ids are deleted once expired:
+/// nothing reads them after, and an unauthenticated caller can add them (`/authorize`, DPoP
+/// proofs, sign-in attempts).
 const PURGE_AFTER_SECS: i64 = 86_400;
 
 thread_local! {
@@ -489,7 +492,8 @@ impl EmbeddedStore {
         })
     }
 
-    /// The `DELETE` that sweeps `table` of rows expired for over [`PURGE_AFTER_SECS`] at `now`,
+    /// The `DELETE` that sweeps `table` of rows expired at `now` (tokens and codes: for over
+    /// [`PURGE_AFTER_SECS`]),
     /// when a sweep is due (at most one per [`PURGE_EVERY_SECS`] and table); run it in the
     /// write's transaction.
     fn purge_due(&self, table: Purge, now: i64) -> Option<(&'static str, i64)> {
@@ -507,7 +511,11 @@ impl EmbeddedStore {
             Purge::Counters => "DELETE FROM counters WHERE expires_at < ?1",
             Purge::Replay => "DELETE FROM replay WHERE expires_at < ?1",
         };
-        Some((sql, now - PURGE_AFTER_SECS))
+        let grace = match table {
+            Purge::Tokens | Purge::Codes => PURGE_AFTER_SECS,
+            Purge::Pending | Purge::Counters | Purge::Replay => 0,
+        };
+        Some((sql, now - grace))
     }
 
     /// Runs the read-only `f` on the blocking pool, on that thread's read connection: reads that
@@ -761,8 +769,8 @@ mod tests {
     }
 
     /// Single-use ids: an expired id reused; expired rows swept through an index on the expiry
-    /// once a day past it, like the other tables, instead of a scan of the whole table (which an
-    /// unauthenticated caller can fill with DPoP proofs) on every call.
+    /// at most once a minute, instead of a scan of the whole table (which an unauthenticated
+    /// caller can fill with DPoP proofs) on every call.
     #[tokio::test]
     async fn replay_ids_are_swept_not_scanned() {
         use crate::store::ReplayStore;
@@ -776,8 +784,8 @@ mod tests {
             s.conn.lock().unwrap().query_row("SELECT count(*) FROM replay", [], |r| r.get::<_, i64>(0)).unwrap()
         };
         assert_eq!(rows(&s), 2);
-        // The first call of a minute more than a day later sweeps both (`b` expired at now + 60).
-        assert!(s.first_use("c", now + 120 + PURGE_AFTER_SECS + PURGE_EVERY_SECS, i64::MAX).await.unwrap());
+        // The first call a minute after both expired sweeps them (`a` expired at now + 120).
+        assert!(s.first_use("c", now + 120 + PURGE_EVERY_SECS, i64::MAX).await.unwrap());
         assert_eq!(rows(&s), 1);
         let sweep: String = s
             .conn
