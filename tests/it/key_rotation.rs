@@ -104,6 +104,14 @@ async fn stack(store: Arc<dyn Store>, make: impl AsyncFn(KeyUse) -> KeyRing) -> 
     Stack { state, router, stale, verifier, tokens: Vec::new() }
 }
 
+/// A sealed-mode stack on `store` (every instance with KMS) and its new seal key's id.
+async fn sealed_stack(kms: &aws_sdk_kms::Client, store: &Arc<dyn Store>) -> (Stack, String) {
+    let seal = common::kms_key(kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
+    let make =
+        async |u: KeyUse| KeyRing::sealed(kms.clone(), seal.clone(), "test", store.clone(), u, T0).await.unwrap();
+    (stack(store.clone(), make).await, seal)
+}
+
 /// The drill after a new key joined the ring pending at `joined_at` (activation 600 s later).
 async fn drill_after_join(s: &mut Stack, client: &common::TestClient, k1: &str, joined_at: i64) {
     let k2 = s.ring().await["keys"][1]["kid"].as_str().unwrap().to_owned();
@@ -281,10 +289,7 @@ async fn kms_drill(store: Arc<dyn Store>) {
 async fn a_cancelled_rotation_does_not_shorten_the_wait_before_retiring() {
     let Some(kms) = common::kms().await else { return };
     let (store, _dir) = common::embedded();
-    let seal = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
-    let make =
-        async |u: KeyUse| KeyRing::sealed(kms.clone(), seal.clone(), "test", store.clone(), u, T0).await.unwrap();
-    let mut s = stack(store.clone(), make).await;
+    let (mut s, _) = sealed_stack(&kms, &store).await;
     let client = cc_client(&s.router).await;
     let k1 = s.state.signer.kid();
     let r = send(&s.router, admin("POST", "/admin/keys/rotate", Some(json!({"activate_after": 600})))).await;
@@ -408,10 +413,7 @@ async fn verify_only_ring_starts_empty_and_reloads_rate_limited() {
 async fn a_reload_that_cannot_load_the_signing_key_still_drops_a_retired_key() {
     let Some(kms) = common::kms().await else { return };
     let (store, _dir) = common::embedded();
-    let seal = common::kms_key(&kms, KeySpec::SymmetricDefault, KeyUsageType::EncryptDecrypt).await;
-    let make =
-        async |u: KeyUse| KeyRing::sealed(kms.clone(), seal.clone(), "test", store.clone(), u, T0).await.unwrap();
-    let mut s = stack(store.clone(), make).await;
+    let (mut s, seal) = sealed_stack(&kms, &store).await;
     let client = cc_client(&s.router).await;
     let k1 = s.state.signer.kid();
     let flaky_store = Observed::new(store.clone(), true);
