@@ -517,7 +517,8 @@ async fn token_listing_with_a_cursor() {
     let r = list(format!("type=access&client_id={}&limit=3", c.id)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(jtis(&r), expected[0..3]);
-    let key = |j: &str| format!("{:012}#{j}", iat(ids.iter().position(|x| x == j).unwrap()));
+    // The sort key: `E`, the expiry (an hour after issue), `#`, the id.
+    let key = |j: &str| format!("E{:012}#{j}", iat(ids.iter().position(|x| x == j).unwrap()) + 3600);
     assert_eq!(r.body["next"], json!(cursor(&key(&expected[2]))));
     assert_eq!(r.body["next_offset"], 3);
 

@@ -101,7 +101,13 @@ impl TokenStore for Throttled {
     async fn list_family(&self, _: &str, _: i64) -> StoreResult<Vec<TokenRecord>> {
         throttled()
     }
-    async fn list_tokens(&self, _: &TokenQuery, _: i64, _: usize, _: usize) -> StoreResult<Vec<TokenRecord>> {
+    async fn list_tokens(
+        &self,
+        _: &TokenQuery,
+        _: i64,
+        _: usize,
+        _: usize,
+    ) -> StoreResult<(Vec<TokenRecord>, Option<String>)> {
         throttled()
     }
     async fn list_tokens_after(

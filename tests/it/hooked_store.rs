@@ -107,7 +107,13 @@ impl TokenStore for Hooked {
     async fn list_family(&self, family: &str, now: i64) -> StoreResult<Vec<TokenRecord>> {
         self.inner.list_family(family, now).await
     }
-    async fn list_tokens(&self, q: &TokenQuery, now: i64, o: usize, l: usize) -> StoreResult<Vec<TokenRecord>> {
+    async fn list_tokens(
+        &self,
+        q: &TokenQuery,
+        now: i64,
+        o: usize,
+        l: usize,
+    ) -> StoreResult<(Vec<TokenRecord>, Option<String>)> {
         self.inner.list_tokens(q, now, o, l).await
     }
     async fn list_tokens_after(

@@ -15,6 +15,7 @@ mod common;
 mod concurrency;
 mod custom_claims;
 mod dpop;
+mod dynamo_listing;
 mod entity_tags;
 mod events;
 mod fault_proxy;

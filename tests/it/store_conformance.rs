@@ -31,13 +31,13 @@ backend_cases!(embedded: clients, resource_servers, tokens_put_get, tokens_revok
     tokens_list_by_end_user, signing_keys, concurrent_revocation, concurrent_creation, users, consents, counters,
     concurrent_counter, pending_requests, concurrent_pending_delete, codes, concurrent_redeem, refresh_rotation,
     concurrent_rotation, token_families, clients_list, clients_update, concurrent_client_updates,
-    tokens_list_after, groups, group_members, group_deletion, concurrent_group_deletion, users_list,
+    tokens_list_after, tokens_listed_by_expiry, groups, group_members, group_deletion, concurrent_group_deletion, users_list,
     resource_servers_update_delete, settings, concurrent_settings, replay, concurrent_replay);
 backend_cases!(dynamodb: clients, resource_servers, tokens_put_get, tokens_revoke, tokens_list_by_client,
     tokens_list_by_end_user, signing_keys, concurrent_revocation, concurrent_creation, users, consents, counters,
     concurrent_counter, pending_requests, concurrent_pending_delete, codes, concurrent_redeem, refresh_rotation,
     concurrent_rotation, token_families, clients_list, clients_update, concurrent_client_updates,
-    tokens_list_after, groups, group_members, group_deletion, concurrent_group_deletion, users_list,
+    tokens_list_after, tokens_listed_by_expiry, groups, group_members, group_deletion, concurrent_group_deletion, users_list,
     resource_servers_update_delete, settings, concurrent_settings, replay, concurrent_replay);
 
 /// Every case of the suite is instantiated for the backends above.

@@ -311,7 +311,9 @@ async fn listings_by_end_user_and_by_client_and_end_user() {
     let r1 = refresh_json(&rt1, &web.id, "authorization_code", T0);
     let r2 = refresh_json(&rt2, &pw.id, "password", T0 + 10);
 
-    let cursor = |iat: i64, jti: &str| gatehouse::crypto::b64url(format!("{iat:012}#{jti}"));
+    // The cursor: base64url of the sort key (`E`, expiry, `#`, id); these expire 30 days after
+    // their issue.
+    let cursor = |iat: i64, jti: &str| gatehouse::crypto::b64url(format!("E{:012}#{jti}", iat + 2_592_000));
     let list = |q: String| {
         let app = app.clone();
         async move {
@@ -341,7 +343,7 @@ async fn listings_by_end_user_and_by_client_and_end_user() {
         list("type=refresh&end_user=alice&offset=1&limit=1".into()).await,
         json!({"tokens": [r2], "offset": 1, "limit": 1, "next_offset": 2, "next": cursor(T0 + 10, &rt2)})
     );
-    // The cursor (base64url of the sort key: issue time, id) continues where the page ended.
+    // The cursor continues where the page ended.
     assert_eq!(
         list(format!("type=refresh&end_user=alice&limit=1&cursor={}", cursor(T0, &rt1))).await,
         json!({"tokens": [r2], "offset": null, "limit": 1, "next_offset": null, "next": null})

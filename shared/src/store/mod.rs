@@ -104,19 +104,50 @@ pub struct TokenQuery {
     pub end_user: Option<String>,
 }
 
-/// The sort key of a token in the listings: issue time (12 digits), `#`, id. Its byte order is
-/// the listings' order (issue time, then id); `list_tokens_after` continues after one.
-pub fn token_sort_key(issued_at: i64, id: &str) -> String {
-    format!("{issued_at:012}#{id}")
+/// A token's place in the listings, whose order is expiry time, then id (the soonest to expire
+/// first): `E`, the expiry (12 digits), `#`, the id. Its byte order is the listings' order;
+/// `list_tokens_after` continues after one. Ordered by expiry, a listing of active tokens starts
+/// at the first unexpired one: on DynamoDB that is a key condition, so expired records waiting
+/// for TTL deletion (up to two days) are never read.
+pub fn token_sort_key(expires_at: i64, id: &str) -> String {
+    format!("E{expires_at:012}#{id}")
 }
 
-/// Whether `key` has the form of a [`token_sort_key`]: 12 digits, `#`, a non-empty id.
-pub fn parse_token_sort_key(key: &str) -> Option<(i64, &str)> {
-    let (at, id) = key.split_once('#')?;
+/// A listing position parsed from a sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPosition<'a> {
+    /// A [`token_sort_key`]: (expiry, id).
+    Expiring(i64, &'a str),
+    /// The sort key earlier versions gave tokens (issue time in 12 digits, `#`, id), which the
+    /// DynamoDB items they wrote keep until they expire: (issue time, id). On DynamoDB such
+    /// items are listed first, in their own order (see `dynamo::tokens`); a cursor among them
+    /// goes on with them. The embedded store has none (its index is rebuilt on open) and reads such a
+    /// cursor as an expiry: every token issued after that time is listed again, none is skipped.
+    Issued(i64, &'a str),
+}
+
+impl<'a> TokenPosition<'a> {
+    /// The time and id, whichever the form.
+    pub fn at_and_id(self) -> (i64, &'a str) {
+        match self {
+            Self::Expiring(at, id) | Self::Issued(at, id) => (at, id),
+        }
+    }
+}
+
+/// Whether `key` has the form of a [`token_sort_key`] (or of the earlier versions' key, 12
+/// digits, `#`, a non-empty id), and which.
+pub fn parse_token_sort_key(key: &str) -> Option<TokenPosition<'_>> {
+    let (expiring, rest) = match key.strip_prefix('E') {
+        Some(rest) => (true, rest),
+        None => (false, key),
+    };
+    let (at, id) = rest.split_once('#')?;
     if at.len() != 12 || !at.bytes().all(|b| b.is_ascii_digit()) || id.is_empty() {
         return None;
     }
-    Some((at.parse().ok()?, id))
+    let at = at.parse().ok()?;
+    Some(if expiring { TokenPosition::Expiring(at, id) } else { TokenPosition::Issued(at, id) })
 }
 
 /// Registered clients.
@@ -185,9 +216,16 @@ pub trait TokenStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Every active (unexpired, unrevoked, unrotated) token of a family, any kind.
     async fn list_family(&self, family: &str, now: i64) -> StoreResult<Vec<TokenRecord>>;
-    /// Active tokens matching `q` at `now`, ordered by issue time then id, from `offset`.
-    async fn list_tokens(&self, q: &TokenQuery, now: i64, offset: usize, limit: usize)
-    -> StoreResult<Vec<TokenRecord>>;
+    /// Active tokens matching `q` at `now`, ordered by expiry then id ([`token_sort_key`]), from
+    /// `offset`; with the sort key of the last one when the page is full (`limit` > 0 tokens),
+    /// for [`Self::list_tokens_after`].
+    async fn list_tokens(
+        &self,
+        q: &TokenQuery,
+        now: i64,
+        offset: usize,
+        limit: usize,
+    ) -> StoreResult<(Vec<TokenRecord>, Option<String>)>;
     /// Keyset pagination of the same listing: up to `limit` active tokens matching `q` at `now`
     /// whose [`token_sort_key`] is after `after`, in the same order; with the sort key of the
     /// last one when more follow.

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{authorize, changed, json_body, ok};
 use crate::model::{TokenKind, TokenRecord};
-use crate::store::{TokenQuery, parse_token_sort_key, token_sort_key};
+use crate::store::{TokenQuery, parse_token_sort_key};
 use crate::{AppState, OAuthError, Result, http};
 
 /// Largest page (`limit`) of a listing.
@@ -107,9 +107,9 @@ pub(super) async fn list(State(state): State<AppState>, parts: Parts) -> Result<
     // Bounded so that stores can hold it as an i64 (SQLite reads a negative OFFSET as 0, which
     // would answer the first page again) and `offset + limit` cannot overflow.
     let offset = number(&p, "offset", 0, MAX_OFFSET)?;
-    let page = state.store.list_tokens(&q, state.clock.now(), offset, limit).await?;
-    let full = page.len() == limit && limit > 0;
-    let next = page.last().filter(|_| full).map(|t| encode_cursor(&token_sort_key(t.issued_at, &t.id)));
+    let (page, next) = state.store.list_tokens(&q, state.clock.now(), offset, limit).await?;
+    let full = next.is_some();
+    let next = next.as_deref().map(encode_cursor);
     Ok(ok(json!({
         "tokens": page.iter().map(token_json).collect::<Vec<_>>(),
         "offset": offset,

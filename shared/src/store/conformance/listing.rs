@@ -134,20 +134,20 @@ pub async fn tokens_list_after(s: &dyn Store) {
     s.put_token(&token("r1", TokenKind::Refresh, "ca", Some("u"), NOW)).await.unwrap();
     active.insert(3, "t05a".into());
     active.insert(4, "t05b".into());
-    assert_eq!(ids(&s.list_tokens(&access, NOW, 0, 100).await.unwrap()), active, "the offset listing");
+    assert_eq!(ids(&s.list_tokens(&access, NOW, 0, 100).await.unwrap().0), active, "the offset listing");
 
     for limit in [1, 2, 3, 5, 14, 15] {
         let (mut seen, mut after) = (Vec::new(), None::<String>);
         loop {
             let (page, next) = s.list_tokens_after(&access, NOW, after.as_deref(), limit).await.unwrap();
             assert!(page.len() <= limit);
-            let offset_page = s.list_tokens(&access, NOW, seen.len(), limit).await.unwrap();
+            let offset_page = s.list_tokens(&access, NOW, seen.len(), limit).await.unwrap().0;
             assert_eq!(page, offset_page, "limit {limit}: the same page as by offset");
             seen.extend(page.iter().map(|t| t.id.clone()));
             match next {
                 Some(n) => {
                     let last = page.last().unwrap();
-                    assert_eq!(n, token_sort_key(last.issued_at, &last.id));
+                    assert_eq!(n, token_sort_key(last.expires_at, &last.id));
                     after = Some(n);
                 }
                 None => break,
@@ -157,10 +157,10 @@ pub async fn tokens_list_after(s: &dyn Store) {
     }
     let (page, next) = s.list_tokens_after(&access, NOW, None, 14).await.unwrap();
     assert_eq!((page.len(), next), (14, None), "exactly the last page: no next");
-    let last = token_sort_key(NOW + 23, "t23");
+    let last = token_sort_key(NOW + 23 + 3600, "t23");
     assert_eq!(s.list_tokens_after(&access, NOW, Some(&last), 10).await.unwrap(), (vec![], None), "after the end");
     assert_eq!(s.list_tokens_after(&access, NOW, None, 0).await.unwrap(), (vec![], None));
-    let mid = token_sort_key(NOW + 5, "t05a");
+    let mid = token_sort_key(NOW + 5 + 3600, "t05a");
     let (page, _) = s.list_tokens_after(&access, NOW, Some(&mid), 2).await.unwrap();
     assert_eq!(ids(&page), ["t05b", "t07"], "strictly after the cursor");
     assert_eq!(s.count_tokens(&access, NOW).await.unwrap(), 14);
@@ -184,4 +184,57 @@ pub async fn tokens_list_after(s: &dyn Store) {
         .collect::<Vec<_>>();
     assert_eq!(later, active[2..].to_vec());
     assert_eq!(s.count_tokens(&access, NOW + 3603).await.unwrap(), later.len() as u64);
+}
+
+/// The listings' order is expiry, then id, whatever the issue order (a client whose lifetime
+/// was shortened, a user's tokens from clients of different lifetimes); cursors, offsets and
+/// counts follow it, and a token expiring at `now` is out.
+pub async fn tokens_listed_by_expiry(s: &dyn Store) {
+    let at = |id: &str, client: &str, issued: i64, lifetime: i64| TokenRecord {
+        expires_at: issued + lifetime,
+        ..token(id, TokenKind::Access, client, Some("alice"), issued)
+    };
+    // Issue order: long, short, mid, same-b, same-a; expiry order: short, mid, same-a, same-b, long.
+    let tokens = [
+        at("long", "c1", NOW, 7200),
+        at("short", "c1", NOW + 1, 60),
+        at("mid", "c2", NOW + 2, 600),
+        at("same-b", "c2", NOW + 3, 3600),
+        at("same-a", "c1", NOW + 4, 3599),
+    ];
+    for t in &tokens {
+        s.put_token(t).await.unwrap();
+    }
+    let order = ["short", "mid", "same-a", "same-b", "long"];
+    let alice = q(TokenKind::Access, None, Some("alice"));
+    assert_eq!(ids(&s.list_tokens(&alice, NOW + 4, 0, 10).await.unwrap().0), order);
+    let (page, next) = s.list_tokens(&alice, NOW + 4, 1, 2).await.unwrap();
+    assert_eq!((ids(&page), next), (vec!["mid", "same-a"], Some(token_sort_key(NOW + 3603, "same-a"))));
+    let mut seen = Vec::new();
+    let mut after = None::<String>;
+    loop {
+        let (page, next) = s.list_tokens_after(&alice, NOW + 4, after.as_deref(), 2).await.unwrap();
+        seen.extend(page.iter().map(|t| t.id.clone()));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, order, "the cursor pages");
+    assert_eq!(
+        ids(&s.list_tokens(&q(TokenKind::Access, Some("c1"), None), NOW + 4, 0, 10).await.unwrap().0),
+        ["short", "same-a", "long"]
+    );
+    assert_eq!(
+        ids(&s.list_tokens(&q(TokenKind::Access, Some("c2"), Some("alice")), NOW + 4, 0, 10).await.unwrap().0),
+        ["mid", "same-b"]
+    );
+    // At the short token's expiry it is out of listings, cursor pages and counts.
+    assert_eq!(ids(&s.list_tokens(&alice, NOW + 61, 0, 10).await.unwrap().0), &order[1..]);
+    assert_eq!(ids(&s.list_tokens_after(&alice, NOW + 61, None, 10).await.unwrap().0), &order[1..]);
+    assert_eq!(s.count_tokens(&alice, NOW + 61).await.unwrap(), 4);
+    assert_eq!(s.count_tokens(&q(TokenKind::Access, Some("c1"), None), NOW + 3604).await.unwrap(), 1, "long");
+    // A cursor before `now` starts at the first unexpired token.
+    let stale = token_sort_key(NOW, "a");
+    assert_eq!(ids(&s.list_tokens_after(&alice, NOW + 700, Some(&stale), 10).await.unwrap().0), &order[2..]);
 }

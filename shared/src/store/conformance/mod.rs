@@ -51,6 +51,7 @@ pub const CASES: &[&str] = &[
     "clients_update",
     "concurrent_client_updates",
     "tokens_list_after",
+    "tokens_listed_by_expiry",
     "groups",
     "group_members",
     "group_deletion",
@@ -147,6 +148,7 @@ pub async fn run(case: &str, s: Arc<dyn Store>) {
         "clients_update" => listing::clients_update(&*s).await,
         "concurrent_client_updates" => listing::concurrent_client_updates(s).await,
         "tokens_list_after" => listing::tokens_list_after(&*s).await,
+        "tokens_listed_by_expiry" => listing::tokens_listed_by_expiry(&*s).await,
         "groups" => groups::groups(&*s).await,
         "group_members" => groups::group_members(&*s).await,
         "group_deletion" => groups::group_deletion(&*s).await,
@@ -239,17 +241,17 @@ pub async fn tokens_list_by_client(s: &dyn Store) {
     old.expires_at = NOW - 1;
     s.put_token(&old).await.unwrap();
     let access = q(TokenKind::Access, Some("ca"), None);
-    assert_eq!(ids(&s.list_tokens(&access, NOW, 0, 100).await.unwrap()), ["a1", "a2", "a3", "a4", "a5"]);
-    assert_eq!(ids(&s.list_tokens(&access, NOW, 1, 2).await.unwrap()), ["a2", "a3"]);
-    assert_eq!(ids(&s.list_tokens(&access, NOW, 4, 2).await.unwrap()), ["a5"]);
-    assert!(s.list_tokens(&access, NOW, 5, 10).await.unwrap().is_empty(), "offset past the end");
-    assert!(s.list_tokens(&access, NOW, 0, 0).await.unwrap().is_empty());
+    assert_eq!(ids(&s.list_tokens(&access, NOW, 0, 100).await.unwrap().0), ["a1", "a2", "a3", "a4", "a5"]);
+    assert_eq!(ids(&s.list_tokens(&access, NOW, 1, 2).await.unwrap().0), ["a2", "a3"]);
+    assert_eq!(ids(&s.list_tokens(&access, NOW, 4, 2).await.unwrap().0), ["a5"]);
+    assert!(s.list_tokens(&access, NOW, 5, 10).await.unwrap().0.is_empty(), "offset past the end");
+    assert!(s.list_tokens(&access, NOW, 0, 0).await.unwrap().0.is_empty());
     assert_eq!(s.count_tokens(&access, NOW).await.unwrap(), 5);
     s.revoke_token("a2", NOW).await.unwrap();
-    assert_eq!(ids(&s.list_tokens(&access, NOW, 0, 100).await.unwrap()), ["a1", "a3", "a4", "a5"]);
+    assert_eq!(ids(&s.list_tokens(&access, NOW, 0, 100).await.unwrap().0), ["a1", "a3", "a4", "a5"]);
     assert_eq!(s.count_tokens(&access, NOW).await.unwrap(), 4);
     assert_eq!(s.count_tokens(&access, NOW + 3600 + 35).await.unwrap(), 2, "a4 and a5 outlive the others");
-    assert_eq!(ids(&s.list_tokens(&q(TokenKind::Refresh, Some("ca"), None), NOW, 0, 10).await.unwrap()), ["r1"]);
+    assert_eq!(ids(&s.list_tokens(&q(TokenKind::Refresh, Some("ca"), None), NOW, 0, 10).await.unwrap().0), ["r1"]);
     assert_eq!(s.count_tokens(&q(TokenKind::Access, Some("cb"), None), NOW).await.unwrap(), 1);
     assert_eq!(s.count_tokens(&q(TokenKind::Access, Some("nobody"), None), NOW).await.unwrap(), 0);
 }
@@ -263,12 +265,12 @@ pub async fn tokens_list_by_end_user(s: &dyn Store) {
     // Ids and user names that would collide if keys were naively concatenated.
     s.put_token(&token("x5", TokenKind::Access, "c1#alice", Some("x"), NOW + 5)).await.unwrap();
     let alice = q(TokenKind::Access, None, Some("alice"));
-    assert_eq!(ids(&s.list_tokens(&alice, NOW, 0, 10).await.unwrap()), ["x1", "x2"]);
+    assert_eq!(ids(&s.list_tokens(&alice, NOW, 0, 10).await.unwrap().0), ["x1", "x2"]);
     assert_eq!(s.count_tokens(&alice, NOW).await.unwrap(), 2);
     let alice_c1 = q(TokenKind::Access, Some("c1"), Some("alice"));
-    assert_eq!(ids(&s.list_tokens(&alice_c1, NOW, 0, 10).await.unwrap()), ["x1"]);
+    assert_eq!(ids(&s.list_tokens(&alice_c1, NOW, 0, 10).await.unwrap().0), ["x1"]);
     assert_eq!(s.count_tokens(&q(TokenKind::Refresh, Some("c1"), Some("alice")), NOW).await.unwrap(), 1);
-    assert_eq!(ids(&s.list_tokens(&q(TokenKind::Access, Some("c1"), None), NOW, 0, 10).await.unwrap()), ["x1", "x3"]);
+    assert_eq!(ids(&s.list_tokens(&q(TokenKind::Access, Some("c1"), None), NOW, 0, 10).await.unwrap().0), ["x1", "x3"]);
     assert_eq!(s.count_tokens(&q(TokenKind::Access, None, Some("carol")), NOW).await.unwrap(), 0);
 }
 

@@ -37,7 +37,7 @@ pub async fn refresh_rotation(s: &dyn Store) {
     let old = family_token("r0", TokenKind::Refresh, "f1", NOW);
     s.put_token(&old).await.unwrap();
     let refresh = q(TokenKind::Refresh, Some("c1"), None);
-    assert_eq!(ids(&s.list_tokens(&refresh, NOW, 0, 10).await.unwrap()), ["r0"]);
+    assert_eq!(ids(&s.list_tokens(&refresh, NOW, 0, 10).await.unwrap().0), ["r0"]);
 
     let next = successors("n1", "f1");
     assert!(s.rotate_refresh("r0", NOW + 10, "sealed-response-1", &next).await.unwrap());
@@ -49,7 +49,7 @@ pub async fn refresh_rotation(s: &dyn Store) {
     );
     assert_eq!(rotated.revoked_at, None);
     assert!(!rotated.is_active(NOW + 11));
-    assert_eq!(ids(&s.list_tokens(&refresh, NOW + 11, 0, 10).await.unwrap()), ["n1-refresh"], "rotated: not listed");
+    assert_eq!(ids(&s.list_tokens(&refresh, NOW + 11, 0, 10).await.unwrap().0), ["n1-refresh"], "rotated: not listed");
     assert_eq!(s.count_tokens(&refresh, NOW + 11).await.unwrap(), 1, "rotated: not counted");
     let by_user = q(TokenKind::Refresh, Some("c1"), Some("alice"));
     assert_eq!(s.count_tokens(&by_user, NOW + 11).await.unwrap(), 1);

@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | client | `CLIENT#<client_id>` | `CLIENT` | `client_pk` = `CLIENTS`, `issued_sk` = client id, `version` |
 //! | resource server | `RESOURCE_SERVERS` | `<identifier>` | `version` |
-//! | token record | `TOKEN#<id>` | `TOKEN` | `client_pk`, `user_pk`, `client_user_pk`, `family_pk`, `issued_sk`, `ttl` |
+//! | token record | `TOKEN#<id>` | `TOKEN` | `client_pk`, `user_pk`, `client_user_pk`, `family_pk` (while active), `issued_sk` = `E<expiry>#<id>`, `ttl` |
 //! | signing key | `SIGNING_KEYS` | `KEY#<generation>` | |
 //! | a signing key's `kid`, stored once | `SIGNING_KEY_IDS` | `<kid>` | |
 //! | user | `USER#<username>` | `USER` | `user_pk` = `USERS`, `issued_sk` = username, `version` |
@@ -18,7 +18,9 @@
 //! everything) serve the admin listings as Queries, never Scans (the one Scan is the operator's
 //! one-off [`upgrade_table`]); `by_family` (`family_pk` =
 //! `F#<family>`, same sort key) serves family revocation; the `CLIENTS` partition of `by_client`
-//! lists the clients. Cursors are sort keys (a key condition `issued_sk >` the cursor). `ttl`
+//! lists the clients. Cursors are sort keys (a key condition `issued_sk >` the cursor). A
+//! token's `issued_sk` is its expiry and id, and revocation and rotation remove its index
+//! partition keys, so token listings read only active tokens (`tokens.rs`). `ttl`
 //! holds the expiry, and expired items are filtered on every read because TTL deletion can lag
 //! two days.
 //! Creation is `attribute_not_exists(pk)` (with a random `wid` on the item, so that a retried

@@ -69,14 +69,20 @@ CREATE TABLE IF NOT EXISTS codes (
 
 /// Indexes, created after [`TOKEN_COLUMNS_ADDED`] exist on a database of the previous schema.
 ///
+/// The client and end-user indexes order a client's or user's tokens of one kind by expiry,
+/// the listings' order ([`token_sort_key`]), so a listing starts at the first unexpired token.
+/// Earlier versions' indexes in issue order are dropped, and these built, on the first open.
+///
 /// The end-user and family indexes are partial (`WHERE … IS NOT NULL`): a client-credentials
 /// token has neither, so its insert writes two index B-trees fewer. Their queries
 /// (`end_user = ?`, `family = ?`) imply the index's condition, so SQLite still uses them. An
 /// older database's full indexes of the same columns are dropped and rebuilt partial once.
 const INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS tokens_by_client ON tokens (client_id, kind, issued_at, id);
+DROP INDEX IF EXISTS tokens_by_client;
+CREATE INDEX IF NOT EXISTS tokens_of_client ON tokens (client_id, kind, expires_at, id);
 DROP INDEX IF EXISTS tokens_by_user;
-CREATE INDEX IF NOT EXISTS tokens_by_end_user ON tokens (end_user, kind, issued_at, id) WHERE end_user IS NOT NULL;
+DROP INDEX IF EXISTS tokens_by_end_user;
+CREATE INDEX IF NOT EXISTS tokens_of_end_user ON tokens (end_user, kind, expires_at, id) WHERE end_user IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tokens_by_expiry ON tokens (expires_at);
 DROP INDEX IF EXISTS tokens_by_family;
 CREATE INDEX IF NOT EXISTS tokens_in_family ON tokens (family, issued_at, id) WHERE family IS NOT NULL;
@@ -739,7 +745,7 @@ mod tests {
             assert!(!s.is_member("g", "u").await.unwrap());
             assert_eq!(s.get_settings().await.unwrap(), None);
             assert_eq!(s.get_resource_server("urn:x").await.unwrap(), None);
-            assert_eq!(s.list_tokens(&q, conformance::NOW, 0, 10).await.unwrap(), vec![t.clone()]);
+            assert_eq!(s.list_tokens(&q, conformance::NOW, 0, 10).await.unwrap().0, vec![t.clone()]);
             assert_eq!(s.count_tokens(&q, conformance::NOW).await.unwrap(), 1);
             assert_eq!(s.list_users(None, 10).await.unwrap(), (vec![], None));
         };
@@ -940,21 +946,35 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// The listing queries use the partial end-user and family indexes, and a database with the
-    /// older full indexes has them replaced.
+    /// The listing queries use the expiry-ordered client and end-user indexes and the partial
+    /// family index, and a database with earlier versions' indexes (issue-ordered, full) has
+    /// them replaced, its tokens listed in the new order.
     #[tokio::test]
-    async fn listings_use_the_partial_indexes() {
+    async fn listings_use_the_expiry_ordered_and_partial_indexes() {
         let (dir, s) = temp_store();
+        let (short, long) = (
+            conformance::token("short", TokenKind::Access, "c1", Some("alice"), conformance::NOW),
+            conformance::token("long", TokenKind::Access, "c1", Some("alice"), conformance::NOW - 1),
+        );
+        let long = TokenRecord { expires_at: short.expires_at + 60, ..long };
+        for t in [&short, &long] {
+            s.put_token(t).await.unwrap();
+        }
         drop(s);
         let old = Connection::open(dir.join("gatehouse.db")).unwrap();
         old.execute_batch(
-            "DROP INDEX tokens_by_end_user; DROP INDEX tokens_in_family;
+            "DROP INDEX tokens_of_end_user; DROP INDEX tokens_in_family; DROP INDEX tokens_of_client;
+             CREATE INDEX tokens_by_client ON tokens (client_id, kind, issued_at, id);
              CREATE INDEX tokens_by_user ON tokens (end_user, kind, issued_at, id);
              CREATE INDEX tokens_by_family ON tokens (family, issued_at, id);",
         )
         .unwrap();
         drop(old);
         let s = EmbeddedStore::open(&dir).unwrap();
+        let alice = TokenQuery { kind: TokenKind::Access, client_id: None, end_user: Some("alice".into()) };
+        let (page, next) = s.list_tokens(&alice, conformance::NOW, 0, 2).await.unwrap();
+        assert_eq!(page, [short.clone(), long.clone()], "the sooner to expire first, though issued later");
+        assert_eq!(next, Some(token_sort_key(long.expires_at, "long")));
         let conn = s.conn.lock().unwrap();
         let plan = |sql: &str| -> String {
             let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
@@ -963,9 +983,14 @@ mod tests {
         };
         let by_user = plan(
             "SELECT body FROM tokens WHERE kind = 'refresh' AND expires_at > 0 AND revoked_at IS NULL \
-             AND rotated_at IS NULL AND end_user = 'alice' ORDER BY issued_at, id",
+             AND rotated_at IS NULL AND end_user = 'alice' ORDER BY expires_at, id",
         );
-        assert!(by_user.contains("tokens_by_end_user"), "{by_user}");
+        assert!(by_user.contains("tokens_of_end_user") && !by_user.contains("TEMP B-TREE"), "{by_user}");
+        let by_client = plan(
+            "SELECT body FROM tokens WHERE kind = 'access' AND expires_at > 0 AND revoked_at IS NULL \
+             AND rotated_at IS NULL AND client_id = 'c1' AND (expires_at, id) > (5, 'x') ORDER BY expires_at, id",
+        );
+        assert!(by_client.contains("tokens_of_client") && !by_client.contains("TEMP B-TREE"), "{by_client}");
         let family = plan("SELECT body FROM tokens WHERE family = 'f1' AND expires_at > 0 ORDER BY issued_at, id");
         assert!(family.contains("tokens_in_family"), "{family}");
         let names: Vec<String> = conn
@@ -979,10 +1004,10 @@ mod tests {
             names,
             [
                 "sqlite_autoindex_tokens_1",
-                "tokens_by_client",
-                "tokens_by_end_user",
                 "tokens_by_expiry",
-                "tokens_in_family"
+                "tokens_in_family",
+                "tokens_of_client",
+                "tokens_of_end_user"
             ]
         );
         drop(conn);

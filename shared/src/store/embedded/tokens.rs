@@ -74,7 +74,7 @@ fn token_filter(q: &TokenQuery, now: i64) -> (String, Vec<Value>) {
     (sql, p)
 }
 
-/// Every record selected by `WHERE {filter}` with `p`, ordered by issue time then id.
+/// Every record selected by `WHERE {filter}` with `p` (the filter ends with its `ORDER BY`).
 fn select(c: &Connection, filter: &str, p: Vec<Value>) -> StoreResult<Vec<TokenRecord>> {
     let sql = format!("SELECT {RECORD_COLUMNS} FROM tokens WHERE {filter}");
     let mut st = c.prepare(&sql).map_err(err)?;
@@ -141,11 +141,14 @@ impl TokenStore for EmbeddedStore {
         now: i64,
         offset: usize,
         limit: usize,
-    ) -> StoreResult<Vec<TokenRecord>> {
+    ) -> StoreResult<(Vec<TokenRecord>, Option<String>)> {
         let (filter, mut p) = token_filter(q, now);
         p.push(Value::Integer(limit as i64));
         p.push(Value::Integer(offset as i64));
-        self.read_off(move |c| select(c, &format!("{filter} ORDER BY issued_at, id LIMIT ? OFFSET ?"), p)).await
+        let page =
+            self.read_off(move |c| select(c, &format!("{filter} ORDER BY expires_at, id LIMIT ? OFFSET ?"), p)).await?;
+        let next = page.last().filter(|_| page.len() == limit).map(|t| token_sort_key(t.expires_at, &t.id));
+        Ok((page, next))
     }
 
     async fn list_tokens_after(
@@ -157,18 +160,21 @@ impl TokenStore for EmbeddedStore {
     ) -> StoreResult<(Vec<TokenRecord>, Option<String>)> {
         let (mut filter, mut p) = token_filter(q, now);
         if let Some(after) = after {
+            // An earlier version's cursor (an issue time) is read as an expiry: a token issued
+            // after it expires after it too, so none is skipped (`TokenPosition::Issued`).
             let (at, id) = parse_token_sort_key(after)
-                .ok_or_else(|| StoreError::Backend(format!("not a token sort key: {after:?}")))?;
-            filter.push_str(" AND (issued_at, id) > (?, ?)");
+                .ok_or_else(|| StoreError::Backend(format!("not a token sort key: {after:?}")))?
+                .at_and_id();
+            filter.push_str(" AND (expires_at, id) > (?, ?)");
             p.extend([Value::Integer(at), Value::Text(id.to_owned())]);
         }
         // One more than the page, to know whether more follow.
         p.push(Value::Integer(limit as i64 + 1));
         let mut page =
-            self.read_off(move |c| select(c, &format!("{filter} ORDER BY issued_at, id LIMIT ?"), p)).await?;
+            self.read_off(move |c| select(c, &format!("{filter} ORDER BY expires_at, id LIMIT ?"), p)).await?;
         let more = page.len() > limit;
         page.truncate(limit);
-        let next = if more { page.last().map(|t| token_sort_key(t.issued_at, &t.id)) } else { None };
+        let next = if more { page.last().map(|t| token_sort_key(t.expires_at, &t.id)) } else { None };
         Ok((page, next))
     }
 
