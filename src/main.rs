@@ -5,7 +5,6 @@
 //! a local or deployed tenant's admin API; without a command it runs the server.
 mod cli;
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use gatehouse::{AppState, Config};
@@ -86,7 +85,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let generated = match config.admin_token {
         Some(_) => false,
         None => {
-            config.admin_token = Some(load_or_create_admin_token(&config.data_dir)?.into());
+            config.admin_token = Some(gatehouse::store::load_or_create_admin_token(&config.data_dir)?.into());
             true
         }
     };
@@ -116,32 +115,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
-}
-
-/// The admin token kept in the data directory (`admin-token`, mode 0600), made on first start.
-fn load_or_create_admin_token(dir: &Path) -> std::io::Result<String> {
-    gatehouse::store::create_private_dir(dir)?;
-    let path = dir.join("admin-token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        let t = t.trim().to_owned();
-        if t.len() >= 32 {
-            // Kept, and made private if it was not (a file put there by hand).
-            #[cfg(unix)]
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-            return Ok(t);
-        }
-    }
-    let token = gatehouse::crypto::random_token();
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut file = opts.open(&path)?;
-    // `mode` applies when the file is created; one that existed (too short) is made private too.
-    #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    std::io::Write::write_all(&mut file, token.as_bytes())?;
-    Ok(token)
 }
 
 fn print_banner(state: &AppState, generated: bool) {

@@ -975,6 +975,44 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
     );
 }
 
+/// Servers starting at once on a fresh data directory (here: threads making the admin token)
+/// agree on one token, the file's, and leave no temporary file; a hand-made file too short to
+/// keep is replaced whole.
+#[test]
+fn servers_starting_together_share_one_admin_token() {
+    use gatehouse::store::{MIN_ADMIN_TOKEN, load_or_create_admin_token};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let barrier = std::sync::Barrier::new(8);
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    load_or_create_admin_token(&data).unwrap()
+                })
+            })
+            .collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    assert!(tokens[0].len() >= MIN_ADMIN_TOKEN);
+    assert_eq!(std::fs::read_to_string(data.join("admin-token")).unwrap(), tokens[0]);
+    let files: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, ["admin-token"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("admin-token")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
+    std::fs::write(data.join("admin-token"), "short\n").unwrap();
+    let replaced = load_or_create_admin_token(&data).unwrap();
+    assert!(replaced.len() >= MIN_ADMIN_TOKEN && replaced != tokens[0]);
+    assert_eq!(std::fs::read_to_string(data.join("admin-token")).unwrap(), replaced);
+    assert_eq!(load_or_create_admin_token(&data).unwrap(), replaced, "kept from then on");
+}
+
 /// An admin token file put in the data directory by hand, readable by others, is kept and made
 /// private (0600) when the server starts.
 #[cfg(unix)]

@@ -24,6 +24,29 @@ async fn local_signer() {
     }
 }
 
+/// Processes starting at once on a fresh data directory (here: threads) agree on one key,
+/// and no temporary file is left behind.
+#[test]
+fn local_signers_starting_together_share_one_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let barrier = std::sync::Barrier::new(8);
+    let kids: Vec<String> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    LocalSigner::load_or_create(dir.path()).unwrap().kid()
+                })
+            })
+            .collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
+    assert_eq!(LocalSigner::load_or_create(dir.path()).unwrap().kid(), kids[0]);
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, ["signing-key.pem"]);
+}
+
 #[tokio::test]
 async fn kms_signer_es256() {
     let Some(kms) = common::kms().await else { return };

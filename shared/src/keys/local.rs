@@ -26,11 +26,8 @@ impl LocalSigner {
                 .to_pkcs8_der()?
                 .to_pem("PRIVATE KEY", Default::default())
                 .map_err(|e| KeyError::Invalid(e.to_string()))?;
-            let tmp = dir.join(format!(".signing-key.{}.tmp", crate::crypto::random_id()));
-            write_private(&tmp, pem.as_bytes()).map_err(io)?;
             // No-clobber: if another process won the race, its key stands and ours is dropped.
-            let _ = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
+            crate::store::create_private_file(&path, pem.as_bytes()).map_err(io)?;
         }
         // Wiped when dropped, as `SecretDocument` and the signing key are.
         let pem = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(io)?);
@@ -48,17 +45,6 @@ impl LocalSigner {
     pub fn ephemeral() -> Self {
         Self::from_key(EcKey::generate()).expect("a fresh P-256 key is valid")
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 #[async_trait]

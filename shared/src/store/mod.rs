@@ -58,6 +58,103 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     b.create(dir)
 }
 
+/// Creates `path` holding `bytes`, readable by its owner only (0600 on Unix), whole or not at
+/// all, and never over a file that exists: the bytes go to a temporary file in the same
+/// directory, synced, which is then linked at `path` (no-clobber) and the directory synced, so
+/// a process that reads `path` never sees it partly written. `Ok(false)` when `path` existed
+/// (another process won a race to create it: its file stands). On a filesystem without hard
+/// links, `path` is created exclusively and written in place.
+pub fn create_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::io::ErrorKind;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", crate::crypto::random_id()));
+    write_private(&tmp, bytes)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    let created = match linked {
+        Ok(()) => true,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+        Err(_) => match write_private(path, bytes) {
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e),
+        },
+    };
+    sync_dir(dir);
+    Ok(created)
+}
+
+/// Replaces `path` with `bytes` (0600 on Unix) in one step: a synced temporary file renamed
+/// over it, the directory synced.
+pub fn replace_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", crate::crypto::random_id()));
+    write_private(&tmp, bytes)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// A new file (`create_new`, 0600 on Unix) holding `bytes`, synced.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Makes a directory entry just created or renamed durable (Unix; best effort elsewhere).
+fn sync_dir(dir: &std::path::Path) {
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Shortest admin token the local server keeps from its data directory's `admin-token` file.
+pub const MIN_ADMIN_TOKEN: usize = 32;
+
+/// The local server's admin token, kept in `dir`'s `admin-token` file (mode 0600), made on
+/// first start. Several processes starting at once on one data directory agree on one token
+/// ([`create_private_file`]). A file put there by hand is kept and made private; one shorter
+/// than [`MIN_ADMIN_TOKEN`] characters is replaced by a generated token.
+pub fn load_or_create_admin_token(dir: &std::path::Path) -> std::io::Result<String> {
+    create_private_dir(dir)?;
+    let path = dir.join("admin-token");
+    // Twice at most: a file made by another process between the read and the link is read
+    // the second time.
+    for _ in 0..2 {
+        match std::fs::read_to_string(&path) {
+            Ok(t) if t.trim().len() >= MIN_ADMIN_TOKEN => {
+                // Kept, and made private if it was not (a file put there by hand).
+                #[cfg(unix)]
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                return Ok(t.trim().to_owned());
+            }
+            Ok(_) => {
+                let token = crate::crypto::random_token();
+                replace_private_file(&path, token.as_bytes())?;
+                return Ok(token);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let token = crate::crypto::random_token();
+                if create_private_file(&path, token.as_bytes())? {
+                    return Ok(token);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!("{} keeps changing", path.display())))
+}
+
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
