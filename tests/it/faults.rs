@@ -129,7 +129,7 @@ impl KeyStore for Throttled {
     async fn put_signing_key(&self, _: &StoredSigningKey) -> StoreResult<()> {
         throttled()
     }
-    async fn replace_signing_key(&self, _: &StoredSigningKey) -> StoreResult<bool> {
+    async fn replace_signing_key(&self, _: &StoredSigningKey, _: &StoredSigningKey) -> StoreResult<bool> {
         throttled()
     }
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {

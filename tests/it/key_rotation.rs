@@ -349,8 +349,8 @@ impl KeyStore for Observed {
     async fn put_signing_key(&self, k: &StoredSigningKey) -> StoreResult<()> {
         self.inner.put_signing_key(k).await
     }
-    async fn replace_signing_key(&self, k: &StoredSigningKey) -> StoreResult<bool> {
-        self.inner.replace_signing_key(k).await
+    async fn replace_signing_key(&self, k: &StoredSigningKey, read: &StoredSigningKey) -> StoreResult<bool> {
+        self.inner.replace_signing_key(k, read).await
     }
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         self.reads.fetch_add(1, Ordering::SeqCst);

@@ -304,7 +304,7 @@ impl KeyRing {
                 let asked = now.saturating_add(delay.max(0));
                 let mut sooner = k.clone();
                 sooner.active_from = Some(asked.min(k.active_from()));
-                if sooner.active_from != k.active_from && !self.store.replace_signing_key(&sooner).await? {
+                if sooner.active_from != k.active_from && !self.store.replace_signing_key(&sooner, k).await? {
                     return Err(KeyError::Conflict("the key ring changed meanwhile; retry".into()));
                 }
                 tracing::info!(kid = %k.kid, active_from = sooner.active_from(), "pending KMS key's activation set");
@@ -383,8 +383,8 @@ impl KeyRing {
     pub async fn retire(&self, key: &StoredSigningKey, now: i64) -> Result<StoredSigningKey, KeyError> {
         let mut retired = key.clone();
         retired.retired_at = Some(now);
-        if !self.store.replace_signing_key(&retired).await? {
-            return Err(KeyError::Conflict(format!("key {} is no longer in its slot", key.kid)));
+        if !self.store.replace_signing_key(&retired, key).await? {
+            return Err(KeyError::Conflict(format!("key {} changed meanwhile (or left its slot); retry", key.kid)));
         }
         self.reload_soon();
         Ok(retired)

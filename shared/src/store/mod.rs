@@ -361,9 +361,11 @@ pub trait SettingsStore: Send + Sync {
 pub trait KeyStore: Send + Sync {
     /// Stores a key; `Conflict` if its generation (or kid) exists.
     async fn put_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
-    /// Replaces the stored key of the same generation and kid (retiring it); `false` if there
-    /// is none.
-    async fn replace_signing_key(&self, key: &StoredSigningKey) -> StoreResult<bool>;
+    /// Replaces the stored key of the same generation and kid (retiring it, or bringing its
+    /// activation forward) if its schedule (`active_from`, `retired_at`) is still that of
+    /// `read`, the record the caller read; `false`, nothing written, if there is no such key or
+    /// it changed since (two admins, one cancelling a rotation as the other hastens it).
+    async fn replace_signing_key(&self, key: &StoredSigningKey, read: &StoredSigningKey) -> StoreResult<bool>;
     /// Every stored key, by generation.
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
 }

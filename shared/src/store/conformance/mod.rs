@@ -302,14 +302,33 @@ pub async fn signing_keys(s: &dyn Store) {
     s.put_signing_key(&k3).await.unwrap();
     let mut k1 = key(1, "k1");
     k1.retired_at = Some(NOW + 50);
-    assert!(s.replace_signing_key(&k1).await.unwrap());
+    assert!(s.replace_signing_key(&k1, &key(1, "k1")).await.unwrap());
     let mut wrong_slot = key(4, "k1");
     wrong_slot.retired_at = Some(NOW);
-    assert!(!s.replace_signing_key(&wrong_slot).await.unwrap(), "no such slot: nothing written");
+    assert!(!s.replace_signing_key(&wrong_slot, &key(4, "k1")).await.unwrap(), "no such slot: nothing written");
     let mut wrong_kid = key(2, "k1");
     wrong_kid.retired_at = Some(NOW);
-    assert!(!s.replace_signing_key(&wrong_kid).await.unwrap(), "another key's slot is not overwritten");
-    assert_eq!(s.list_signing_keys().await.unwrap(), vec![k1, k2, k3]);
+    assert!(!s.replace_signing_key(&wrong_kid, &key(2, "k1")).await.unwrap(), "another key's slot is not overwritten");
+    assert_eq!(s.list_signing_keys().await.unwrap(), vec![k1.clone(), k2.clone(), k3.clone()]);
+    // Conditional on the schedule read: an admin cancelling the pending k3 (retiring it) as
+    // another brings its activation forward; whichever writes second read a stale record and
+    // writes nothing.
+    let mut sooner = k3.clone();
+    sooner.active_from = Some(NOW + 1);
+    let mut cancelled = k3.clone();
+    cancelled.retired_at = Some(NOW);
+    assert!(s.replace_signing_key(&sooner, &k3).await.unwrap());
+    assert!(!s.replace_signing_key(&cancelled, &k3).await.unwrap(), "k3 changed since it was read");
+    assert!(!s.replace_signing_key(&k3, &k3).await.unwrap(), "nor is the earlier schedule written back");
+    let mut retired_sooner = sooner.clone();
+    retired_sooner.retired_at = Some(NOW);
+    assert!(s.replace_signing_key(&retired_sooner, &sooner).await.unwrap(), "read again, it applies");
+    // A retired key's retirement time is part of the schedule too.
+    let mut k2_later = k2.clone();
+    k2_later.retired_at = Some(NOW + 200);
+    assert!(!s.replace_signing_key(&k2_later, &key(2, "k2")).await.unwrap(), "read before its retirement");
+    assert!(s.replace_signing_key(&k2_later, &k2).await.unwrap());
+    assert_eq!(s.list_signing_keys().await.unwrap(), vec![k1, k2_later, retired_sooner]);
 }
 
 /// 20 concurrent revocations of one token: exactly one reports it revoked.

@@ -542,19 +542,22 @@ impl KeyStore for DynamoStore {
         }
     }
 
-    async fn replace_signing_key(&self, key: &StoredSigningKey) -> StoreResult<bool> {
+    async fn replace_signing_key(&self, key: &StoredSigningKey, read: &StoredSigningKey) -> StoreResult<bool> {
         let mut item = encode(key)?;
         item.insert("pk".into(), s("SIGNING_KEYS"));
         item.insert("sk".into(), s(format!("KEY#{:010}", key.generation)));
-        let r = self
-            .ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_exists(pk) AND kid = :kid")
-            .expression_attribute_values(":kid", s(&key.kid))
-            .send()
-            .await;
+        let mut condition = "attribute_exists(pk) AND kid = :kid".to_owned();
+        let mut put = self.ddb.put_item().table_name(&self.table).expression_attribute_values(":kid", s(&key.kid));
+        for (attr, value) in [("active_from", read.active_from), ("retired_at", read.retired_at)] {
+            match value {
+                Some(v) => {
+                    condition.push_str(&format!(" AND {attr} = :{attr}"));
+                    put = put.expression_attribute_values(format!(":{attr}"), n(v));
+                }
+                None => condition.push_str(&format!(" AND attribute_not_exists({attr})")),
+            }
+        }
+        let r = put.set_item(Some(item)).condition_expression(condition).send().await;
         condition_met(r.map(drop).map_err(classify))
     }
 

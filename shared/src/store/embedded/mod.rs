@@ -630,13 +630,15 @@ impl KeyStore for EmbeddedStore {
         .await
     }
 
-    async fn replace_signing_key(&self, key: &StoredSigningKey) -> StoreResult<bool> {
+    async fn replace_signing_key(&self, key: &StoredSigningKey, read: &StoredSigningKey) -> StoreResult<bool> {
         let (generation, kid, body) = (key.generation, key.kid.clone(), to_json(key)?);
+        let (active_from, retired_at) = (read.active_from, read.retired_at);
         self.with(move |c| {
             let n = c
                 .execute(
-                    "UPDATE signing_keys SET body = ?3 WHERE generation = ?1 AND kid = ?2",
-                    params![generation, kid, body],
+                    "UPDATE signing_keys SET body = ?3 WHERE generation = ?1 AND kid = ?2 \
+                     AND json_extract(body, '$.active_from') IS ?4 AND json_extract(body, '$.retired_at') IS ?5",
+                    params![generation, kid, body, active_from, retired_at],
                 )
                 .map_err(err)?;
             Ok(n == 1)
