@@ -61,9 +61,10 @@ pub const OPAQUE_TOKEN_LEN: usize = 8 + 43;
 /// time in milliseconds as 8 characters that sort by time, then [`random_token`].
 ///
 /// The store keeps it by [`opaque_token_id`], which starts with the same 8 characters: new
-/// records sort by issue time in every index that orders by id (the primary key, the client,
-/// end-user and family listings), so the embedded store appends them to the indexes' last
-/// leaves instead of dirtying a random leaf of each per token. The prefix tells only the issue
+/// records sort by issue time in every index that orders by id (the primary key; the client
+/// and end-user listings after the expiry, which for one lifetime grows with issue time too;
+/// the family listing), so the embedded store appends them to the indexes' last leaves instead
+/// of dirtying a random leaf of each per token. The prefix tells only the issue
 /// time, which the token's holder knows; the 256 bits after it are the secret.
 pub fn opaque_token() -> String {
     time_prefix() + &random_token()

@@ -20,7 +20,7 @@ const COLUMNS: &[(&str, &str)] = &[
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// List active tokens of a client and/or an end user (oldest first)
+    /// List active tokens of a client and/or an end user (the soonest to expire first)
     List {
         #[command(flatten)]
         filter: Filter,

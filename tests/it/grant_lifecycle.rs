@@ -401,6 +401,51 @@ async fn revoking_all_of_a_clients_tokens_holds_without_the_sweep_dynamodb() {
     revoking_all_of_a_clients_tokens_holds_without_the_sweep(inner).await;
 }
 
+/// A user's revoke-all pages through the user's tokens in expiry order; a token issued while it
+/// pages (at another client with a shorter lifetime, so sorting before its cursor) is revoked
+/// by the pass that follows, and so is one written after the cursor.
+async fn a_users_sweep_revokes_tokens_issued_during_it(inner: Arc<dyn gatehouse::store::Store>) {
+    use gatehouse::model::TokenKind;
+    use gatehouse::store::conformance::token;
+    let now = common::T0;
+    for i in 0..150 {
+        inner.put_token(&token(&format!("long{i:03}"), TokenKind::Access, "slow", Some("alice"), now)).await.unwrap();
+    }
+    let sooner = gatehouse::model::TokenRecord {
+        expires_at: now + 60,
+        ..token("issued-during-the-sweep", TokenKind::Access, "brief", Some("alice"), now)
+    };
+    let later = gatehouse::model::TokenRecord {
+        expires_at: now + 7200,
+        ..token("issued-after-the-cursor", TokenKind::Access, "slow", Some("alice"), now)
+    };
+    let hooked = Hooked::new(inner.clone());
+    *hooked.issue_during_listing.lock().unwrap() = vec![sooner, later];
+    let state = common::state_on(Arc::new(hooked));
+    let app = common::app(&state);
+    let r = send(&app, admin("POST", "/admin/tokens/revoke-all", Some(json!({"end_user": "alice"})))).await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"revoked": 152})), "{}", r.text);
+    for id in ["issued-during-the-sweep", "issued-after-the-cursor", "long000", "long149"] {
+        let t = inner.get_token(id, now).await.unwrap().unwrap();
+        assert_eq!(t.revoked_at, Some(now), "{id}");
+    }
+    let alice =
+        gatehouse::store::TokenQuery { kind: TokenKind::Access, client_id: None, end_user: Some("alice".into()) };
+    assert_eq!(inner.count_tokens(&alice, now).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_users_sweep_revokes_tokens_issued_during_it_embedded() {
+    let (inner, _dir) = common::embedded();
+    a_users_sweep_revokes_tokens_issued_during_it(inner).await;
+}
+
+#[tokio::test]
+async fn a_users_sweep_revokes_tokens_issued_during_it_dynamodb() {
+    let Some((inner, _, _)) = common::dynamo().await else { return };
+    a_users_sweep_revokes_tokens_issued_during_it(inner).await;
+}
+
 /// Another warm instance whose cached client predates a revoke-all (up to `CLIENT_TTL`) may
 /// still refresh an older grant: the new tokens carry that grant's time, so they are refused as
 /// soon as the revocation is known, and refreshing them again fails.

@@ -18,11 +18,20 @@ pub struct Hooked {
     pub revoke_before_rotation: bool,
     /// Every token listing fails (503): a sweep of a client's tokens cut short.
     pub fail_token_listing: bool,
+    /// Written (`put_token`) just after the first cursor listing that continues after a cursor
+    /// answers: a token issued while a sweep pages through, before its cursor or after.
+    pub issue_during_listing: std::sync::Mutex<Vec<TokenRecord>>,
 }
 
 impl Hooked {
     pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self { inner, fail_put_token: false, revoke_before_rotation: false, fail_token_listing: false }
+        Self {
+            inner,
+            fail_put_token: false,
+            revoke_before_rotation: false,
+            fail_token_listing: false,
+            issue_during_listing: Default::default(),
+        }
     }
 }
 
@@ -126,7 +135,14 @@ impl TokenStore for Hooked {
         if self.fail_token_listing {
             return Err(StoreError::Unavailable("injected: token listing".into()));
         }
-        self.inner.list_tokens_after(q, now, after, l).await
+        let page = self.inner.list_tokens_after(q, now, after, l).await;
+        if after.is_some() {
+            let issued = std::mem::take(&mut *self.issue_during_listing.lock().unwrap());
+            for t in issued {
+                self.inner.put_token(&t).await?;
+            }
+        }
+        page
     }
     async fn count_tokens(&self, q: &TokenQuery, now: i64) -> StoreResult<u64> {
         self.inner.count_tokens(q, now).await

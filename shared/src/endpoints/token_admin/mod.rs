@@ -319,8 +319,14 @@ pub(crate) fn ok(body: serde_json::Value) -> Response {
 
 /// Revokes every active token (both kinds) of a client, a user, or a user at one client: a
 /// deleted or compromised client, a user signed out everywhere. Refresh tokens go first, each
-/// with its family, so that no refresh during the sweep mints a token it would miss. Pages
-/// follow a cursor, so every token is read once and this always ends.
+/// with its family. Pages follow a cursor, so each pass reads every active token once and
+/// ends.
+///
+/// Listings are in expiry order, so a token issued during a pass can sort before its cursor
+/// (a code redeemed at a client of shorter lifetimes, a successor the family index did not
+/// show yet, a record an earlier version wrote during a rolling deploy). Passes therefore
+/// repeat from the start until one revokes nothing, at most [`SWEEP_PASSES`]: each reads only
+/// the tokens still active, so the passes after the first read what was issued meanwhile.
 pub(crate) async fn revoke_all(
     state: &AppState,
     actor: &Actor,
@@ -349,29 +355,44 @@ pub(crate) async fn revoke_all(
         }
     }
     let mut revoked = 0;
-    for kind in [TokenKind::Refresh, TokenKind::Access] {
-        let q =
-            crate::store::TokenQuery { kind, client_id: client_id.map(Into::into), end_user: end_user.map(Into::into) };
-        let mut after: Option<String> = None;
-        loop {
-            let (page, next) = state.store.list_tokens_after(&q, now, after.as_deref(), 100).await?;
-            for t in &page {
-                let n = match (&t.kind, &t.family) {
-                    (TokenKind::Refresh, Some(f)) => {
-                        crate::grants::revoke_family(state, f, &t.with_sibling(now)).await?
+    for _ in 0..SWEEP_PASSES {
+        let mut this_pass = 0;
+        for kind in [TokenKind::Refresh, TokenKind::Access] {
+            let q = crate::store::TokenQuery {
+                kind,
+                client_id: client_id.map(Into::into),
+                end_user: end_user.map(Into::into),
+            };
+            let mut after: Option<String> = None;
+            loop {
+                let (page, next) = state.store.list_tokens_after(&q, now, after.as_deref(), 100).await?;
+                for t in &page {
+                    let n = match (&t.kind, &t.family) {
+                        (TokenKind::Refresh, Some(f)) => {
+                            crate::grants::revoke_family(state, f, &t.with_sibling(now)).await?
+                        }
+                        _ => state.store.revoke_token(&t.id, now).await? as u64,
+                    };
+                    if n > 0 {
+                        changed(actor, "token_revoked", t.id.chars().take(22).collect::<String>());
                     }
-                    _ => state.store.revoke_token(&t.id, now).await? as u64,
-                };
-                if n > 0 {
-                    changed(actor, "token_revoked", t.id.chars().take(22).collect::<String>());
+                    this_pass += n;
                 }
-                revoked += n;
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
             }
-            match next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
+        }
+        revoked += this_pass;
+        if this_pass == 0 {
+            break;
         }
     }
     Ok(revoked)
 }
+
+/// Most passes of a [`revoke_all`] sweep: the first revokes what was active, the next ones
+/// what was issued during the one before (a handful of tokens, unless the user or client keeps
+/// getting new ones, which a sweep cannot outrun).
+pub const SWEEP_PASSES: usize = 4;

@@ -229,7 +229,7 @@ pub async fn tokens_revoke(s: &dyn Store) {
     assert_eq!(s.get_token("ghost", NOW).await.unwrap(), None, "revocation never creates a record");
 }
 
-/// By client: ordered by issue time, offset/limit, kinds separate, revoked and expired excluded.
+/// By client: ordered by expiry (here, with one lifetime, issue time), offset/limit, kinds separate, revoked and expired excluded.
 pub async fn tokens_list_by_client(s: &dyn Store) {
     for (i, id) in ["a3", "a1", "a2", "a4", "a5"].iter().enumerate() {
         let issued = NOW + [30, 10, 20, 40, 50][i];
