@@ -361,10 +361,28 @@ fn make_private(dir: &Path) {
     let _ = dir;
 }
 
+/// Most rows one sweep deletes. A backlog (the expired rows of a server stopped for days, or a
+/// flood of sign-in attempts) goes in batches, one per write while rows remain, so that no
+/// write's transaction grows with it and the token writer is never held up long.
+const PURGE_BATCH: i64 = 1000;
+
+/// A sweep that is due ([`EmbeddedStore::purge_due`]): its `DELETE` of up to [`PURGE_BATCH`]
+/// rows expired before `before`, and the table's last-sweep time, reset when the batch was
+/// full so that the next write sweeps again.
+struct Sweep {
+    sql: &'static str,
+    before: i64,
+    last: Arc<[AtomicI64; 5]>,
+    table: usize,
+}
+
 /// Runs a sweep [`EmbeddedStore::purge_due`] returned.
-fn purge(c: &Connection, due: Option<(&'static str, i64)>) -> StoreResult<()> {
-    if let Some((sql, before)) = due {
-        c.prepare_cached(sql).and_then(|mut st| st.execute([before])).map_err(err)?;
+fn purge(c: &Connection, due: Option<Sweep>) -> StoreResult<()> {
+    if let Some(s) = due {
+        let n = c.prepare_cached(s.sql).and_then(|mut st| st.execute(params![s.before, PURGE_BATCH])).map_err(err)?;
+        if n as i64 >= PURGE_BATCH {
+            s.last[s.table].store(0, Ordering::Relaxed); // more are left: due again at once
+        }
     }
     Ok(())
 }
@@ -502,26 +520,33 @@ impl EmbeddedStore {
     /// [`PURGE_AFTER_SECS`]),
     /// when a sweep is due (at most one per [`PURGE_EVERY_SECS`] and table); run it in the
     /// write's transaction.
-    fn purge_due(&self, table: Purge, now: i64) -> Option<(&'static str, i64)> {
+    fn purge_due(&self, table: Purge, now: i64) -> Option<Sweep> {
         let last = &self.last_purge[table as usize];
         let prev = last.load(Ordering::Relaxed);
-        if now - prev < PURGE_EVERY_SECS
+        if now.saturating_sub(prev) < PURGE_EVERY_SECS
             || last.compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             return None;
         }
+        // Through the expiry index, `LIMIT`ed (the replay table has no rowid: by its key).
         let sql = match table {
-            Purge::Tokens => "DELETE FROM tokens WHERE expires_at < ?1",
-            Purge::Codes => "DELETE FROM codes WHERE expires_at < ?1",
-            Purge::Pending => "DELETE FROM pending WHERE expires_at < ?1",
-            Purge::Counters => "DELETE FROM counters WHERE expires_at < ?1",
-            Purge::Replay => "DELETE FROM replay WHERE expires_at < ?1",
+            Purge::Tokens => {
+                "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE expires_at < ?1 LIMIT ?2)"
+            }
+            Purge::Codes => "DELETE FROM codes WHERE rowid IN (SELECT rowid FROM codes WHERE expires_at < ?1 LIMIT ?2)",
+            Purge::Pending => {
+                "DELETE FROM pending WHERE rowid IN (SELECT rowid FROM pending WHERE expires_at < ?1 LIMIT ?2)"
+            }
+            Purge::Counters => {
+                "DELETE FROM counters WHERE rowid IN (SELECT rowid FROM counters WHERE expires_at < ?1 LIMIT ?2)"
+            }
+            Purge::Replay => "DELETE FROM replay WHERE key IN (SELECT key FROM replay WHERE expires_at < ?1 LIMIT ?2)",
         };
         let grace = match table {
             Purge::Tokens | Purge::Codes => PURGE_AFTER_SECS,
             Purge::Pending | Purge::Counters | Purge::Replay => 0,
         };
-        Some((sql, now - grace))
+        Some(Sweep { sql, before: now - grace, last: self.last_purge.clone(), table: table as usize })
     }
 
     /// Runs the read-only `f` on the blocking pool, on that thread's read connection: reads that
@@ -759,6 +784,15 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The query plan of `table`'s sweep, every step.
+    fn sweep_plan(s: &EmbeddedStore, table: Purge) -> String {
+        let conn = s.conn.lock().unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN {}", s.purge_due(table, i64::MAX).unwrap().sql);
+        let mut st = conn.prepare(&sql).unwrap();
+        let rows = st.query_map(params![0, 1], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
     fn temp_store() -> (PathBuf, EmbeddedStore) {
         let dir = std::env::temp_dir().join(format!("gatehouse-store-{}", crate::crypto::random_id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -795,13 +829,44 @@ mod tests {
         // The first call a minute after both expired sweeps them (`a` expired at now + 120).
         assert!(s.first_use("c", now + 120 + PURGE_EVERY_SECS, i64::MAX).await.unwrap());
         assert_eq!(rows(&s), 1);
-        let sweep: String = s
-            .conn
-            .lock()
-            .unwrap()
-            .query_row("EXPLAIN QUERY PLAN DELETE FROM replay WHERE expires_at < 0", [], |r| r.get(3))
-            .unwrap();
+        let sweep = sweep_plan(&s, Purge::Replay);
         assert!(sweep.contains("USING COVERING INDEX replay_expiry"), "{sweep}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A backlog of expired rows is swept in batches of [`PURGE_BATCH`], one per write while
+    /// rows remain (not all in one transaction), through the expiry index; then once a minute
+    /// again.
+    #[tokio::test]
+    async fn a_backlog_is_swept_in_batches() {
+        let (dir, s) = temp_store();
+        let now = conformance::NOW;
+        {
+            let mut c = s.conn.lock().unwrap();
+            let tx = c.transaction().unwrap();
+            for i in 0..2500 {
+                let t = conformance::token(&format!("old{i:04}"), TokenKind::Access, "c1", None, now - 10 * 86_400);
+                tx.execute(
+                    "INSERT INTO tokens (id, kind, client_id, issued_at, expires_at, body) VALUES (?1, 'access', 'c1', ?2, ?3, ?4)",
+                    params![t.id, t.issued_at, t.expires_at, to_json(&t).unwrap()],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let rows = |s: &EmbeddedStore| {
+            s.conn.lock().unwrap().query_row("SELECT count(*) FROM tokens", [], |r| r.get::<_, i64>(0)).unwrap()
+        };
+        let mut left = Vec::new();
+        for issued in 1..=5 {
+            s.put_token(&conformance::token(&format!("new{issued}"), TokenKind::Access, "c1", None, now))
+                .await
+                .unwrap();
+            left.push(rows(&s) - issued);
+        }
+        assert_eq!(left, [1500, 500, 0, 0, 0], "1000 a write, then none within the minute");
+        let plan = sweep_plan(&s, Purge::Tokens);
+        assert!(plan.contains("tokens_by_expiry"), "{plan}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
