@@ -32,6 +32,7 @@ use crate::code_flow::{
     PASSWORD, REDIRECT, VERIFIER, claims, code_for, create_user, enc, pkce_query, public_client, tokens_for,
 };
 use crate::common::{self, Resp, T0, TestClient, admin, assert_error, form, send};
+use crate::key_rotation::kid_of;
 
 // ---------------------------------------------------------------- the proxy
 
@@ -51,6 +52,8 @@ pub(crate) enum Fault {
     LoseReply,
     /// Accepts the connection and closes it at once, before reading anything.
     Refuse,
+    /// KMS's 400 `AccessDeniedException` (the role or the key policy does not allow the call).
+    AccessDenied,
 }
 
 /// One switch of the proxy's behaviour.
@@ -299,6 +302,11 @@ async fn serve(mut caller: TcpStream, upstream: String, control: Arc<Mutex<Contr
             return;
         }
         Some(Fault::Refuse) => return,
+        Some(Fault::AccessDenied) => Some(canned(
+            "400 Bad Request",
+            "application/x-amz-json-1.1",
+            r#"{"__type":"AccessDeniedException","message":"User is not authorized to perform: kms:Sign"}"#,
+        )),
     };
     if let Some(r) = reply {
         relay(&mut caller, &r).await;
@@ -770,6 +778,48 @@ async fn kms_mode_while_kms_fails_is_503_then_recovers() {
         assert_eq!(stack.access_tokens(&c.id).await, issued);
         assert_active(&i.app, &rs, r.body["access_token"].as_str().unwrap(), true).await;
     }
+}
+
+/// kms mode: a new KMS key the token function may not sign with (its key policy or a grant
+/// missing) never takes over. At its activation a warm instance signs once with it first; that
+/// failing, the previous key goes on signing while the ring publishes it, the reload is tried
+/// again 10 s later, and the new key takes over once KMS lets the function sign with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_mode_keeps_the_previous_key_while_the_new_one_may_not_sign() {
+    let Some(stack) = Stack::new("kms").await else { return };
+    let kms = common::kms().await.unwrap();
+    let alias = format!("alias/gatehouse-test-{}", gatehouse::crypto::random_id().replace(['-', '_'], "x"));
+    kms.create_alias().alias_name(&alias).target_key_id(&stack.kms_key).send().await.unwrap();
+    let clock = Clock::manual(T0);
+    let config = common::stack_config(&stack.table, "kms", &alias);
+    let state = AppState::build_on(config, KeyUse::Sign, Some(stack.clients().await), clock.clone()).await.unwrap();
+    let app = common::app(&state);
+    let c = common::cc_client(&app).await;
+    let k1 = state.signer.kid();
+
+    let k2_id = common::kms_key(&kms, KeySpec::EccNistP256, KeyUsageType::SignVerify).await;
+    kms.update_alias().alias_name(&alias).target_key_id(&k2_id).send().await.unwrap();
+    stack.kms.set(Rule::on(SIGN, Fault::AccessDenied).containing(&k2_id));
+    clock.advance(RELOAD_INTERVAL); // the next reload joins k2, pending
+    assert_eq!(kid_of(send(&app, cc(&c)).await.body["access_token"].as_str().unwrap()), k1);
+    clock.advance(gatehouse::keys::DEFAULT_ACTIVATION_DELAY); // k2's activation
+    stack.kms.seen();
+    for _ in 0..3 {
+        let r = send(&app, cc(&c)).await;
+        assert_tokens(&r);
+        assert_eq!(kid_of(r.body["access_token"].as_str().unwrap()), k1, "the previous key goes on");
+        clock.advance(3);
+    }
+    let seen = stack.kms.seen();
+    assert_eq!(seen.iter().filter(|o| *o == "Sign").count(), 3 + 1, "one probe of k2, 10 s apart: {seen:?}");
+    clock.advance(gatehouse::keys::FORCED_RELOAD_INTERVAL);
+    stack.kms.pass();
+    let r = send(&app, cc(&c)).await;
+    assert_tokens(&r);
+    let k2 = kid_of(r.body["access_token"].as_str().unwrap());
+    assert_ne!(k2, k1, "KMS allows it now: the new key takes over");
+    let signs = stack.kms.seen().into_iter().filter(|o| o == "Sign").count();
+    assert_eq!(signs, 2, "the probe, then the token");
 }
 
 /// sealed mode: KMS is needed at a cold start only (to unseal the signing key). A warm instance

@@ -22,7 +22,7 @@ use crate::common::{self, T0, admin, app, assert_error, cc_client, cc_token, for
 
 const ISSUER: &str = "https://auth.test.example";
 
-fn kid_of(token: &str) -> String {
+pub(crate) fn kid_of(token: &str) -> String {
     let h: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
     h["kid"].as_str().unwrap().to_owned()
 }

@@ -37,6 +37,9 @@ pub const RELOAD_INTERVAL: i64 = 60;
 /// Least seconds between two reloads caused by an unknown `kid` (a token naming a random `kid`
 /// costs at most one store query per this interval and instance).
 pub const FORCED_RELOAD_INTERVAL: i64 = 10;
+
+/// What a warm instance signs with a KMS key before it takes over signing (never a token).
+const SIGN_PROBE: &[u8] = b"gatehouse: may this function sign with this key?";
 /// Seconds from a key joining the ring to its first signature, unless the rotation says
 /// otherwise: [`RELOAD_INTERVAL`] + the JWKS `max-age` (300 s) + margin.
 pub const DEFAULT_ACTIVATION_DELAY: i64 = 600;
@@ -223,7 +226,16 @@ impl KeyRing {
                     None => Err(KeyError::Invalid("no signing key: every key of the ring is retired".into())),
                     Some(record) => match previous.and_then(|p| p.current.clone()).filter(|c| c.kid() == record.kid) {
                         Some(kept) => Ok(kept),
-                        None => self.signing_key(record).await,
+                        None => match self.signing_key(record).await {
+                            // KMS mode, a key taking over on a warm instance: one `Sign` first, so
+                            // that a key this function may not use (a key policy or grant missing,
+                            // the key disabled) never replaces one that works. The probe failing
+                            // is the branch below: the previous key goes on while published.
+                            Ok(k) if previous.is_some() && matches!(self.source, Source::Kms { .. }) => {
+                                k.sign_input(SIGN_PROBE).await.map(|_| k)
+                            }
+                            other => other,
+                        },
                     },
                 };
                 match (signing, previous) {
