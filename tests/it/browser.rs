@@ -307,6 +307,8 @@ impl<'a> Browser<'a> {
             match self.driver.try_send("GET", &path, None) {
                 (200, _) => false,
                 (_, v) if v["error"] == "stale element reference" || v["error"] == "no such element" => true,
+                // Mid-navigation, ChromeDriver may say so through the DevTools error instead.
+                (_, v) if v["message"].as_str().is_some_and(|m| m.contains("does not belong to the document")) => true,
                 (status, v) => panic!("WebDriver GET {path}: {status} {v}"),
             }
         });
