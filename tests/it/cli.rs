@@ -976,8 +976,8 @@ async fn upgrade_table_lists_the_clients_and_users_of_earlier_versions() {
 }
 
 /// Servers starting at once on a fresh data directory (here: threads making the admin token)
-/// agree on one token, the file's, and leave no temporary file; a hand-made file too short to
-/// keep is replaced whole.
+/// agree on one token, the file's, and leave no temporary file (and clear one a crash left); a
+/// hand-made file too short to keep is refused, not replaced.
 #[test]
 fn servers_starting_together_share_one_admin_token() {
     use gatehouse::store::{MIN_ADMIN_TOKEN, load_or_create_admin_token};
@@ -1007,10 +1007,21 @@ fn servers_starting_together_share_one_admin_token() {
         assert_eq!(mode, 0o600, "{mode:o}");
     }
     std::fs::write(data.join("admin-token"), "short\n").unwrap();
-    let replaced = load_or_create_admin_token(&data).unwrap();
-    assert!(replaced.len() >= MIN_ADMIN_TOKEN && replaced != tokens[0]);
-    assert_eq!(std::fs::read_to_string(data.join("admin-token")).unwrap(), replaced);
-    assert_eq!(load_or_create_admin_token(&data).unwrap(), replaced, "kept from then on");
+    let e = load_or_create_admin_token(&data).unwrap_err().to_string();
+    assert!(e.contains("fewer than 32 characters") && !e.contains("short"), "{e}");
+    assert_eq!(std::fs::read_to_string(data.join("admin-token")).unwrap(), "short\n", "left as it was");
+
+    // A temporary file a crash left (over a minute old) is removed by the next creation; a
+    // recent one (another process writing it) is not.
+    let fresh = tempfile::tempdir().unwrap();
+    let (stale, recent) = (fresh.path().join(".gatehouse-stale.tmp"), fresh.path().join(".gatehouse-recent.tmp"));
+    for f in [&stale, &recent] {
+        std::fs::write(f, "secret").unwrap();
+    }
+    let minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(minutes_ago).unwrap();
+    load_or_create_admin_token(fresh.path()).unwrap();
+    assert!(!stale.exists() && recent.exists());
 }
 
 /// An admin token file put in the data directory by hand, readable by others, is kept and made

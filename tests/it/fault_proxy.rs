@@ -1020,6 +1020,28 @@ async fn a_retried_put_recognises_its_own_first_attempt() {
     retried();
     assert_eq!(stack.store.get_client("copy").await.unwrap(), Some(copy.clone()));
     assert!(matches!(store.create_client(&copy).await, Err(StoreError::Conflict)), "a real conflict");
+
+    // A signing key's retirement (conditional on the schedule read): its retry meets the
+    // schedule it wrote, and still answers that it was written.
+    use gatehouse::store::KeyStore;
+    let pending = gatehouse::model::StoredSigningKey {
+        kid: "k-pending".into(),
+        generation: 1,
+        alg: "ES256".into(),
+        public_jwk: "{}".into(),
+        sealed_private_key: String::new(),
+        kms_key_id: Some("arn:k".into()),
+        created_at: T0,
+        active_from: Some(T0 + 600),
+        retired_at: None,
+    };
+    stack.store.put_signing_key(&pending).await.unwrap();
+    let retired = gatehouse::model::StoredSigningKey { retired_at: Some(T0 + 1), ..pending.clone() };
+    stack.ddb.set(Rule::on(PUT, Fault::LoseReply).times(1));
+    assert!(store.replace_signing_key(&retired, &pending).await.unwrap(), "the retry of a written retirement");
+    retried();
+    assert_eq!(stack.store.list_signing_keys().await.unwrap(), std::slice::from_ref(&retired));
+    assert!(!store.replace_signing_key(&retired, &pending).await.unwrap(), "a real change since the read");
 }
 
 /// The same for conditional updates and deletes: a revocation, a failure counter's start and

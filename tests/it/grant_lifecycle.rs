@@ -401,9 +401,9 @@ async fn revoking_all_of_a_clients_tokens_holds_without_the_sweep_dynamodb() {
     revoking_all_of_a_clients_tokens_holds_without_the_sweep(inner).await;
 }
 
-/// A user's revoke-all pages through the user's tokens in expiry order; a token issued while it
-/// pages (at another client with a shorter lifetime, so sorting before its cursor) is revoked
-/// by the pass that follows, and so is one written after the cursor.
+/// A user's revoke-all pages through the user's tokens in expiry order; tokens issued while it
+/// reads its last page (one at another client with a shorter lifetime, sorting before its
+/// cursor; one after it) are revoked by the pass that follows.
 async fn a_users_sweep_revokes_tokens_issued_during_it(inner: Arc<dyn gatehouse::store::Store>) {
     use gatehouse::model::TokenKind;
     use gatehouse::store::conformance::token;

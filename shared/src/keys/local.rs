@@ -29,10 +29,16 @@ impl LocalSigner {
             // No-clobber: if another process won the race, its key stands and ours is dropped.
             crate::store::create_private_file(&path, pem.as_bytes()).map_err(io)?;
         }
-        // Wiped when dropped, as `SecretDocument` and the signing key are.
-        let pem = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(io)?);
-        let (_, doc) = p256::pkcs8::SecretDocument::from_pem(&pem)
-            .map_err(|e| KeyError::Invalid(format!("{}: {e}", path.display())))?;
+        // The text read is wiped when dropped, as `SecretDocument` and the signing key are.
+        let doc = crate::store::read_private_file(
+            &path,
+            |pem| p256::pkcs8::SecretDocument::from_pem(pem).ok().map(|(_, doc)| doc),
+            |pem| match p256::pkcs8::SecretDocument::from_pem(pem) {
+                Err(e) => format!("not a PKCS#8 PEM private key ({e})"),
+                Ok(_) => "unreadable".into(),
+            },
+        )
+        .map_err(|e| KeyError::Invalid(format!("{}: {e}", path.display())))?;
         Self::from_key(EcKey::from_pkcs8_der(doc.as_bytes())?)
     }
 

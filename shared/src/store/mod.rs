@@ -63,11 +63,13 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 /// directory, synced, which is then linked at `path` (no-clobber) and the directory synced, so
 /// a process that reads `path` never sees it partly written. `Ok(false)` when `path` existed
 /// (another process won a race to create it: its file stands). On a filesystem without hard
-/// links, `path` is created exclusively and written in place.
+/// links, `path` is created exclusively and written in place: a reader may then find it empty
+/// for a moment (readers here read again), and a crash mid-write leaves it short.
 pub fn create_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<bool> {
     use std::io::ErrorKind;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", crate::crypto::random_id()));
+    remove_stale_temporaries(dir);
+    let tmp = temporary_in(dir);
     write_private(&tmp, bytes)?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
@@ -84,18 +86,27 @@ pub fn create_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Res
     Ok(created)
 }
 
-/// Replaces `path` with `bytes` (0600 on Unix) in one step: a synced temporary file renamed
-/// over it, the directory synced.
-pub fn replace_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", crate::crypto::random_id()));
-    write_private(&tmp, bytes)?;
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+/// Prefix of [`create_private_file`]'s temporary files (which hold secrets: mode 0600).
+const TEMPORARY_PREFIX: &str = ".gatehouse-";
+
+fn temporary_in(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(format!("{TEMPORARY_PREFIX}{}.tmp", crate::crypto::random_id()))
+}
+
+/// Deletes temporary files a crash left behind (over a minute old: never one being written).
+fn remove_stale_temporaries(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if name.starts_with(TEMPORARY_PREFIX)
+            && name.ends_with(".tmp")
+            && old.is_some_and(|age| age > std::time::Duration::from_secs(60))
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
-    sync_dir(dir);
-    Ok(())
 }
 
 /// A new file (`create_new`, 0600 on Unix) holding `bytes`, synced.
@@ -110,7 +121,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Makes a directory entry just created or renamed durable (Unix; best effort elsewhere).
+/// Makes a directory entry just created durable (Unix; best effort elsewhere).
 fn sync_dir(dir: &std::path::Path) {
     #[cfg(unix)]
     if let Ok(d) = std::fs::File::open(dir) {
@@ -118,41 +129,54 @@ fn sync_dir(dir: &std::path::Path) {
     }
 }
 
-/// Shortest admin token the local server keeps from its data directory's `admin-token` file.
+/// Reads a file [`create_private_file`] made, reading it again for up to 2 s while `complete`
+/// refuses its content: on a filesystem without hard links another process may be writing it.
+pub fn read_private_file<T>(
+    path: &std::path::Path,
+    complete: impl Fn(&str) -> Option<T>,
+    refused: impl FnOnce(&str) -> String,
+) -> std::io::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+        if let Some(v) = complete(&text) {
+            return Ok(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, refused(&text)));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Shortest admin token the local server accepts from its data directory's `admin-token` file.
 pub const MIN_ADMIN_TOKEN: usize = 32;
 
 /// The local server's admin token, kept in `dir`'s `admin-token` file (mode 0600), made on
 /// first start. Several processes starting at once on one data directory agree on one token
 /// ([`create_private_file`]). A file put there by hand is kept and made private; one shorter
-/// than [`MIN_ADMIN_TOKEN`] characters is replaced by a generated token.
+/// than [`MIN_ADMIN_TOKEN`] characters (after trimming) is refused, not replaced.
 pub fn load_or_create_admin_token(dir: &std::path::Path) -> std::io::Result<String> {
     create_private_dir(dir)?;
     let path = dir.join("admin-token");
-    // Twice at most: a file made by another process between the read and the link is read
-    // the second time.
-    for _ in 0..2 {
-        match std::fs::read_to_string(&path) {
-            Ok(t) if t.trim().len() >= MIN_ADMIN_TOKEN => {
-                // Kept, and made private if it was not (a file put there by hand).
-                #[cfg(unix)]
-                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-                return Ok(t.trim().to_owned());
-            }
-            Ok(_) => {
-                let token = crate::crypto::random_token();
-                replace_private_file(&path, token.as_bytes())?;
-                return Ok(token);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let token = crate::crypto::random_token();
-                if create_private_file(&path, token.as_bytes())? {
-                    return Ok(token);
-                }
-            }
-            Err(e) => return Err(e),
-        }
+    if !path.exists() {
+        create_private_file(&path, crate::crypto::random_token().as_bytes())?;
     }
-    Err(std::io::Error::other(format!("{} keeps changing", path.display())))
+    let token = read_private_file(
+        &path,
+        |t| (t.trim().len() >= MIN_ADMIN_TOKEN).then(|| t.trim().to_owned()),
+        |_| {
+            format!(
+                "{} holds fewer than {MIN_ADMIN_TOKEN} characters: put a longer token there, or delete the file to \
+                 have one generated",
+                path.display()
+            )
+        },
+    )?;
+    // Kept, and made private if it was not (a file put there by hand).
+    #[cfg(unix)]
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(token)
 }
 
 /// Result of a store call.

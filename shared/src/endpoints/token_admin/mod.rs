@@ -326,7 +326,10 @@ pub(crate) fn ok(body: serde_json::Value) -> Response {
 /// (a code redeemed at a client of shorter lifetimes, a successor the family index did not
 /// show yet, a record an earlier version wrote during a rolling deploy). Passes therefore
 /// repeat from the start until one revokes nothing, at most [`SWEEP_PASSES`]: each reads only
-/// the tokens still active, so the passes after the first read what was issued meanwhile.
+/// the tokens still active, so the passes after the first read what was issued meanwhile. On
+/// DynamoDB a pass reads an index, which lags writes by a moment: a token issued in the last
+/// moment of a pass may be missed by the next (best effort; a client's own revoke-all is
+/// exact through its cutoff).
 pub(crate) async fn revoke_all(
     state: &AppState,
     actor: &Actor,

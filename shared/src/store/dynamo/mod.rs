@@ -547,7 +547,7 @@ impl KeyStore for DynamoStore {
         item.insert("pk".into(), s("SIGNING_KEYS"));
         item.insert("sk".into(), s(format!("KEY#{:010}", key.generation)));
         let mut condition = "attribute_exists(pk) AND kid = :kid".to_owned();
-        let mut put = self.ddb.put_item().table_name(&self.table).expression_attribute_values(":kid", s(&key.kid));
+        let mut put = self.ddb.put_item().expression_attribute_values(":kid", s(&key.kid));
         for (attr, value) in [("active_from", read.active_from), ("retired_at", read.retired_at)] {
             match value {
                 Some(v) => {
@@ -557,8 +557,9 @@ impl KeyStore for DynamoStore {
                 None => condition.push_str(&format!(" AND attribute_not_exists({attr})")),
             }
         }
-        let r = put.set_item(Some(item)).condition_expression(condition).send().await;
-        condition_met(r.map(drop).map_err(classify))
+        // Through `put_once`: a retry of an attempt whose reply was lost meets the schedule it
+        // wrote, which no longer matches `read`, and must still answer that it was written.
+        condition_met(self.put_once(put.condition_expression(condition), item).await)
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {

@@ -376,6 +376,22 @@ struct Sweep {
     table: usize,
 }
 
+/// The `DELETE` of a table's sweep: up to `?2` rows expired before `?1`, through the expiry
+/// index (the replay table has no rowid: by its key).
+fn sweep_sql(table: Purge) -> &'static str {
+    match table {
+        Purge::Tokens => "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE expires_at < ?1 LIMIT ?2)",
+        Purge::Codes => "DELETE FROM codes WHERE rowid IN (SELECT rowid FROM codes WHERE expires_at < ?1 LIMIT ?2)",
+        Purge::Pending => {
+            "DELETE FROM pending WHERE rowid IN (SELECT rowid FROM pending WHERE expires_at < ?1 LIMIT ?2)"
+        }
+        Purge::Counters => {
+            "DELETE FROM counters WHERE rowid IN (SELECT rowid FROM counters WHERE expires_at < ?1 LIMIT ?2)"
+        }
+        Purge::Replay => "DELETE FROM replay WHERE key IN (SELECT key FROM replay WHERE expires_at < ?1 LIMIT ?2)",
+    }
+}
+
 /// Runs a sweep [`EmbeddedStore::purge_due`] returned.
 fn purge(c: &Connection, due: Option<Sweep>) -> StoreResult<()> {
     if let Some(s) = due {
@@ -528,20 +544,7 @@ impl EmbeddedStore {
         {
             return None;
         }
-        // Through the expiry index, `LIMIT`ed (the replay table has no rowid: by its key).
-        let sql = match table {
-            Purge::Tokens => {
-                "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE expires_at < ?1 LIMIT ?2)"
-            }
-            Purge::Codes => "DELETE FROM codes WHERE rowid IN (SELECT rowid FROM codes WHERE expires_at < ?1 LIMIT ?2)",
-            Purge::Pending => {
-                "DELETE FROM pending WHERE rowid IN (SELECT rowid FROM pending WHERE expires_at < ?1 LIMIT ?2)"
-            }
-            Purge::Counters => {
-                "DELETE FROM counters WHERE rowid IN (SELECT rowid FROM counters WHERE expires_at < ?1 LIMIT ?2)"
-            }
-            Purge::Replay => "DELETE FROM replay WHERE key IN (SELECT key FROM replay WHERE expires_at < ?1 LIMIT ?2)",
-        };
+        let sql = sweep_sql(table);
         let grace = match table {
             Purge::Tokens | Purge::Codes => PURGE_AFTER_SECS,
             Purge::Pending | Purge::Counters | Purge::Replay => 0,
@@ -787,7 +790,7 @@ mod tests {
     /// The query plan of `table`'s sweep, every step.
     fn sweep_plan(s: &EmbeddedStore, table: Purge) -> String {
         let conn = s.conn.lock().unwrap();
-        let sql = format!("EXPLAIN QUERY PLAN {}", s.purge_due(table, i64::MAX).unwrap().sql);
+        let sql = format!("EXPLAIN QUERY PLAN {}", sweep_sql(table));
         let mut st = conn.prepare(&sql).unwrap();
         let rows = st.query_map(params![0, 1], |r| r.get::<_, String>(3)).unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
@@ -858,13 +861,29 @@ mod tests {
             s.conn.lock().unwrap().query_row("SELECT count(*) FROM tokens", [], |r| r.get::<_, i64>(0)).unwrap()
         };
         let mut left = Vec::new();
-        for issued in 1..=5 {
+        for issued in 1..=3 {
             s.put_token(&conformance::token(&format!("new{issued}"), TokenKind::Access, "c1", None, now))
                 .await
                 .unwrap();
             left.push(rows(&s) - issued);
         }
-        assert_eq!(left, [1500, 500, 0, 0, 0], "1000 a write, then none within the minute");
+        assert_eq!(left, [1500, 500, 0], "1000 a write while a batch comes back full");
+        // The last batch was not full: the next sweep is a minute after it.
+        let expired = conformance::token("late", TokenKind::Access, "c1", None, now - 10 * 86_400);
+        s.conn
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO tokens (id, kind, client_id, issued_at, expires_at, body) VALUES ('late', 'access', 'c1', ?1, ?2, ?3)",
+                params![expired.issued_at, expired.expires_at, to_json(&expired).unwrap()],
+            )
+            .unwrap();
+        s.put_token(&conformance::token("new4", TokenKind::Access, "c1", None, now + PURGE_EVERY_SECS - 1))
+            .await
+            .unwrap();
+        assert_eq!(rows(&s), 5, "within the minute: not swept");
+        s.put_token(&conformance::token("new5", TokenKind::Access, "c1", None, now + PURGE_EVERY_SECS)).await.unwrap();
+        assert_eq!(rows(&s), 5, "a minute later: swept (and one more token)");
         let plan = sweep_plan(&s, Purge::Tokens);
         assert!(plan.contains("tokens_by_expiry"), "{plan}");
         std::fs::remove_dir_all(&dir).unwrap();
