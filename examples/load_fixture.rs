@@ -26,8 +26,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: load_fixture DATA_DIR CLIENT_ID REDIRECT_URI USERNAME COUNT VERIFIER".into());
     };
     let count: usize = count.parse()?;
+    // The server's issuer (its default audience, which the grant names), as `scripts/load.sh`
+    // passes it.
+    let issuer = std::env::var("GATEHOUSE_ISSUER").unwrap_or_else(|_| "http://127.0.0.1".into());
     let config = Config::from_lookup(|k| match k {
-        "GATEHOUSE_ISSUER" => Some("http://127.0.0.1".into()),
+        "GATEHOUSE_ISSUER" => Some(issuer.clone()),
         "GATEHOUSE_DATA_DIR" => Some(data_dir.clone()),
         _ => None,
     })?;

@@ -183,7 +183,9 @@ resp=$(form_post /introspect "$basic" "token=$access_token") || die "introspecti
 
 # PKCE (RFC 7636): one verifier for every minted code; the fixture stores its S256 challenge.
 verifier=load-test-verifier-0123456789abcdefghijklmnopqrstuvwxyz
-mint() { "$fixture" "$data_dir" "$code_client_id" "$redirect_uri" load-user "$1" "$verifier"; }
+# The fixture decides the grant as the server does: with the server's issuer (its default
+# audience), or the codes' audience is a resource server the server does not know.
+mint() { GATEHOUSE_ISSUER="$base" "$fixture" "$data_dir" "$code_client_id" "$redirect_uri" load-user "$1" "$verifier"; }
 exchange_body() { echo "grant_type=authorization_code&redirect_uri=$redirect_uri&code_verifier=$verifier&code=$1"; }
 # Refresh tokens to start the refresh chains with (one per connection, plus one per thread to
 # spare) and one more for introspect_refresh: each from a real code exchange.
