@@ -85,7 +85,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let generated = match config.admin_token {
         Some(_) => false,
         None => {
-            config.admin_token = Some(gatehouse::store::load_or_create_admin_token(&config.data_dir)?.into());
+            let token = gatehouse::store::load_or_create_admin_token(&config.data_dir)
+                .map_err(|e| format!("admin token: {e}"))?;
+            config.admin_token = Some(token.into());
             true
         }
     };

@@ -86,7 +86,7 @@ const INDEX_KEYS: [&str; 4] = ["client_pk", "user_pk", "client_user_pk", "family
 #[tokio::test]
 async fn listings_and_counts_read_only_the_active_tokens() {
     let Some((store, scanned, ddb, table)) = counted_store().await else { return };
-    // A busy client's partition: 8 active access tokens among 12 expired and 12 revoked ones,
+    // A busy client's partition: 8 active access tokens among 8 expired and 16 revoked ones,
     // and a refresh token rotated 6 times (6 rotated records, 1 active).
     let mut active = Vec::new();
     for i in 0..32i64 {

@@ -158,9 +158,9 @@ fn local_server_keeps_its_data_across_restarts() {
     assert_eq!(status, 401);
 }
 
-/// The local server makes its data directory private (0700) and its admin token file 0600, also
-/// one that existed with a token too short to keep, and never prints the token: stdout carries
-/// the audit lines, which a log collector keeps. The banner names the file instead; with
+/// The local server makes its data directory private (0700) and its admin token file 0600,
+/// refuses to start with a token file too short to keep (rather than replace it), and never
+/// prints the token: stdout carries the audit lines, which a log collector keeps. The banner names the file instead; with
 /// `GATEHOUSE_ADMIN_TOKEN`, the variable.
 #[cfg(unix)]
 #[test]
@@ -193,13 +193,21 @@ fn local_server_keeps_its_admin_token_private() {
     assert!(banner.contains(&format!("Admin API token: in {} (mode 0600)", dir.join("admin-token").display())));
     assert!(banner.contains(&format!("Bearer $(cat {})", dir.join("admin-token").display())), "{banner}");
     assert_eq!((mode(&dir), mode(dir.parent().unwrap()), mode(&dir.join("admin-token"))), (0o700, 0o700, 0o600));
-    // A token file too short to keep, readable by all: replaced, and private again.
-    std::fs::write(dir.join("admin-token"), "short").unwrap();
-    std::fs::set_permissions(dir.join("admin-token"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let banner = run(&[]);
-    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
-    assert!(token.len() >= 32 && !banner.contains(&token));
-    assert_eq!(mode(&dir.join("admin-token")), 0o600);
+    // A token file too short to keep: the server does not start, and says why (not what the
+    // file holds); the file is left as it was.
+    std::fs::write(dir.join("admin-token"), "tiny").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GATEHOUSE_ADDR", "127.0.0.1:0")
+        .env("GATEHOUSE_LOG", "warn")
+        .env("GATEHOUSE_DATA_DIR", &dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("holds fewer than 32 characters") && !stderr.contains("tiny"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(dir.join("admin-token")).unwrap(), "tiny");
     // From the environment: named, not printed.
     let secret = gatehouse::crypto::random_token();
     let banner = run(&[("GATEHOUSE_ADMIN_TOKEN", secret.clone())]);

@@ -20,6 +20,7 @@ impl LocalSigner {
         let io = |e: std::io::Error| KeyError::Invalid(format!("signing key in {}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(io)?;
         let path = dir.join("signing-key.pem");
+        crate::store::remove_stale_temporaries(dir);
         if !path.exists() {
             let key = EcKey::generate();
             let pem = key

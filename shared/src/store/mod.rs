@@ -5,8 +5,8 @@
 //! - creation is conditional: an existing client, resource server, token id or key is never
 //!   overwritten (`StoreError::Conflict`);
 //! - expired tokens are filtered on read (DynamoDB's TTL deletes up to two days late);
-//! - listings and counts exclude expired, revoked and rotated tokens and are ordered by issue
-//!   time, then id, so offsets are stable;
+//! - listings and counts exclude expired, revoked and rotated tokens and are ordered by expiry,
+//!   then id ([`token_sort_key`]), so offsets and cursors are stable;
 //! - single use is a conditional write or a transaction, never read-then-write: code
 //!   redemption, refresh rotation, pending-request consumption.
 pub mod conformance;
@@ -68,7 +68,6 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
 pub fn create_private_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<bool> {
     use std::io::ErrorKind;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    remove_stale_temporaries(dir);
     let tmp = temporary_in(dir);
     write_private(&tmp, bytes)?;
     let linked = std::fs::hard_link(&tmp, path);
@@ -93,14 +92,16 @@ fn temporary_in(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join(format!("{TEMPORARY_PREFIX}{}.tmp", crate::crypto::random_id()))
 }
 
-/// Deletes temporary files a crash left behind (over a minute old: never one being written).
-fn remove_stale_temporaries(dir: &std::path::Path) {
+/// Deletes temporary files a crash left behind in `dir` (over a minute old: never one being
+/// written; also those of earlier versions, `.signing-key.*.tmp`). Run whenever the local
+/// server loads its admin token or signing key.
+pub(crate) fn remove_stale_temporaries(dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
         let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-        if name.starts_with(TEMPORARY_PREFIX)
+        if (name.starts_with(TEMPORARY_PREFIX) || name.starts_with(".signing-key."))
             && name.ends_with(".tmp")
             && old.is_some_and(|age| age > std::time::Duration::from_secs(60))
         {
@@ -158,13 +159,14 @@ pub const MIN_ADMIN_TOKEN: usize = 32;
 /// than [`MIN_ADMIN_TOKEN`] characters (after trimming) is refused, not replaced.
 pub fn load_or_create_admin_token(dir: &std::path::Path) -> std::io::Result<String> {
     create_private_dir(dir)?;
+    remove_stale_temporaries(dir);
     let path = dir.join("admin-token");
     if !path.exists() {
         create_private_file(&path, crate::crypto::random_token().as_bytes())?;
     }
     let token = read_private_file(
         &path,
-        |t| (t.trim().len() >= MIN_ADMIN_TOKEN).then(|| t.trim().to_owned()),
+        |t| (t.trim().chars().count() >= MIN_ADMIN_TOKEN).then(|| t.trim().to_owned()),
         |_| {
             format!(
                 "{} holds fewer than {MIN_ADMIN_TOKEN} characters: put a longer token there, or delete the file to \
