@@ -401,6 +401,82 @@ async fn revoking_all_of_a_clients_tokens_holds_without_the_sweep_dynamodb() {
     revoking_all_of_a_clients_tokens_holds_without_the_sweep(inner).await;
 }
 
+/// `POST /admin/tokens/revoke-all` for a user (at one client, then everywhere) records the
+/// revocation on the user first: with the per-token sweep cut short (503), the user's refresh
+/// tokens and unredeemed codes issued until then are refused at the token endpoint; other
+/// clients' and other users' are not, and neither are tokens issued later.
+async fn revoking_all_of_a_users_tokens_holds_without_the_sweep(inner: Arc<dyn gatehouse::store::Store>) {
+    use crate::refresh_password::{credentials, password_client, password_grant};
+    let state = common::state_on(Arc::new(Hooked { fail_token_listing: true, ..Hooked::new(inner.clone()) }));
+    let app = common::app(&state);
+    let (c, other) = (public_client(&app).await, password_client(&app).await);
+    create_user(&app, "alice", PASSWORD).await;
+    create_user(&app, "bob", PASSWORD).await;
+    let at_c = tokens_for(&app, &c, "alice", "").await;
+    let unredeemed = code_for(&app, &pkce_query(&c.id, ""), "alice", PASSWORD).await;
+    let r = password_grant(&app, &other, &credentials("alice", PASSWORD)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let at_other = r.body;
+    let bobs = tokens_for(&app, &c, "bob", "").await;
+    let revoked = "the grant was revoked with every token of its user";
+
+    // At one client.
+    let body = json!({"end_user": "alice", "client_id": c.id});
+    let r = send(&app, admin("POST", "/admin/tokens/revoke-all", Some(body))).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    let alice = inner.get_user("alice").await.unwrap().unwrap();
+    assert_eq!((alice.tokens_revoked_at, alice.client_tokens_revoked_at.get(&c.id)), (None, Some(&common::T0)));
+    let r = refresh(&app, &c, &s(&at_c, "refresh_token"), "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], revoked);
+    let r = exchange_public(&app, &c, &unredeemed).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], revoked);
+    let r = refresh(&app, &c, &s(&bobs, "refresh_token"), "").await;
+    assert_eq!(r.status, StatusCode::OK, "bob's: {}", r.text);
+    let r = refresh_confidential(&app, &other, &s(&at_other, "refresh_token")).await;
+    assert_eq!(r.status, StatusCode::OK, "alice's at another client: {}", r.text);
+    let at_other = r.body;
+
+    // Everywhere. In the revocation's second no token is handed out to her (it would be
+    // refused): 503, retry.
+    let r = send(&app, admin("POST", "/admin/tokens/revoke-all", Some(json!({"end_user": "alice"})))).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    assert_eq!(inner.get_user("alice").await.unwrap().unwrap().tokens_revoked_at, Some(common::T0));
+    let r = refresh_confidential(&app, &other, &s(&at_other, "refresh_token")).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], revoked);
+    let r = password_grant(&app, &other, &credentials("alice", PASSWORD)).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    assert_eq!(r.body["error_description"], "every token of this user was revoked this second; retry");
+
+    // A second later she signs in again, at both clients.
+    state.clock.advance(1);
+    let fresh = tokens_for(&app, &c, "alice", "").await;
+    assert_eq!(refresh(&app, &c, &s(&fresh, "refresh_token"), "").await.status, StatusCode::OK);
+    let r = password_grant(&app, &other, &credentials("alice", PASSWORD)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(refresh_confidential(&app, &other, &s(&r.body, "refresh_token")).await.status, StatusCode::OK);
+}
+
+/// A confidential client's refresh request (HTTP Basic).
+async fn refresh_confidential(app: &axum::Router, c: &common::TestClient, token: &str) -> common::Resp {
+    let body = format!("grant_type=refresh_token&refresh_token={}", enc(token));
+    send(app, form("/token", Some(&c.basic()), &body)).await
+}
+
+#[tokio::test]
+async fn revoking_all_of_a_users_tokens_holds_without_the_sweep_embedded() {
+    let (inner, _dir) = common::embedded();
+    revoking_all_of_a_users_tokens_holds_without_the_sweep(inner).await;
+}
+
+#[tokio::test]
+async fn revoking_all_of_a_users_tokens_holds_without_the_sweep_dynamodb() {
+    let Some((inner, _, _)) = common::dynamo().await else { return };
+    revoking_all_of_a_users_tokens_holds_without_the_sweep(inner).await;
+}
+
 /// A user's revoke-all pages through the user's tokens in expiry order; tokens issued while it
 /// reads its last page (one at another client with a shorter lifetime, sorting before its
 /// cursor; one after it) are revoked by the pass that follows.

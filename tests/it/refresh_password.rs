@@ -493,15 +493,15 @@ async fn rotation_grace_and_reuse_on_dynamodb() {
 
 // ---------------------------------------------------------------- the password grant
 
-async fn password_client(app: &Router) -> TestClient {
+pub(crate) async fn password_client(app: &Router) -> TestClient {
     register(app, json!({"grant_types": ["password", "refresh_token"], "scope": "read write"})).await
 }
 
-async fn password_grant(app: &Router, c: &TestClient, body: &str) -> common::Resp {
+pub(crate) async fn password_grant(app: &Router, c: &TestClient, body: &str) -> common::Resp {
     send(app, form("/token", Some(&c.basic()), &format!("grant_type=password&{body}"))).await
 }
 
-fn credentials(username: &str, password: &str) -> String {
+pub(crate) fn credentials(username: &str, password: &str) -> String {
     format!("username={}&password={}", enc(username), enc(password))
 }
 

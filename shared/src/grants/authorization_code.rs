@@ -134,7 +134,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
         return Err(invalid("the authorization code was revoked with every token of the client"));
     }
     same_resource(req.resource.as_deref(), &code.audience)?;
-    let user = active_user(state, &code.username, code.issued_at).await?;
+    let user = active_user(state, &code.username, &client.client_id, code.issued_at).await?;
     let scope = still_allowed(state, client, &code.audience, code.scope.clone()).await?;
     let grant =
         Grant { audience: code.audience.clone(), scope, jkt: None, granted_at: Some(code.issued_at) }.bound_to(dpop);

@@ -232,6 +232,12 @@ pub async fn sign_access_token(
             "every token of this client was revoked this second; retry".into(),
         ));
     }
+    // The same for the user's (`User::revoked_with_all`, checked when a grant is redeemed).
+    if end_user.is_some_and(|u| u.revoked_with_all(&client.client_id, now)) {
+        return Err(OAuthError::TemporarilyUnavailable(
+            "every token of this user was revoked this second; retry".into(),
+        ));
+    }
     let lifetime = client.access_token_lifetime.unwrap_or(state.settings().await?.access_token_ttl);
     let record = TokenRecord {
         id: crate::crypto::time_ordered_id(),
@@ -404,13 +410,25 @@ pub async fn revoke_family(state: &AppState, family: &str, known: &[String]) -> 
     Ok(revoked)
 }
 
-/// Checks that the resource owner of a grant made at `granted_at` (a code's or a refresh
-/// token's issue time) still exists and is enabled (`invalid_grant` otherwise). A user created
-/// after the grant is another user of the same name: a deletion cut short (a 503 part-way)
-/// never hands the old user's tokens to a new account.
-pub async fn active_user(state: &AppState, username: &str, granted_at: i64) -> Result<crate::model::User> {
+/// Checks that the resource owner of a grant made at `granted_at` (a code's issue time, a
+/// refresh token's grant time) for `client_id` still exists and is enabled, and that the grant
+/// was not revoked with all of the user's tokens (everywhere or at this client,
+/// [`crate::model::User::revoked_with_all`]): `invalid_grant` otherwise. A user created after
+/// the grant is another user of the same name: a deletion cut short (a 503 part-way) never
+/// hands the old user's tokens to a new account.
+pub async fn active_user(
+    state: &AppState,
+    username: &str,
+    client_id: &str,
+    granted_at: i64,
+) -> Result<crate::model::User> {
     match state.store.get_user(username).await? {
-        Some(u) if u.enabled && u.created_at <= granted_at => Ok(u),
+        Some(u) if u.enabled && u.created_at <= granted_at => {
+            if u.revoked_with_all(client_id, granted_at) {
+                return Err(OAuthError::InvalidGrant("the grant was revoked with every token of its user".into()));
+            }
+            Ok(u)
+        }
         _ => Err(OAuthError::InvalidGrant("the resource owner is unknown or disabled".into())),
     }
 }

@@ -137,7 +137,7 @@ async fn rotated_again(state: &AppState, rec: &TokenRecord, token: &str) -> Resu
             return Err(invalid("the refresh token was revoked"));
         }
         if let Some(u) = &rec.end_user {
-            active_user(state, u, rec.issued_at).await?;
+            active_user(state, u, &rec.client_id, rec.grant_time()).await?;
         }
         return Ok(resp);
     }
@@ -195,7 +195,7 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     // removed from either since the grant are dropped, and a deleted resource server ends it.
     let scope = still_allowed(state, client, &rec.audience, scope).await?;
     let username = rec.end_user.clone().ok_or_else(|| invalid("the refresh token has no resource owner"))?;
-    let user = active_user(state, &username, rec.issued_at).await?;
+    let user = active_user(state, &username, &client.client_id, rec.grant_time()).await?;
     let family = rec.family.clone().unwrap_or_else(|| rec.id.clone());
     let granted_at = Some(rec.grant_time());
     let access_grant = Grant { audience: rec.audience.clone(), scope, jkt: None, granted_at }.bound_to(dpop);

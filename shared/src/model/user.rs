@@ -21,6 +21,51 @@ pub struct User {
     /// records written before versions existed are version 0.
     #[serde(default)]
     pub version: u64,
+    /// Every token and code issued to this user at or before this time is revoked, at every
+    /// client (`POST /admin/tokens/revoke-all` for the user: "sign out everywhere"). Checked
+    /// wherever a code or refresh token of the user is redeemed ([`crate::grants::active_user`],
+    /// which reads the record anyway), so the revocation holds there whatever the per-token sweep
+    /// that follows misses (cut short, or a DynamoDB index that lags a write by a moment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_revoked_at: Option<i64>,
+    /// The same, for the user's tokens at one client (`revoke-all` for the user at a client, and
+    /// a withdrawn consent): client id → time. An entry is dropped once every token it could
+    /// cover has expired ([`Self::with_tokens_revoked`]), so the map stays small.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub client_tokens_revoked_at: std::collections::BTreeMap<String, i64>,
+}
+
+/// Longest a token or code issued at some time can stay usable after it: a refresh token's
+/// longest lifetime (one year) plus a day, more than an access token's or a code's.
+const REVOCATION_MEMORY: i64 = 31_536_000 + 86_400;
+
+impl User {
+    /// Whether a code or token of this user at `client_id`, whose grant was made at
+    /// `granted_at`, was revoked with all of the user's tokens (at every client, or at this
+    /// one; one granted in the same second too).
+    pub fn revoked_with_all(&self, client_id: &str, granted_at: i64) -> bool {
+        let covers = |at: &i64| granted_at <= *at;
+        self.tokens_revoked_at.as_ref().is_some_and(covers)
+            || self.client_tokens_revoked_at.get(client_id).is_some_and(covers)
+    }
+
+    /// This user with every token and code issued until `now` revoked: at `client_id`, or at
+    /// every client (`None`). A cutoff never moves back. Cutoffs that no live token can predate
+    /// any more are dropped.
+    pub fn with_tokens_revoked(&self, client_id: Option<&str>, now: i64) -> Self {
+        let mut next = self.clone();
+        let forget_before = now.saturating_sub(REVOCATION_MEMORY);
+        next.client_tokens_revoked_at.retain(|_, at| *at >= forget_before);
+        if next.tokens_revoked_at.is_some_and(|at| at < forget_before) {
+            next.tokens_revoked_at = None;
+        }
+        let slot = match client_id {
+            Some(c) => next.client_tokens_revoked_at.entry(c.to_owned()).or_insert(now),
+            None => next.tokens_revoked_at.get_or_insert(now),
+        };
+        *slot = (*slot).max(now);
+        next
+    }
 }
 
 /// A persisted consent: `username` approved scopes for `client_id` (OAM seed: consent
@@ -56,5 +101,31 @@ impl FailureCounter {
     /// Whether sign-in is refused at `now`.
     pub fn is_locked(&self, now: i64) -> bool {
         self.locked_until.is_some_and(|t| t > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoffs_cover_earlier_grants_never_move_back_and_are_forgotten_when_nothing_predates_them() {
+        let mut u = crate::store::conformance::user("alice");
+        assert!(!u.revoked_with_all("app", 100));
+        u = u.with_tokens_revoked(Some("app"), 100);
+        assert!(u.revoked_with_all("app", 100) && u.revoked_with_all("app", 99));
+        assert!(!u.revoked_with_all("app", 101) && !u.revoked_with_all("other", 50));
+        // A retry with an earlier clock (another instance) keeps the later cutoff.
+        u = u.with_tokens_revoked(Some("app"), 90);
+        assert_eq!(u.client_tokens_revoked_at.get("app"), Some(&100));
+        u = u.with_tokens_revoked(None, 200);
+        assert!(u.revoked_with_all("other", 200) && !u.revoked_with_all("other", 201));
+        // Once no token issued before a cutoff can be alive, the cutoff goes with the next change.
+        let later = 100 + REVOCATION_MEMORY + 1;
+        u = u.with_tokens_revoked(Some("new"), later);
+        assert_eq!(u.client_tokens_revoked_at.keys().collect::<Vec<_>>(), ["new"]);
+        assert_eq!(u.tokens_revoked_at, Some(200));
+        u = u.with_tokens_revoked(Some("new"), 200 + REVOCATION_MEMORY + 1);
+        assert_eq!(u.tokens_revoked_at, None);
     }
 }

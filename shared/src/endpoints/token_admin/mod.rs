@@ -328,8 +328,11 @@ pub(crate) fn ok(body: serde_json::Value) -> Response {
 /// repeat from the start until one revokes nothing, at most [`SWEEP_PASSES`]: each reads only
 /// the tokens still active, so the passes after the first read what was issued meanwhile. On
 /// DynamoDB a pass reads an index, which lags writes by a moment: a token issued in the last
-/// moment of a pass may be missed by the next (best effort; a client's own revoke-all is
-/// exact through its cutoff).
+/// moment of a pass may be missed by the next. The cutoffs recorded first make the revocation
+/// exact where it matters most: a client's own covers every use of its tokens and codes; a
+/// user's covers every redemption of the user's codes and refresh tokens (an access token the
+/// sweep missed stays valid at introspection until it expires, as introspection does not read
+/// users).
 pub(crate) async fn revoke_all(
     state: &AppState,
     actor: &Actor,
@@ -353,6 +356,20 @@ pub(crate) async fn revoke_all(
                 changed(actor, "client_tokens_revoked", id);
             }
             // A deleted client: its tokens are refused anyway; the sweep revokes their records.
+            Err(OAuthError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // All of one user's, everywhere or at one client: recorded on the user, which every
+    // redemption of the user's codes and refresh tokens reads (`grants::active_user`), so those
+    // hold even where the sweep misses a token (cut short; on DynamoDB, an index that lags).
+    if let Some(username) = end_user {
+        let gone = || OAuthError::NotFound("no such user".into());
+        let mark = |u: &crate::model::User| Ok((u.with_tokens_revoked(client_id, now), ()));
+        match versioned::modify(state.store.as_ref(), username, gone, &versioned::IfMatch::Absent, mark).await {
+            Ok(_) => changed(actor, "user_tokens_revoked", username),
+            // A deleted user: a user created again later never inherits the tokens
+            // (`grants::active_user`); the sweep revokes their records.
             Err(OAuthError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }

@@ -190,6 +190,8 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
         created_at: now,
         updated_at: now,
         version: 0,
+        tokens_revoked_at: None,
+        client_tokens_revoked_at: Default::default(),
     };
     match state.store.create_user(&user).await {
         Err(StoreError::Conflict) => return Err(OAuthError::Conflict("a user with this username exists".into())),

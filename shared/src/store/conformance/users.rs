@@ -19,6 +19,8 @@ pub fn user(name: &str) -> User {
         created_at: NOW,
         updated_at: NOW,
         version: 0,
+        tokens_revoked_at: None,
+        client_tokens_revoked_at: Default::default(),
     }
 }
 
@@ -28,7 +30,8 @@ fn consent(user: &str, client: &str, scope: &str) -> Consent {
     Consent { username: user.into(), client_id: client.into(), scope, resources, granted_at: NOW }
 }
 
-/// Create, conflict without overwriting, read, update existing and missing, delete once.
+/// Create, conflict without overwriting, read, update existing (the revocation cutoffs too)
+/// and missing, delete once.
 pub async fn users(s: &dyn Store) {
     let alice = user("alice");
     s.create_user(&alice).await.unwrap();
@@ -49,7 +52,7 @@ pub async fn users(s: &dyn Store) {
     (stale.password_hash, stale.version) = ("$argon2id$stale".into(), 1);
     assert!(matches!(s.update_user(&stale, 0).await, Err(StoreError::Conflict)));
     assert_eq!(s.get_user("alice").await.unwrap(), Some(changed.clone()), "a conflicting update writes nothing");
-    let mut next = changed.clone();
+    let mut next = changed.with_tokens_revoked(Some("app"), NOW + 20).with_tokens_revoked(None, NOW + 30);
     (next.enabled, next.version) = (true, 2);
     assert!(s.update_user(&next, 1).await.unwrap());
     assert_eq!(s.get_user("alice").await.unwrap(), Some(next));
