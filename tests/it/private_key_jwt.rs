@@ -185,11 +185,13 @@ async fn refusals_name_the_check_once_the_signature_holds() {
 #[tokio::test]
 async fn a_typ_of_another_kind_of_jwt_is_refused() {
     let f = fixture().await;
-    for typ in [None, Some("JWT"), Some("jwt"), Some("application/jwt"), Some("client-authentication+jwt")]
-        .into_iter()
-        .chain([Some("Application/Client-Authentication+JWT")])
-    {
+    for typ in [None, Some("JWT"), Some("jwt"), Some("application/jwt")] {
         let r = token(&f.app, &f.ec.sign_with_typ(typ, &f.claims())).await;
+        assert_eq!(r.status, StatusCode::OK, "{typ:?}: {}", r.text);
+    }
+    // The explicit type, with the audience draft-ietf-oauth-rfc7523bis §4 gives it.
+    for typ in ["client-authentication+jwt", "Application/Client-Authentication+JWT"] {
+        let r = token(&f.app, &f.ec.sign_with_typ(Some(typ), &f.claims_with(json!({"aud": ISSUER})))).await;
         assert_eq!(r.status, StatusCode::OK, "{typ:?}: {}", r.text);
     }
     let issued = count_tokens(&f).await;
@@ -201,6 +203,56 @@ async fn a_typ_of_another_kind_of_jwt_is_refused() {
         );
     }
     assert_eq!(count_tokens(&f).await, issued, "nothing issued");
+}
+
+/// draft-ietf-oauth-rfc7523bis §4: an assertion typed `client-authentication+jwt`, and every
+/// assertion once the tenant turns `strict_client_assertion_audience` on, must name the issuer
+/// identifier alone, as a single string. A refused assertion issues nothing and does not spend
+/// its `jti`.
+#[tokio::test]
+async fn the_audience_is_the_issuer_alone_where_the_explicit_type_or_the_tenant_asks() {
+    let f = fixture().await;
+    const NOT_ISSUER: &str = "the client assertion's aud must be the issuer identifier, as a single string";
+    let lenient = [json!(TOKEN_URL), json!(ISSUER), json!([ISSUER]), json!([TOKEN_URL, "https://elsewhere.example"])];
+    for aud in &lenient {
+        let r = token(&f.app, &f.ec.sign(&f.claims_with(json!({"aud": aud})))).await;
+        assert_eq!(r.status, StatusCode::OK, "{aud}: {}", r.text);
+    }
+    let typed =
+        |aud: &Value| f.ec.sign_with_typ(Some("client-authentication+jwt"), &f.claims_with(json!({"aud": aud})));
+    for aud in [json!(TOKEN_URL), json!([ISSUER]), json!([ISSUER, TOKEN_URL])] {
+        assert_invalid_client(&token(&f.app, &typed(&aud)).await, NOT_ISSUER);
+    }
+
+    let r =
+        send(&f.app, admin("PATCH", "/admin/settings", Some(json!({"strict_client_assertion_audience": true})))).await;
+    assert_eq!(
+        (r.status, &r.body["settings"]["strict_client_assertion_audience"]),
+        (StatusCode::OK, &json!(true)),
+        "{}",
+        r.text
+    );
+    let issued = count_tokens(&f).await;
+    let refused: Vec<String> =
+        lenient[..1].iter().chain(&lenient[2..]).map(|aud| f.ec.sign(&f.claims_with(json!({"aud": aud})))).collect();
+    for a in &refused {
+        assert_invalid_client(&token(&f.app, a).await, NOT_ISSUER);
+    }
+    // At every endpoint that authenticates clients.
+    for endpoint in ["/introspect", "/revoke"] {
+        let body = with_assertion(&f.ec.sign(&f.claims()), "&token=x");
+        assert_invalid_client(&send(&f.app, form(endpoint, None, &body)).await, NOT_ISSUER);
+    }
+    assert_eq!(count_tokens(&f).await, issued, "nothing issued");
+    for a in [f.ec.sign(&f.claims_with(json!({"aud": ISSUER}))), typed(&json!(ISSUER))] {
+        assert_eq!(token(&f.app, &a).await.status, StatusCode::OK);
+    }
+
+    // Turned off again, the assertions refused above were never spent.
+    send(&f.app, admin("PATCH", "/admin/settings", Some(json!({"strict_client_assertion_audience": null})))).await;
+    for a in &refused {
+        assert_eq!(token(&f.app, a).await.status, StatusCode::OK);
+    }
 }
 
 async fn count_tokens(f: &Fixture) -> u64 {

@@ -5,7 +5,9 @@
 //! (token, introspection, revocation).
 //!
 //! The JWT's `iss` and `sub` are the client id, its `aud` the token endpoint URL or the issuer
-//! identifier, and it carries `exp` and a single-use `jti` (replay key
+//! identifier (the issuer identifier alone, as a single string, when the tenant setting
+//! `strict_client_assertion_audience` is on or the JWT is typed `client-authentication+jwt`:
+//! draft-ietf-oauth-rfc7523bis §4), and it carries `exp` and a single-use `jti` (replay key
 //! `clientassertion|<client_id>|<jti>`); see the parent module for the time rules.
 //!
 //! Failures are `invalid_client` (RFC 7521 §4.2.1) answered like other body credentials
@@ -107,9 +109,19 @@ fn verify_for(parsed: &super::Parsed<'_>, client: Option<&Client>) -> Result<(),
 /// refused so that one is never taken for the other (RFC 8725 §3.11).
 fn client_assertion_type(typ: Option<&str>) -> bool {
     let Some(typ) = typ else { return true };
+    media_type(typ) == "jwt" || explicitly_typed(Some(typ))
+}
+
+/// `typ` without case and without `application/` (RFC 7515 §4.1.9).
+fn media_type(typ: &str) -> String {
     let lower = typ.to_ascii_lowercase();
-    let media = lower.strip_prefix("application/").unwrap_or(&lower);
-    media == "jwt" || media == "client-authentication+jwt"
+    lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
+}
+
+/// Whether a client assertion carries the explicit type of draft-ietf-oauth-rfc7523bis §4,
+/// `client-authentication+jwt`: its client follows that draft, so its `aud` is held to it.
+fn explicitly_typed(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| media_type(t) == "client-authentication+jwt")
 }
 
 /// Authenticates `client_id` by its client assertion.
@@ -153,6 +165,16 @@ pub async fn authenticate(state: &AppState, client_id: &str, assertion: &ClientA
     let [endpoint, issuer] = super::audiences(&state.config);
     let valid = super::check_claims(&parsed.claims, &[&endpoint, &issuer], now)
         .map_err(|r| fail(r.reason(), r.describe(WHAT)))?;
+    // draft-ietf-oauth-rfc7523bis §4 (the audience injection attack): an assertion whose `aud`
+    // may be an endpoint URL can be obtained by an attacker's server that claims this server's
+    // endpoint as its own, and replayed here; the issuer identifier, which clients check
+    // against the metadata (RFC 8414 §3.3), cannot be claimed that way.
+    let strict =
+        state.settings().await?.strict_client_assertion_audience || explicitly_typed(parsed.header.typ.as_deref());
+    if strict && (parsed.claims.aud_is_array || parsed.claims.aud != [issuer.as_str()]) {
+        let r = Refusal::AudienceNotIssuer;
+        return Err(fail(r.reason(), r.describe(WHAT)));
+    }
     let replay_key = format!("clientassertion|{}|{}", client.client_id, valid.jti);
     if !state.store.first_use(&replay_key, now, valid.exp.saturating_add(SKEW)).await? {
         return Err(fail(Refusal::Replayed.reason(), Refusal::Replayed.describe(WHAT)));

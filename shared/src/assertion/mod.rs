@@ -61,6 +61,9 @@ pub enum Refusal {
     BadClaim(&'static str),
     /// `aud` names neither the token endpoint nor the issuer.
     Audience,
+    /// `aud` is not the issuer identifier alone, as a single string (draft-ietf-oauth-rfc7523bis
+    /// §4, where the tenant or the assertion's explicit type asks for it).
+    AudienceNotIssuer,
     /// `exp` has passed.
     Expired,
     /// `nbf` lies in the future.
@@ -89,6 +92,7 @@ impl Refusal {
             Self::MissingClaim(c) => format!("{what} has no {c} claim"),
             Self::BadClaim(c) => format!("{what}'s {c} claim is malformed"),
             Self::Audience => format!("{what}'s aud must contain the token endpoint URL or the issuer identifier"),
+            Self::AudienceNotIssuer => format!("{what}'s aud must be the issuer identifier, as a single string"),
             Self::Expired => format!("{what} has expired"),
             Self::NotYetValid => format!("{what} is not valid yet (nbf)"),
             Self::IssuedInFuture => format!("{what} is issued in the future (iat)"),
@@ -112,6 +116,7 @@ impl Refusal {
             Self::MissingClaim(_) => "assertion claim missing",
             Self::BadClaim(_) => "assertion claim malformed",
             Self::Audience => "assertion audience wrong",
+            Self::AudienceNotIssuer => "assertion audience not the issuer alone",
             Self::Expired => "assertion expired",
             Self::NotYetValid => "assertion not yet valid",
             Self::IssuedInFuture => "assertion issued in the future",
@@ -136,6 +141,8 @@ pub struct Claims {
     pub iss: Option<String>,
     pub sub: Option<String>,
     pub aud: Vec<String>,
+    /// `aud` was an array (RFC 7519 §4.1.3 allows a string or an array).
+    pub aud_is_array: bool,
     pub exp: Option<i64>,
     pub nbf: Option<i64>,
     pub iat: Option<i64>,
@@ -236,6 +243,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Refusal> {
         iss: string_claim(&claims, "iss")?,
         sub: string_claim(&claims, "sub")?,
         aud: audience_claim(&claims)?,
+        aud_is_array: matches!(claims.get("aud"), Some(Value::Array(_))),
         exp: time_claim(&claims, "exp")?,
         nbf: time_claim(&claims, "nbf")?,
         iat: time_claim(&claims, "iat")?,
