@@ -23,6 +23,10 @@ pub enum SignerKind {
     Sealed,
 }
 
+/// The longest refresh-token lifetime anything may set, seconds (one year): the stack's default
+/// (`GATEHOUSE_REFRESH_TOKEN_TTL`), the tenant's setting and a client's own lifetime.
+pub const MAX_REFRESH_TOKEN_TTL: u64 = 31_536_000;
+
 /// A configuration error: names the variable and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {problem}")]
@@ -179,7 +183,7 @@ impl Config {
             admin_iam,
             access_token_ttl,
             default_audience,
-            refresh_token_ttl: number(&get, "GATEHOUSE_REFRESH_TOKEN_TTL", 2_592_000, 300..=31_536_000)?,
+            refresh_token_ttl: number(&get, "GATEHOUSE_REFRESH_TOKEN_TTL", 2_592_000, 300..=MAX_REFRESH_TOKEN_TTL)?,
             code_ttl: number(&get, "GATEHOUSE_CODE_TTL", 60, 10..=600)?,
             login_ttl: number(&get, "GATEHOUSE_LOGIN_TTL", 600, 60..=3600)?,
             refresh_grace: number(&get, "GATEHOUSE_REFRESH_GRACE", 10, 0..=300)?,

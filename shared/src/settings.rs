@@ -118,7 +118,7 @@ enum Kind {
 /// Every setting by name.
 const FIELDS: &[(&str, Kind)] = &[
     ("access_token_ttl", Kind::Number(60, 86_400)),
-    ("refresh_token_ttl", Kind::Number(300, 31_536_000)),
+    ("refresh_token_ttl", Kind::Number(300, crate::config::MAX_REFRESH_TOKEN_TTL)),
     ("code_ttl", Kind::Number(10, 600)),
     ("refresh_tokens_enabled", Kind::Bool),
     ("refresh_grace", Kind::Number(0, 300)),

@@ -1148,8 +1148,13 @@ async fn admin_lists_and_revokes_consents() {
     unauth.headers_mut().remove(header::AUTHORIZATION);
     assert_error(&send(&app, unauth).await, StatusCode::UNAUTHORIZED, "unauthorized");
 
-    // Consent is asked again.
+    // Consent is asked again: in the withdrawal's second, the sign-in is 503 (what it led to
+    // would be revoked with the consent); a moment later the form goes through.
     let s = open(&app, &pkce_query(&c.id, "&scope=read")).await;
+    let r = sign_in(&app, &s, "alice", PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(r.text.contains("every token of this user was revoked this second; send the form again"), "{}", r.text);
+    state.clock.advance(1);
     assert_eq!(sign_in(&app, &s, "alice", PASSWORD).await.status, StatusCode::OK);
     assert!(audit_ids(&c.id).contains(&21008));
 }

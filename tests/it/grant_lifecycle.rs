@@ -477,6 +477,80 @@ async fn revoking_all_of_a_users_tokens_holds_without_the_sweep_dynamodb() {
     revoking_all_of_a_users_tokens_holds_without_the_sweep(inner).await;
 }
 
+/// A user's cutoff covers grants, not only tokens issued before it: a refresh token rotated
+/// within the grace window is not handed back again, a successor issued after the cutoff from an
+/// earlier grant (a refresh racing with the revoke-all) is refused, a consent page left open
+/// since an earlier sign-in yields no code and records no consent, and a later change of the
+/// user keeps the cutoffs.
+async fn a_users_cutoff_covers_grants_made_before_it(inner: Arc<dyn gatehouse::store::Store>) {
+    use crate::code_flow::{decide, open, sign_in};
+    let state = common::state_on(Arc::new(Hooked { fail_token_listing: true, ..Hooked::new(inner.clone()) }));
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let revoked = "the grant was revoked with every token of its user";
+    // A consent page shown, and left open.
+    let page = open(&app, &pkce_query(&c.id, "")).await;
+    assert_eq!(sign_in(&app, &page, "alice", PASSWORD).await.status, StatusCode::OK);
+    let rotated = tokens_for(&app, &c, "alice", "").await;
+    let raced = tokens_for(&app, &c, "alice", "").await;
+    state.clock.advance(2);
+    let r = refresh(&app, &c, &s(&rotated, "refresh_token"), "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = refresh(&app, &c, &s(&raced, "refresh_token"), "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let successor = r.body;
+
+    // The revocation is recorded a second after the refreshes, as if the second refresh had
+    // read the user just before it: its successor (issued at T0+2) comes from a grant of T0.
+    let r = send(&app, admin("POST", "/admin/tokens/revoke-all", Some(json!({"end_user": "alice"})))).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+    let mut alice = inner.get_user("alice").await.unwrap().unwrap();
+    let v = alice.version;
+    alice.tokens_revoked_at = Some(common::T0 + 1);
+    alice.version += 1;
+    assert!(inner.update_user(&alice, v).await.unwrap());
+    state.clock.advance(1);
+    let r = refresh(&app, &c, &s(&successor, "refresh_token"), "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], revoked);
+    // Within the grace window the rotated token would get its successor back: not any more.
+    let r = refresh(&app, &c, &s(&rotated, "refresh_token"), "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], revoked);
+    // The consent page of the sign-in before the revocation: no code, and the consent is not
+    // recorded again (the one recorded before stays as it was).
+    let before = inner.get_consent("alice", &c.id).await.unwrap().unwrap();
+    let r = decide(&app, &page, "approve").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("every token of this user was revoked since this sign-in"), "{}", r.text);
+    assert_eq!(inner.get_consent("alice", &c.id).await.unwrap(), Some(before));
+    assert_eq!(decide(&app, &page, "approve").await.status, StatusCode::BAD_REQUEST, "the request is over");
+
+    // A change of the user keeps the cutoffs; a withdrawn consent of a client that does not
+    // exist adds none.
+    let r = send(&app, admin("PATCH", "/admin/users/alice", Some(json!({"attributes": {"team": "blue"}})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = send(&app, admin("DELETE", "/admin/users/alice/consents/no-such-client", None)).await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"); // its sweep, cut short
+    let alice = inner.get_user("alice").await.unwrap().unwrap();
+    assert_eq!((alice.tokens_revoked_at, alice.client_tokens_revoked_at.len()), (Some(common::T0 + 1), 0));
+    let r = refresh(&app, &c, &s(&successor, "refresh_token"), "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_users_cutoff_covers_grants_made_before_it_embedded() {
+    let (inner, _dir) = common::embedded();
+    a_users_cutoff_covers_grants_made_before_it(inner).await;
+}
+
+#[tokio::test]
+async fn a_users_cutoff_covers_grants_made_before_it_dynamodb() {
+    let Some((inner, _, _)) = common::dynamo().await else { return };
+    a_users_cutoff_covers_grants_made_before_it(inner).await;
+}
+
 /// A user's revoke-all pages through the user's tokens in expiry order; tokens issued while it
 /// reads its last page (one at another client with a shorter lifetime, sorting before its
 /// cursor; one after it) are revoked by the pass that follows.

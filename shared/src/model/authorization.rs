@@ -38,6 +38,10 @@ pub struct PendingAuthorization {
     /// Set once the user signed in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// When the user signed in (a request of an earlier version has none: its creation time
+    /// stands for it). A revocation of every token of the user after it ends this sign-in too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_at: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
 }

@@ -21,11 +21,13 @@ pub struct User {
     /// records written before versions existed are version 0.
     #[serde(default)]
     pub version: u64,
-    /// Every token and code issued to this user at or before this time is revoked, at every
-    /// client (`POST /admin/tokens/revoke-all` for the user: "sign out everywhere"). Checked
-    /// wherever a code or refresh token of the user is redeemed ([`crate::grants::active_user`],
-    /// which reads the record anyway), so the revocation holds there whatever the per-token sweep
-    /// that follows misses (cut short, or a DynamoDB index that lags a write by a moment).
+    /// Every grant the user made at or before this time, at every client, is revoked
+    /// (`POST /admin/tokens/revoke-all` for the user: "sign out everywhere"): its codes and
+    /// refresh tokens are refused when redeemed ([`crate::grants::active_user`], which reads
+    /// the record anyway), and so is a sign-in still on its consent page, whatever the per-token
+    /// sweep that follows misses (cut short, or a DynamoDB index that lags a write by a
+    /// moment). Introspection reads no user record: a token the sweep missed is shown active
+    /// there until it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_revoked_at: Option<i64>,
     /// The same, for the user's tokens at one client (`revoke-all` for the user at a client, and
@@ -35,9 +37,12 @@ pub struct User {
     pub client_tokens_revoked_at: std::collections::BTreeMap<String, i64>,
 }
 
-/// Longest a token or code issued at some time can stay usable after it: a refresh token's
-/// longest lifetime (one year) plus a day, more than an access token's or a code's.
-const REVOCATION_MEMORY: i64 = 31_536_000 + 86_400;
+/// Longest a token, code or sign-in made at some time can stay usable after it: a refresh
+/// token's longest lifetime plus a day, more than an access token's (a day at most), a code's
+/// or a sign-in page's. (A rotation renews a refresh token's lifetime, but after a cutoff no
+/// token granted before it is rotated any more, so what was issued until then has expired a
+/// lifetime later.)
+const REVOCATION_MEMORY: i64 = crate::config::MAX_REFRESH_TOKEN_TTL as i64 + 86_400;
 
 impl User {
     /// Whether a code or token of this user at `client_id`, whose grant was made at

@@ -145,6 +145,8 @@ async fn try_login(state: &AppState, req: Request<Body>) -> Result<Response> {
         Err(e) => return Ok(show_login(state, &client, csrf, Some(e.message()), username, None)),
     };
     pending.username = Some(user.username.clone());
+    pending.signed_in_at = Some(state.clock.now());
+    still_signed_in(state, &pending, &user).await?;
     if !needs_consent(state, &pending, &client, &user).await? {
         return finish(state, &pending).await;
     }
@@ -180,6 +182,28 @@ async fn needs_consent(state: &AppState, p: &PendingAuthorization, client: &Clie
 async fn current_consent(state: &AppState, user: &User, client_id: &str) -> Result<Option<crate::model::Consent>> {
     let prior = state.store.get_consent(&user.username, client_id).await?;
     Ok(prior.filter(|c| c.granted_at >= user.created_at))
+}
+
+/// Whether the sign-in of `p` still stands: a revocation of every token of its user (everywhere,
+/// or at the client: also a withdrawn consent) made at or after it ends it, like the codes and
+/// tokens it would have led to (`User::revoked_with_all`), so a consent page left open never
+/// yields a code, nor records the consent again. A sign-in in the revocation's very second is
+/// 503 (the form can be sent again a moment later); an earlier one is over, and the request
+/// with it.
+async fn still_signed_in(state: &AppState, p: &PendingAuthorization, user: &User) -> Result<()> {
+    let signed_in = p.signed_in_at.unwrap_or(p.created_at);
+    if !user.revoked_with_all(&p.client_id, signed_in) {
+        return Ok(());
+    }
+    if signed_in >= state.clock.now() {
+        return Err(OAuthError::TemporarilyUnavailable(
+            "every token of this user was revoked this second; send the form again".into(),
+        ));
+    }
+    state.store.delete_pending(&p.id).await?;
+    Err(OAuthError::invalid_request(
+        "every token of this user was revoked since this sign-in; return to the application and start again",
+    ))
 }
 
 /// Each requested scope with the description its resource server gives (the audience's first).
@@ -226,6 +250,7 @@ async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
         Some(u) if u.enabled => u,
         _ => return Err(OAuthError::invalid_request("the user who signed in no longer exists or was disabled")),
     };
+    still_signed_in(state, &pending, &user).await?;
     let prior = current_consent(state, &user, &pending.client_id).await?;
     let merged = Scope::from_tokens(prior.iter().flat_map(|c| c.scope.iter()).chain(pending.scope.iter()));
     let mut resources = prior.map(|c| c.resources).unwrap_or_default();

@@ -185,6 +185,7 @@ async fn pending_from(
         code_challenge,
         dpop_jkt,
         username: None,
+        signed_in_at: None,
         created_at: now,
         expires_at: now + state.config.login_ttl as i64,
     };

@@ -171,8 +171,11 @@ impl ClientMetadata {
         if self.access_token_lifetime.is_some_and(|l| !(60..=86_400).contains(&l)) {
             return Err(meta("access_token_lifetime: seconds between 60 and 86400"));
         }
-        if self.refresh_token_lifetime.is_some_and(|l| !(300..=31_536_000).contains(&l)) {
-            return Err(meta("refresh_token_lifetime: seconds between 300 and 31536000"));
+        if self.refresh_token_lifetime.is_some_and(|l| !(300..=crate::config::MAX_REFRESH_TOKEN_TTL).contains(&l)) {
+            return Err(meta(format!(
+                "refresh_token_lifetime: seconds between 300 and {}",
+                crate::config::MAX_REFRESH_TOKEN_TTL
+            )));
         }
         let pre_approved_scopes = Scope::parse(self.pre_approved_scopes.as_deref().unwrap_or(""))
             .ok_or_else(|| meta("pre_approved_scopes: malformed (RFC 6749 §3.3)"))?;

@@ -363,7 +363,13 @@ pub(crate) async fn revoke_all(
     // All of one user's, everywhere or at one client: recorded on the user, which every
     // redemption of the user's codes and refresh tokens reads (`grants::active_user`), so those
     // hold even where the sweep misses a token (cut short; on DynamoDB, an index that lags).
-    if let Some(username) = end_user {
+    // A cutoff at one client only for a client that exists: a deleted client's tokens are
+    // refused anyway, and a user record never gathers cutoffs for names that are no client.
+    let client_exists = match client_id {
+        Some(id) if end_user.is_some() => state.store.get_client(id).await?.is_some(),
+        _ => true,
+    };
+    if let Some(username) = end_user.filter(|_| client_exists) {
         let gone = || OAuthError::NotFound("no such user".into());
         let mark = |u: &crate::model::User| Ok((u.with_tokens_revoked(client_id, now), ()));
         match versioned::modify(state.store.as_ref(), username, gone, &versioned::IfMatch::Absent, mark).await {

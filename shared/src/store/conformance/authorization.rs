@@ -21,6 +21,7 @@ pub fn pending(id: &str) -> PendingAuthorization {
         code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
         dpop_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
         username: None,
+        signed_in_at: None,
         created_at: NOW,
         expires_at: NOW + 600,
     }
