@@ -410,7 +410,7 @@ async fn deletions_end_memberships(state: &AppState) {
     // A membership left behind (a user deletion cut short) goes when the user is deleted again.
     user(state, "carol").await;
     assert!(state.store.add_member("ops", "carol").await.unwrap());
-    assert!(state.store.delete_user("carol").await.unwrap());
+    assert!(state.store.delete_user("carol", None).await.unwrap());
     assert!(state.store.is_member("ops", "carol").await.unwrap(), "the orphan this test makes");
     assert_not_found(&call(&app, "DELETE", "/admin/users/carol", None).await, "no such user");
     assert!(!state.store.is_member("ops", "carol").await.unwrap());

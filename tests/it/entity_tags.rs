@@ -1,6 +1,6 @@
 //! Versioned admin objects (clients, users, resource servers): `ETag` on `GET`, create and
-//! `PATCH`, `If-Match` on `PATCH` (RFC 9110 §8.8.3, §13.1.1) and refused elsewhere, and
-//! concurrent patches of a resource server, none lost.
+//! `PATCH`, `If-Match` on `PATCH` and `DELETE` (RFC 9110 §8.8.3, §13.1.1) and refused elsewhere,
+//! and concurrent patches of a resource server, none lost.
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -248,6 +248,72 @@ async fn tags_of_creates_recreations_and_a_users_groups() {
     assert_eq!((r.status, &r.body["groups"]), (StatusCode::OK, &json!([])), "{}", r.text);
 }
 
+/// `DELETE path` with `If-Match` field lines.
+async fn delete_if(app: &Router, path: &str, if_match: &[&str]) -> Resp {
+    let mut b = Request::delete(path).header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+    for v in if_match {
+        b = b.header(header::IF_MATCH, *v);
+    }
+    send(app, b.body(Body::empty()).unwrap()).await
+}
+
+/// A `DELETE` with `If-Match` deletes only a state it names: an earlier tag (or a weak one, or
+/// none listed) is 412 and deletes nothing (for a user, also when only its groups changed);
+/// the current tag or `*` deletes; a missing object is 404 as without the field.
+async fn a_conditional_delete_deletes_only_the_state_named(state: AppState) {
+    let app = common::app(&state);
+    for k in kinds(&app).await {
+        let t0 = etag(&read(&app, &k.path).await);
+        let r = patch_if(&app, &k.path, &[], json!({ k.member: (k.value)(1) })).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let t1 = etag(&r);
+        for stale in [vec![t0.as_str()], vec![&format!("W/{t1}")], vec![""]] {
+            let r = delete_if(&app, &k.path, &stale).await;
+            assert_error(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+            assert_eq!(etag(&read(&app, &k.path).await), t1, "{} still there, unchanged", k.path);
+        }
+        let r = delete_if(&app, &k.path, &[&format!("{t0}, {t1}")]).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}: {}", k.path, r.text);
+        assert_error(&send(&app, admin("GET", &k.path, None)).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(&delete_if(&app, &k.path, &[&t1]).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(&delete_if(&app, &k.path, &["*"]).await, StatusCode::NOT_FOUND, "not_found");
+    }
+    // `*`: whatever the state.
+    let c = register(&app, json!({"grant_types": ["client_credentials"]})).await;
+    let path = format!("/admin/clients/{}", c.id);
+    assert_eq!(delete_if(&app, &path, &["*"]).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(state.store.get_client(&c.id).await.unwrap(), None);
+    // A user whose groups changed since the tag was read.
+    let r =
+        send(&app, admin("POST", "/admin/users", Some(json!({"username": "bob", "password": "correct horse"})))).await;
+    let t = etag(&r);
+    assert_eq!(
+        send(&app, admin("POST", "/admin/groups", Some(json!({"name": "staff"})))).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(send(&app, admin("PUT", "/admin/groups/staff/members/bob", None)).await.status, StatusCode::NO_CONTENT);
+    assert_error(
+        &delete_if(&app, "/admin/users/bob", &[&t]).await,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    );
+    let now = etag(&read(&app, "/admin/users/bob").await);
+    assert_eq!(delete_if(&app, "/admin/users/bob", &[&now]).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(state.store.get_user("bob").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_conditional_delete_deletes_only_the_state_named_embedded() {
+    let (state, _dir) = common::embedded_state();
+    a_conditional_delete_deletes_only_the_state_named(state).await;
+}
+
+#[tokio::test]
+async fn a_conditional_delete_deletes_only_the_state_named_dynamodb() {
+    let Some((store, _, _)) = common::dynamo().await else { return };
+    a_conditional_delete_deletes_only_the_state_named(common::state_on(store)).await;
+}
+
 /// Calls that are not conditional refuse `If-Match` instead of acting unconditionally.
 #[tokio::test]
 async fn if_match_elsewhere_is_refused() {
@@ -255,7 +321,7 @@ async fn if_match_elsewhere_is_refused() {
     let app = common::app(&state);
     let c = register(&app, json!({"grant_types": ["client_credentials"]})).await;
     let calls = [
-        ("DELETE", format!("/admin/clients/{}", c.id), None),
+        ("DELETE", format!("/admin/users/alice/consents/{}", c.id), None),
         ("POST", format!("/admin/clients/{}/secret", c.id), None),
         ("GET", format!("/admin/clients/{}", c.id), None),
         ("PATCH", "/admin/settings".to_owned(), Some(json!({"consent_enabled": false}))),
@@ -268,7 +334,7 @@ async fn if_match_elsewhere_is_refused() {
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request");
         assert_eq!(
             r.body["error_description"],
-            "If-Match: only a PATCH of a client, a user or a resource server is conditional",
+            "If-Match: only a PATCH or DELETE of a client, a user or a resource server is conditional",
             "{method} {path}"
         );
     }

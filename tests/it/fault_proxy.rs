@@ -1104,10 +1104,10 @@ async fn retried_updates_and_deletes_recognise_their_own_first_attempt() {
     assert!(!store.delete_pending(&p.id).await.unwrap(), "consumed already");
 
     lose_one(TRANSACT);
-    assert!(store.delete_client(&c.client_id).await.unwrap(), "the retry of a written deletion");
+    assert!(store.delete_client(&c.client_id, None).await.unwrap(), "the retry of a written deletion");
     retried("TransactWriteItems");
     assert_eq!(stack.store.get_client(&c.client_id).await.unwrap(), None);
-    assert!(!store.delete_client(&c.client_id).await.unwrap(), "deleted already");
+    assert!(!store.delete_client(&c.client_id, None).await.unwrap(), "deleted already");
 }
 
 // ---------------------------------------------------------------- group deletion

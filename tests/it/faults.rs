@@ -47,7 +47,7 @@ impl ClientStore for Throttled {
     async fn get_client(&self, _: &str) -> StoreResult<Option<Client>> {
         throttled()
     }
-    async fn delete_client(&self, _: &str) -> StoreResult<bool> {
+    async fn delete_client(&self, _: &str, _: Option<u64>) -> StoreResult<bool> {
         throttled()
     }
     async fn update_client(&self, _: &Client, _: u64) -> StoreResult<bool> {
@@ -79,7 +79,7 @@ impl ResourceServerStore for Throttled {
     async fn update_resource_server(&self, _: &ResourceServer, _: u64) -> StoreResult<bool> {
         throttled()
     }
-    async fn delete_resource_server(&self, _: &str) -> StoreResult<bool> {
+    async fn delete_resource_server(&self, _: &str, _: Option<u64>) -> StoreResult<bool> {
         throttled()
     }
 }
@@ -148,7 +148,7 @@ impl UserStore for Throttled {
     async fn update_user(&self, _: &User, _: u64) -> StoreResult<bool> {
         throttled()
     }
-    async fn delete_user(&self, _: &str) -> StoreResult<bool> {
+    async fn delete_user(&self, _: &str, _: Option<u64>) -> StoreResult<bool> {
         throttled()
     }
     async fn list_users(&self, _: Option<&str>, _: usize) -> StoreResult<(Vec<User>, Option<String>)> {

@@ -164,7 +164,7 @@ async fn a_user_deleted_part_way_is_finished_by_deleting_again_and_a_new_user_in
     let t = tokens_for(&app, &c, "alice", "").await;
     let (at, rt) = (s(&t, "access_token"), s(&t, "refresh_token"));
     // A deletion cut short after the user record went (a 503 part-way).
-    assert!(state.store.delete_user("alice").await.unwrap());
+    assert!(state.store.delete_user("alice", None).await.unwrap());
     assert_active(&app, &rs, &at).await;
     state.clock.advance(5);
     // A new "alice" meanwhile: the earlier one's refresh token is not hers.

@@ -58,8 +58,8 @@ impl ClientStore for Hooked {
     async fn get_client(&self, id: &str) -> StoreResult<Option<Client>> {
         self.inner.get_client(id).await
     }
-    async fn delete_client(&self, id: &str) -> StoreResult<bool> {
-        self.inner.delete_client(id).await
+    async fn delete_client(&self, id: &str, version: Option<u64>) -> StoreResult<bool> {
+        self.inner.delete_client(id, version).await
     }
     async fn update_client(&self, c: &Client, read_version: u64) -> StoreResult<bool> {
         self.inner.update_client(c, read_version).await
@@ -89,8 +89,8 @@ impl ResourceServerStore for Hooked {
     async fn update_resource_server(&self, r: &ResourceServer, v: u64) -> StoreResult<bool> {
         self.inner.update_resource_server(r, v).await
     }
-    async fn delete_resource_server(&self, id: &str) -> StoreResult<bool> {
-        self.inner.delete_resource_server(id).await
+    async fn delete_resource_server(&self, id: &str, version: Option<u64>) -> StoreResult<bool> {
+        self.inner.delete_resource_server(id, version).await
     }
 }
 #[async_trait]
@@ -171,8 +171,8 @@ impl UserStore for Hooked {
     async fn update_user(&self, u: &User, read_version: u64) -> StoreResult<bool> {
         self.inner.update_user(u, read_version).await
     }
-    async fn delete_user(&self, name: &str) -> StoreResult<bool> {
-        self.inner.delete_user(name).await
+    async fn delete_user(&self, name: &str, version: Option<u64>) -> StoreResult<bool> {
+        self.inner.delete_user(name, version).await
     }
     async fn list_users(&self, after: Option<&str>, l: usize) -> StoreResult<(Vec<User>, Option<String>)> {
         self.inner.list_users(after, l).await

@@ -280,8 +280,10 @@ pub trait ClientStore: Send + Sync {
     async fn create_client(&self, client: &Client) -> StoreResult<()>;
     /// Reads a client.
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>>;
-    /// Deletes a client; `false` if there was none.
-    async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+    /// Deletes a client; `false` if there was none. With `version`, only if the client is still
+    /// at that version (`Conflict`, nothing deleted, if it is at another): a conditional
+    /// `DELETE` (`If-Match`) of the state the caller checked.
+    async fn delete_client(&self, client_id: &str, version: Option<u64>) -> StoreResult<bool>;
     /// Replaces an existing client if its stored `version` is still `read_version` (optimistic
     /// concurrency: the caller read that version and writes `client` with the next one).
     /// `false`, nothing written, if there is no such client; `Conflict`, nothing written, if it
@@ -312,8 +314,9 @@ pub trait ResourceServerStore: Send + Sync {
     /// (`rs.version` is the next one); `false`, nothing written, if there is none; `Conflict`,
     /// nothing written, if another update came first.
     async fn update_resource_server(&self, rs: &ResourceServer, read_version: u64) -> StoreResult<bool>;
-    /// Deletes a resource server; `false` if there was none.
-    async fn delete_resource_server(&self, identifier: &str) -> StoreResult<bool>;
+    /// Deletes a resource server; `false` if there was none. With `version`, only if it is still
+    /// at that version (`Conflict`, nothing deleted, if it is at another).
+    async fn delete_resource_server(&self, identifier: &str, version: Option<u64>) -> StoreResult<bool>;
 }
 
 /// Issued tokens' records.
@@ -407,9 +410,10 @@ pub trait UserStore: Send + Sync {
     /// caller read that version and writes `user` with the next one). `false`, nothing written,
     /// if there is no such user; `Conflict`, nothing written, if it changed since.
     async fn update_user(&self, user: &User, read_version: u64) -> StoreResult<bool>;
-    /// Deletes a user; `false` if there was none. Consents and group memberships
-    /// ([`GroupStore::remove_user_from_groups`]) are deleted by the caller.
-    async fn delete_user(&self, username: &str) -> StoreResult<bool>;
+    /// Deletes a user; `false` if there was none. With `version`, only if the user is still at
+    /// that version (`Conflict`, nothing deleted, if it is at another). Consents and group
+    /// memberships ([`GroupStore::remove_user_from_groups`]) are deleted by the caller.
+    async fn delete_user(&self, username: &str, version: Option<u64>) -> StoreResult<bool>;
     /// Up to `limit` (at least 1) users ordered by username, after the username `after`; with
     /// the username of the last one when more follow.
     async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<User>, Option<String>)>;

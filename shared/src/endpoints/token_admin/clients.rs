@@ -339,7 +339,8 @@ pub(super) async fn read(State(state): State<AppState>, Path(id): Path<String>, 
 
 pub(super) async fn delete(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Result<Response> {
     let actor = authorize(&state, &parts).await?;
-    if !state.store.delete_client(&id).await? {
+    let precondition = super::versioned::IfMatch::of(&parts)?;
+    if !super::versioned::remove::<Client>(state.store.as_ref(), &id, &precondition).await? {
         return Err(OAuthError::NotFound("no such client".into()));
     }
     state.invalidate_client(&id);

@@ -134,7 +134,7 @@ pub async fn authorize(state: &AppState, parts: &Parts) -> Result<Actor> {
     // made conditional refuses it rather than acting unconditionally.
     if parts.headers.contains_key(axum::http::header::IF_MATCH) && !versioned::conditional(parts) {
         return Err(OAuthError::invalid_request(
-            "If-Match: only a PATCH of a client, a user or a resource server is conditional",
+            "If-Match: only a PATCH or DELETE of a client, a user or a resource server is conditional",
         ));
     }
     Ok(actor)

@@ -232,7 +232,8 @@ pub(super) async fn delete(
     parts: Parts,
 ) -> Result<Response> {
     let actor = authorize(&state, &parts).await?;
-    if !state.store.delete_resource_server(&identifier).await? {
+    let precondition = IfMatch::of(&parts)?;
+    if !versioned::remove::<ResourceServer>(state.store.as_ref(), &identifier, &precondition).await? {
         return Err(no_such_resource_server());
     }
     state.invalidate_resource_server(&identifier);

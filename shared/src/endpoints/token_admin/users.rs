@@ -202,7 +202,7 @@ pub(super) async fn create(State(state): State<AppState>, req: Request<Body>) ->
     // was cut short. On failure the new user goes again: a refused create creates nothing.
     if let Err(e) = set_memberships(&state, &actor, &user.username, &groups).await {
         let undone = async {
-            state.store.delete_user(&user.username).await?;
+            state.store.delete_user(&user.username, None).await?;
             state.store.remove_user_from_groups(&user.username).await
         };
         match undone.await {
@@ -324,7 +324,19 @@ pub(super) async fn delete(
     parts: Parts,
 ) -> Result<Response> {
     let actor = authorize(&state, &parts).await?;
-    let existed = state.store.delete_user(&username).await?;
+    // A user's tag covers its groups too: checked here, then the deletion is conditional on the
+    // record checked (as for a `PATCH`, a membership change in between is not detected).
+    let precondition = match IfMatch::of(&parts)? {
+        p @ IfMatch::Tags(_) => match state.store.get_user(&username).await? {
+            Some(read) => {
+                p.check(&user_tag(&read, &state.store.groups_of(&username).await?))?;
+                p.pinned(read.tag())
+            }
+            None => p,
+        },
+        other => other,
+    };
+    let existed = versioned::remove::<User>(state.store.as_ref(), &username, &precondition).await?;
     if existed {
         changed(&actor, "user_deleted", &username);
     }

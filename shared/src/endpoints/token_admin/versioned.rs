@@ -13,7 +13,8 @@
 //! object (a resource server created again with the same content in the same second has the same
 //! representation, and the same tag). A `PATCH` with `If-Match` (RFC 9110 §13.1.1) is
 //! written only if the object is still in a state it names; otherwise 412 `precondition_failed`,
-//! and nothing changes. Other admin calls refuse `If-Match` (400) rather than ignore it.
+//! and nothing changes. A `DELETE` with `If-Match` deletes only such a state ([`remove`]).
+//! Other admin calls refuse `If-Match` (400) rather than ignore it.
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +39,9 @@ pub(super) trait Versioned: Clone + PartialEq + Send + Sync + Sized + serde::Ser
     async fn read(store: &dyn Store, key: &str) -> StoreResult<Option<Self>>;
     /// Replaces it if it is still at `read_version` (the store's conditional update).
     async fn write(&self, store: &dyn Store, read_version: u64) -> StoreResult<bool>;
+    /// Deletes the object named `key`, if it is still at `version` when one is given (the
+    /// store's conditional delete).
+    async fn delete(store: &dyn Store, key: &str, version: Option<u64>) -> StoreResult<bool>;
     /// Its entity tag (the opaque part): [`tag_of`] its stored record.
     fn tag(&self) -> String {
         tag_of(self)
@@ -74,7 +78,7 @@ pub(super) fn tag_of(state: &impl serde::Serialize) -> String {
 }
 
 macro_rules! versioned {
-    ($($t:ty: $get:ident, $update:ident;)*) => {$(
+    ($($t:ty: $get:ident, $update:ident, $delete:ident;)*) => {$(
         #[async_trait]
         impl Versioned for $t {
             fn version(&self) -> u64 {
@@ -89,13 +93,16 @@ macro_rules! versioned {
             async fn write(&self, store: &dyn Store, read_version: u64) -> StoreResult<bool> {
                 store.$update(self, read_version).await
             }
+            async fn delete(store: &dyn Store, key: &str, version: Option<u64>) -> StoreResult<bool> {
+                store.$delete(key, version).await
+            }
         }
     )*};
 }
 versioned! {
-    Client: get_client, update_client;
-    User: get_user, update_user;
-    ResourceServer: get_resource_server, update_resource_server;
+    Client: get_client, update_client, delete_client;
+    User: get_user, update_user, delete_user;
+    ResourceServer: get_resource_server, update_resource_server, delete_resource_server;
 }
 
 /// The `If-Match` preconditions of a request (RFC 9110 §13.1.1).
@@ -189,11 +196,11 @@ impl IfMatch {
     }
 }
 
-/// Whether the call `parts` routes to honours `If-Match`: a `PATCH` of a client, user or
-/// resource server.
+/// Whether the call `parts` routes to honours `If-Match`: a `PATCH` or `DELETE` of a client,
+/// user or resource server.
 pub(super) fn conditional(parts: &Parts) -> bool {
     let segments: Vec<&str> = parts.uri.path().split('/').collect();
-    parts.method == Method::PATCH
+    (parts.method == Method::PATCH || parts.method == Method::DELETE)
         && matches!(segments.as_slice(), ["", "admin", "clients" | "users" | "resource-servers", _])
 }
 
@@ -227,6 +234,27 @@ pub(super) async fn modify<T: Versioned, X>(
         match next.write(store, current.version()).await {
             Ok(true) => return Ok((next, extra, true)),
             Ok(false) => return Err(gone()),
+            Err(StoreError::Conflict) => conflict_backoff(attempt).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OAuthError::Conflict("the object is being changed by other requests; retry".into()))
+}
+
+/// Deletes the object `key` under `precondition` (RFC 9110 §9.3.5, §13.1.1): without `If-Match`
+/// whatever its state; otherwise it is read, the precondition checked on it, and the deletion
+/// made on condition that it is still at the version read. A change made in between is read
+/// and checked again (a tag the object no longer has is 412 `precondition_failed`, and nothing
+/// is deleted). `false`: there is no such object (404 for the caller, as without `If-Match`).
+pub(super) async fn remove<T: Versioned>(store: &dyn Store, key: &str, precondition: &IfMatch) -> Result<bool> {
+    if *precondition == IfMatch::Absent {
+        return Ok(T::delete(store, key, None).await?);
+    }
+    for attempt in 0..UPDATE_ATTEMPTS {
+        let Some(current) = T::read(store, key).await? else { return Ok(false) };
+        precondition.check(&current.tag())?;
+        match T::delete(store, key, Some(current.version())).await {
+            Ok(deleted) => return Ok(deleted),
             Err(StoreError::Conflict) => conflict_backoff(attempt).await,
             Err(e) => return Err(e.into()),
         }

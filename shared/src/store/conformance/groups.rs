@@ -171,7 +171,7 @@ pub async fn group_deletion(s: &dyn Store) {
         assert!(s.add_member(g, "u05").await.unwrap());
         assert!(s.add_member(g, "u06").await.unwrap());
     }
-    assert!(s.delete_user("u05").await.unwrap());
+    assert!(s.delete_user("u05", None).await.unwrap());
     assert_eq!(s.remove_user_from_groups("u05").await.unwrap(), 2);
     assert_eq!(s.remove_user_from_groups("u05").await.unwrap(), 0);
     assert_eq!(s.remove_user_from_groups("nobody").await.unwrap(), 0);
@@ -252,7 +252,7 @@ pub async fn users_list(s: &dyn Store) {
     let mut changed = user("bob");
     (changed.enabled, changed.updated_at, changed.version) = (false, NOW + 5, 1);
     assert!(s.update_user(&changed, 0).await.unwrap());
-    assert!(s.delete_user("carol").await.unwrap());
+    assert!(s.delete_user("carol", None).await.unwrap());
     let (page, next) = s.list_users(Some("alice"), 2).await.unwrap();
     assert_eq!((page, next.as_deref()), (vec![changed, user("dave")], Some("dave")), "updated once, deleted gone");
 }
@@ -304,9 +304,11 @@ pub async fn resource_servers_update_delete(s: &dyn Store) {
     assert!(!s.update_resource_server(&rs("https://nope.example", "x"), 0).await.unwrap());
     assert_eq!(s.get_resource_server("https://nope.example").await.unwrap(), None, "an update never creates");
 
-    assert!(s.delete_resource_server(ids[2]).await.unwrap());
-    assert!(!s.delete_resource_server(ids[2]).await.unwrap(), "once");
-    assert!(!s.delete_resource_server("https://nope.example").await.unwrap());
+    assert!(matches!(s.delete_resource_server(ids[1], Some(1)).await, Err(StoreError::Conflict)));
+    assert_eq!(s.get_resource_server(ids[1]).await.unwrap(), Some(changed.clone()), "nothing deleted");
+    assert!(s.delete_resource_server(ids[2], None).await.unwrap());
+    assert!(!s.delete_resource_server(ids[2], None).await.unwrap(), "once");
+    assert!(!s.delete_resource_server("https://nope.example", None).await.unwrap());
     assert_eq!(s.get_resource_server(ids[2]).await.unwrap(), None);
     assert!(!s.update_resource_server(&rs(ids[2], "x"), 0).await.unwrap(), "a deleted one is not recreated");
     let all = s.list_resource_servers().await.unwrap();

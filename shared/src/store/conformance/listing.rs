@@ -30,7 +30,7 @@ pub async fn clients_list(s: &dyn Store) {
     let (page, _) = s.list_clients(Some("c0"), 1).await.unwrap();
     assert_eq!(client_ids(&page), ["c1"], "a cursor need not name an existing client");
 
-    assert!(s.delete_client("c3").await.unwrap());
+    assert!(s.delete_client("c3", None).await.unwrap());
     let mut c4 = client("c4");
     (c4.client_name, c4.version) = (Some("Renamed".into()), 1);
     assert!(s.update_client(&c4, 0).await.unwrap());
@@ -69,7 +69,7 @@ pub async fn clients_update(s: &dyn Store) {
     ghost.version = 1;
     assert!(!s.update_client(&ghost, 0).await.unwrap());
     assert_eq!(s.get_client("ghost").await.unwrap(), None, "an update never creates a client");
-    assert!(s.delete_client("c1").await.unwrap());
+    assert!(s.delete_client("c1", None).await.unwrap());
     assert!(!s.update_client(&next, 1).await.unwrap(), "deleted meanwhile");
 }
 

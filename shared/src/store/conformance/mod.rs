@@ -178,8 +178,14 @@ pub async fn clients(s: &dyn Store) {
         (None, AuthMethod::None, None, Scope::default());
     s.create_client(&public).await.unwrap();
     assert_eq!(s.get_client("pub").await.unwrap(), Some(public));
-    assert!(s.delete_client("c1").await.unwrap());
-    assert!(!s.delete_client("c1").await.unwrap());
+    // A conditional delete (If-Match) only at the version named: version 0 also for records
+    // without one.
+    assert!(matches!(s.delete_client("pub", Some(1)).await, Err(StoreError::Conflict)));
+    assert!(s.get_client("pub").await.unwrap().is_some(), "a delete at another version deletes nothing");
+    assert!(s.delete_client("pub", Some(0)).await.unwrap());
+    assert!(!s.delete_client("pub", Some(0)).await.unwrap(), "gone: false, not a conflict");
+    assert!(s.delete_client("c1", None).await.unwrap());
+    assert!(!s.delete_client("c1", None).await.unwrap());
     assert_eq!(s.get_client("c1").await.unwrap(), None);
 }
 

@@ -60,8 +60,13 @@ pub async fn users(s: &dyn Store) {
     assert_eq!(s.get_user("bob").await.unwrap(), None, "an update never creates a user");
 
     s.create_user(&user("carol")).await.unwrap();
-    assert!(s.delete_user("alice").await.unwrap());
-    assert!(!s.delete_user("alice").await.unwrap());
+    assert!(matches!(s.delete_user("alice", Some(1)).await, Err(StoreError::Conflict)));
+    assert!(s.get_user("alice").await.unwrap().is_some(), "a delete at another version deletes nothing");
+    assert!(!s.delete_user("nobody", Some(0)).await.unwrap());
+    assert!(s.delete_user("alice", Some(2)).await.unwrap());
+    s.create_user(&user("alice")).await.unwrap();
+    assert!(s.delete_user("alice", None).await.unwrap());
+    assert!(!s.delete_user("alice", None).await.unwrap());
     assert_eq!(s.get_user("alice").await.unwrap(), None);
     assert_eq!(s.get_user("carol").await.unwrap(), Some(user("carol")));
 }

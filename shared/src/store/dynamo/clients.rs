@@ -30,8 +30,8 @@ impl ClientStore for DynamoStore {
         self.get(format!("CLIENT#{client_id}"), "CLIENT").await?.map(decode).transpose()
     }
 
-    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
-        self.delete_existing(format!("CLIENT#{client_id}"), "CLIENT").await
+    async fn delete_client(&self, client_id: &str, version: Option<u64>) -> StoreResult<bool> {
+        self.delete_versioned(format!("CLIENT#{client_id}"), "CLIENT", version).await
     }
 
     async fn update_client(&self, client: &Client, read_version: u64) -> StoreResult<bool> {

@@ -255,7 +255,7 @@ impl GroupStore for DynamoStore {
             return Ok(false);
         }
         // 3. The group itself, still marked; `true` for the one call that deleted it.
-        self.delete_where(GROUP_LIST.into(), name, "attribute_exists(#n)", Some(DELETING)).await
+        self.delete_where(GROUP_LIST.into(), name, "attribute_exists(#n)", Some(DELETING), None).await
     }
 
     async fn add_member(&self, group: &str, username: &str) -> StoreResult<bool> {

@@ -319,14 +319,38 @@ impl DynamoStore {
 
     /// Deletes an item; `true` only for the call that deleted it.
     async fn delete_existing(&self, pk: String, sk: &str) -> StoreResult<bool> {
-        self.delete_where(pk, sk, "attribute_exists(pk)", None).await
+        self.delete_where(pk, sk, "attribute_exists(pk)", None, None).await
     }
 
-    /// Deletes an item if `condition` (with the attribute name `#n` bound to `name`, if any)
-    /// holds; `true` only for the call that deleted it. A transaction, for its idempotency
+    /// Deletes an existing versioned item (a client, user or resource server); with `version`,
+    /// only if its `version` is still that one (items written before versions existed are
+    /// version 0): `Conflict`, nothing deleted, when it exists at another.
+    async fn delete_versioned(&self, pk: String, sk: &str, version: Option<u64>) -> StoreResult<bool> {
+        let Some(v) = version else { return self.delete_existing(pk, sk).await };
+        let condition = if v == 0 {
+            "attribute_exists(pk) AND (attribute_not_exists(#n) OR #n = :v)"
+        } else {
+            "attribute_exists(pk) AND #n = :v"
+        };
+        if self.delete_where(pk.clone(), sk, condition, Some("version"), Some(AttributeValue::N(v.to_string()))).await?
+        {
+            return Ok(true);
+        }
+        if key_fits(&pk, sk) && self.get(pk, sk).await?.is_some() { Err(StoreError::Conflict) } else { Ok(false) }
+    }
+
+    /// Deletes an item if `condition` (with the attribute name `#n` bound to `name` and the
+    /// value `:v` to `value`, if any) holds; `true` only for the call that deleted it. A transaction, for its idempotency
     /// token: the SDK's retry of an attempt whose reply was lost is answered as that attempt
     /// (deleted: `true`), where a retried DeleteItem would find nothing and answer `false`.
-    async fn delete_where(&self, pk: String, sk: &str, condition: &str, name: Option<&str>) -> StoreResult<bool> {
+    async fn delete_where(
+        &self,
+        pk: String,
+        sk: &str,
+        condition: &str,
+        name: Option<&str>,
+        value: Option<AttributeValue>,
+    ) -> StoreResult<bool> {
         if !key_fits(&pk, sk) {
             return Ok(false); // no item has such a key
         }
@@ -336,6 +360,7 @@ impl DynamoStore {
             .key("sk", s(sk))
             .condition_expression(condition)
             .set_expression_attribute_names(name.map(|n| HashMap::from([("#n".to_owned(), n.to_owned())])))
+            .set_expression_attribute_values(value.map(|v| HashMap::from([(":v".to_owned(), v)])))
             .build();
         self.transact_single_use(vec![TransactWriteItem::builder().delete(built(delete)?).build()]).await
     }
@@ -510,8 +535,8 @@ impl ResourceServerStore for DynamoStore {
         self.put_versioned(item, read_version, exists).await
     }
 
-    async fn delete_resource_server(&self, identifier: &str) -> StoreResult<bool> {
-        self.delete_existing("RESOURCE_SERVERS".into(), identifier).await
+    async fn delete_resource_server(&self, identifier: &str, version: Option<u64>) -> StoreResult<bool> {
+        self.delete_versioned("RESOURCE_SERVERS".into(), identifier, version).await
     }
 }
 

@@ -39,8 +39,8 @@ impl UserStore for DynamoStore {
         self.put_versioned(user_item(user)?, read_version, exists).await
     }
 
-    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
-        self.delete_existing(format!("USER#{username}"), "USER").await
+    async fn delete_user(&self, username: &str, version: Option<u64>) -> StoreResult<bool> {
+        self.delete_versioned(format!("USER#{username}"), "USER", version).await
     }
 
     async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<User>, Option<String>)> {

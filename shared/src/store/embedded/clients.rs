@@ -26,9 +26,9 @@ impl ClientStore for EmbeddedStore {
         })
     }
 
-    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+    async fn delete_client(&self, client_id: &str, version: Option<u64>) -> StoreResult<bool> {
         let id = client_id.to_owned();
-        self.with(move |c| Ok(c.execute("DELETE FROM clients WHERE client_id = ?1", [id]).map_err(err)? > 0)).await
+        self.with(move |c| super::delete_versioned(c, "clients", "client_id", &id, version)).await
     }
 
     async fn update_client(&self, client: &Client, read_version: u64) -> StoreResult<bool> {

@@ -429,6 +429,32 @@ fn update_versioned(
     if exists { Err(StoreError::Conflict) } else { Ok(false) }
 }
 
+/// Deletes the row `key` of a versioned table; with `version`, only if its body's `version` is
+/// still that one (0 for bodies written before versions existed): `Conflict`, nothing deleted,
+/// when the row is at another. `false` when there is no such row.
+fn delete_versioned(
+    c: &rusqlite::Connection,
+    table: &'static str,
+    key_col: &'static str,
+    key: &str,
+    version: Option<u64>,
+) -> StoreResult<bool> {
+    let Some(v) = version else {
+        let sql = format!("DELETE FROM {table} WHERE {key_col} = ?1");
+        return Ok(c.execute(&sql, [key]).map_err(err)? > 0);
+    };
+    let sql = format!("DELETE FROM {table} WHERE {key_col} = ?1 AND COALESCE(json_extract(body, '$.version'), 0) = ?2");
+    if c.execute(&sql, params![key, v as i64]).map_err(err)? > 0 {
+        return Ok(true);
+    }
+    let exists = c
+        .query_row(&format!("SELECT 1 FROM {table} WHERE {key_col} = ?1"), [key], |_| Ok(()))
+        .optional()
+        .map_err(err)?
+        .is_some();
+    if exists { Err(StoreError::Conflict) } else { Ok(false) }
+}
+
 fn err(e: rusqlite::Error) -> StoreError {
     err_ref(&e)
 }
@@ -636,10 +662,9 @@ impl ResourceServerStore for EmbeddedStore {
         self.with(move |c| update_versioned(c, "resource_servers", "identifier", &id, &body, version)).await
     }
 
-    async fn delete_resource_server(&self, identifier: &str) -> StoreResult<bool> {
+    async fn delete_resource_server(&self, identifier: &str, version: Option<u64>) -> StoreResult<bool> {
         let id = identifier.to_owned();
-        self.with(move |c| Ok(c.execute("DELETE FROM resource_servers WHERE identifier = ?1", [id]).map_err(err)? > 0))
-            .await
+        self.with(move |c| delete_versioned(c, "resource_servers", "identifier", &id, version)).await
     }
 }
 

@@ -30,9 +30,9 @@ impl UserStore for EmbeddedStore {
         self.with(move |c| super::update_versioned(c, "users", "username", &name, &body, version)).await
     }
 
-    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
+    async fn delete_user(&self, username: &str, version: Option<u64>) -> StoreResult<bool> {
         let name = username.to_owned();
-        self.with(move |c| Ok(c.execute("DELETE FROM users WHERE username = ?1", [name]).map_err(err)? > 0)).await
+        self.with(move |c| super::delete_versioned(c, "users", "username", &name, version)).await
     }
 
     async fn list_users(&self, after: Option<&str>, limit: usize) -> StoreResult<(Vec<User>, Option<String>)> {
