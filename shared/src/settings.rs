@@ -1,8 +1,8 @@
 //! Identity-domain settings (the OAM seed's `tokenSettings`): token and code lifetimes, refresh
 //! tokens on or off, the refresh rotation grace window, consent management on or off, the group
 //! URI feature, the sign-in lockout, DPoP server nonces (`dpop_nonce_required`; the nonce key
-//! rides in the stored item, `crate::dpop::NonceKey`), and the audience client assertions must
-//! name (`strict_client_assertion_audience`). The stack's `GATEHOUSE_*` variables are
+//! rides in the stored item, `crate::dpop::NonceKey`), and the audiences client assertions may
+//! name (`legacy_client_assertion_audience`). The stack's `GATEHOUSE_*` variables are
 //! the defaults; an operator overrides any of them for the tenant through `PATCH
 //! /admin/settings`, stored as one item in the tenant's table.
 //!
@@ -50,7 +50,7 @@ pub struct SettingsOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_nonce_required: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strict_client_assertion_audience: Option<bool>,
+    pub legacy_client_assertion_audience: Option<bool>,
 }
 
 /// The stored settings item.
@@ -96,11 +96,12 @@ pub struct Settings {
     pub default_resource: Option<String>,
     /// RFC 9449 §8, §9: DPoP proofs must carry a server-provided nonce (`use_dpop_nonce`).
     pub dpop_nonce_required: bool,
-    /// draft-ietf-oauth-rfc7523bis §4: every client assertion (`private_key_jwt`) must name the
-    /// issuer identifier, and it alone, as its `aud` (a single string). `false`: the token
-    /// endpoint URL is accepted too, and an array naming either (RFC 7523 §3), except in an
-    /// assertion typed `client-authentication+jwt`, which is always held to the draft's rule.
-    pub strict_client_assertion_audience: bool,
+    /// `true`: an untyped client assertion (`private_key_jwt`) may also name the token endpoint
+    /// URL as its `aud`, or an array naming either (RFC 7523 §3), for clients not yet updated
+    /// to RFC 10070. `false` (the default), as RFC 10070 has it: the issuer identifier alone, as
+    /// a single string. An assertion typed `client-authentication+jwt` is always held to
+    /// RFC 10070.
+    pub legacy_client_assertion_audience: bool,
     /// The key the nonces are made with (from the stored item; never serialized).
     #[serde(skip)]
     pub dpop_nonce_key: Option<crate::dpop::NonceKey>,
@@ -129,7 +130,7 @@ const FIELDS: &[(&str, Kind)] = &[
     ("lockout_cooldown", Kind::Number(60, 86_400)),
     ("default_resource", Kind::Uri),
     ("dpop_nonce_required", Kind::Bool),
-    ("strict_client_assertion_audience", Kind::Bool),
+    ("legacy_client_assertion_audience", Kind::Bool),
 ];
 
 impl Settings {
@@ -148,7 +149,7 @@ impl Settings {
             lockout_cooldown: c.lockout_cooldown,
             default_resource: None,
             dpop_nonce_required: false,
-            strict_client_assertion_audience: false,
+            legacy_client_assertion_audience: false,
             dpop_nonce_key: None,
         }
     }
@@ -168,9 +169,9 @@ impl Settings {
             lockout_cooldown: o.lockout_cooldown.unwrap_or(self.lockout_cooldown),
             default_resource: o.default_resource.clone().or_else(|| self.default_resource.clone()),
             dpop_nonce_required: o.dpop_nonce_required.unwrap_or(self.dpop_nonce_required),
-            strict_client_assertion_audience: o
-                .strict_client_assertion_audience
-                .unwrap_or(self.strict_client_assertion_audience),
+            legacy_client_assertion_audience: o
+                .legacy_client_assertion_audience
+                .unwrap_or(self.legacy_client_assertion_audience),
             dpop_nonce_key: self.dpop_nonce_key.clone(),
         }
     }

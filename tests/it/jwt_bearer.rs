@@ -258,6 +258,9 @@ async fn scope_audience_forms_rsa_keys_and_skew_are_accepted() {
     assert_eq!(exchange(&f, &f.key.sign(&c), "").await.status, StatusCode::OK);
 }
 
+const OTHER_KIND: &str =
+    "the assertion's typ names another kind of JWT (a client assertion, a DPoP proof or an access token)";
+
 #[tokio::test]
 async fn every_failed_check_is_invalid_grant_with_its_reason() {
     let f = fixture().await;
@@ -288,6 +291,10 @@ async fn every_failed_check_is_invalid_grant_with_its_reason() {
             "the assertion's aud must contain the token endpoint URL or the issuer identifier",
         ),
         (f.key.sign(&claims_with(json!({"aud": null}))), "the assertion has no aud claim"),
+        // RFC 8725 §3.11: a JWT typed as another kind is never a grant, whatever its claims.
+        (f.key.sign_with_typ(Some("client-authentication+jwt"), &c), OTHER_KIND),
+        (f.key.sign_with_typ(Some("application/DPoP+JWT"), &c), OTHER_KIND),
+        (f.key.sign_with_typ(Some("at+jwt"), &c), OTHER_KIND),
         (f.key.sign(&claims_with(json!({"aud": 7}))), "the assertion's aud claim is malformed"),
         (f.key.sign(&claims_with(json!({"exp": T0 - 60}))), "the assertion has expired"),
         (f.key.sign(&claims_with(json!({"exp": null}))), "the assertion has no exp claim"),

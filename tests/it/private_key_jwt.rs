@@ -55,7 +55,7 @@ async fn fixture() -> Fixture {
 impl Fixture {
     /// Claims of a good client assertion, valid for two minutes.
     fn claims(&self) -> Value {
-        json!({"iss": self.id, "sub": self.id, "aud": TOKEN_URL, "exp": T0 + 120, "iat": T0, "jti": jti()})
+        json!({"iss": self.id, "sub": self.id, "aud": ISSUER, "exp": T0 + 120, "iat": T0, "jti": jti()})
     }
 
     fn claims_with(&self, changes: Value) -> Value {
@@ -97,8 +97,8 @@ async fn assertions_authenticate_at_token_introspect_and_revoke() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["scope"], "read write");
     let at = r.body["access_token"].as_str().unwrap().to_owned();
-    // RS256, `aud` the issuer identifier, `client_id` in the body too.
-    let rsa = f.rsa.sign(&f.claims_with(json!({"aud": [ISSUER]})));
+    // RS256, `client_id` in the body too.
+    let rsa = f.rsa.sign(&f.claims());
     let body = with_assertion(&rsa, &format!("&grant_type=client_credentials&client_id={}", f.id));
     let r = send(&f.app, form("/token", None, &body)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -123,7 +123,7 @@ async fn refusals_name_the_check_once_the_signature_holds() {
         (f.ec.sign(&f.claims_with(json!({"iss": "https://evil.example"}))), String::new()),
         (
             f.ec.sign(&f.claims_with(json!({"aud": "https://elsewhere.example/token"}))),
-            "the client assertion's aud must contain the token endpoint URL or the issuer identifier".into(),
+            "the client assertion's aud must be the issuer identifier, as a single string".into(),
         ),
         (f.ec.sign(&f.claims_with(json!({"exp": T0 - 60}))), "the client assertion has expired".into()),
         (
@@ -189,9 +189,8 @@ async fn a_typ_of_another_kind_of_jwt_is_refused() {
         let r = token(&f.app, &f.ec.sign_with_typ(typ, &f.claims())).await;
         assert_eq!(r.status, StatusCode::OK, "{typ:?}: {}", r.text);
     }
-    // The explicit type, with the audience draft-ietf-oauth-rfc7523bis §4 gives it.
     for typ in ["client-authentication+jwt", "Application/Client-Authentication+JWT"] {
-        let r = token(&f.app, &f.ec.sign_with_typ(Some(typ), &f.claims_with(json!({"aud": ISSUER})))).await;
+        let r = token(&f.app, &f.ec.sign_with_typ(Some(typ), &f.claims())).await;
         assert_eq!(r.status, StatusCode::OK, "{typ:?}: {}", r.text);
     }
     let issued = count_tokens(&f).await;
@@ -205,54 +204,53 @@ async fn a_typ_of_another_kind_of_jwt_is_refused() {
     assert_eq!(count_tokens(&f).await, issued, "nothing issued");
 }
 
-/// draft-ietf-oauth-rfc7523bis §4: an assertion typed `client-authentication+jwt`, and every
-/// assertion once the tenant turns `strict_client_assertion_audience` on, must name the issuer
-/// identifier alone, as a single string. A refused assertion issues nothing and does not spend
-/// its `jti`.
+/// RFC 10070: a client assertion names the issuer identifier alone, as a single string. The
+/// tenant setting `legacy_client_assertion_audience` also accepts RFC 7523's audiences (the
+/// token endpoint URL, arrays) from untyped assertions, never from one typed
+/// `client-authentication+jwt`. A refused assertion issues nothing and does not spend its `jti`.
 #[tokio::test]
-async fn the_audience_is_the_issuer_alone_where_the_explicit_type_or_the_tenant_asks() {
+async fn the_audience_is_the_issuer_alone_unless_the_tenant_accepts_rfc_7523s() {
     let f = fixture().await;
     const NOT_ISSUER: &str = "the client assertion's aud must be the issuer identifier, as a single string";
-    let lenient = [json!(TOKEN_URL), json!(ISSUER), json!([ISSUER]), json!([TOKEN_URL, "https://elsewhere.example"])];
-    for aud in &lenient {
-        let r = token(&f.app, &f.ec.sign(&f.claims_with(json!({"aud": aud})))).await;
-        assert_eq!(r.status, StatusCode::OK, "{aud}: {}", r.text);
-    }
+    let untyped = |aud: &Value| f.ec.sign(&f.claims_with(json!({"aud": aud})));
     let typed =
         |aud: &Value| f.ec.sign_with_typ(Some("client-authentication+jwt"), &f.claims_with(json!({"aud": aud})));
-    for aud in [json!(TOKEN_URL), json!([ISSUER]), json!([ISSUER, TOKEN_URL])] {
-        assert_invalid_client(&token(&f.app, &typed(&aud)).await, NOT_ISSUER);
-    }
-
-    let r =
-        send(&f.app, admin("PATCH", "/admin/settings", Some(json!({"strict_client_assertion_audience": true})))).await;
-    assert_eq!(
-        (r.status, &r.body["settings"]["strict_client_assertion_audience"]),
-        (StatusCode::OK, &json!(true)),
-        "{}",
-        r.text
-    );
-    let issued = count_tokens(&f).await;
-    let refused: Vec<String> =
-        lenient[..1].iter().chain(&lenient[2..]).map(|aud| f.ec.sign(&f.claims_with(json!({"aud": aud})))).collect();
-    for a in &refused {
+    let legacy = [json!(TOKEN_URL), json!([ISSUER]), json!([TOKEN_URL, "https://elsewhere.example"])];
+    let refused: Vec<String> = legacy.iter().map(untyped).collect();
+    for a in refused.iter().chain(&legacy.iter().map(typed).collect::<Vec<_>>()) {
         assert_invalid_client(&token(&f.app, a).await, NOT_ISSUER);
     }
     // At every endpoint that authenticates clients.
     for endpoint in ["/introspect", "/revoke"] {
-        let body = with_assertion(&f.ec.sign(&f.claims()), "&token=x");
+        let body = with_assertion(&untyped(&json!(TOKEN_URL)), "&token=x");
         assert_invalid_client(&send(&f.app, form(endpoint, None, &body)).await, NOT_ISSUER);
     }
-    assert_eq!(count_tokens(&f).await, issued, "nothing issued");
-    for a in [f.ec.sign(&f.claims_with(json!({"aud": ISSUER}))), typed(&json!(ISSUER))] {
+    assert_eq!(count_tokens(&f).await, 0, "nothing issued");
+    for a in [untyped(&json!(ISSUER)), typed(&json!(ISSUER))] {
         assert_eq!(token(&f.app, &a).await.status, StatusCode::OK);
     }
 
-    // Turned off again, the assertions refused above were never spent.
-    send(&f.app, admin("PATCH", "/admin/settings", Some(json!({"strict_client_assertion_audience": null})))).await;
+    // Legacy audiences accepted: the assertions refused above were never spent; typed ones are
+    // still held to RFC 10070, and an audience naming neither is refused as RFC 7523 has it.
+    let r =
+        send(&f.app, admin("PATCH", "/admin/settings", Some(json!({"legacy_client_assertion_audience": true})))).await;
+    assert_eq!(
+        (r.status, &r.body["settings"]["legacy_client_assertion_audience"]),
+        (StatusCode::OK, &json!(true)),
+        "{}",
+        r.text
+    );
     for a in &refused {
         assert_eq!(token(&f.app, a).await.status, StatusCode::OK);
     }
+    for aud in &legacy {
+        assert_invalid_client(&token(&f.app, &typed(aud)).await, NOT_ISSUER);
+    }
+    assert_invalid_client(
+        &token(&f.app, &untyped(&json!("https://elsewhere.example"))).await,
+        "the client assertion's aud must contain the token endpoint URL or the issuer identifier",
+    );
+    assert_eq!(count_tokens(&f).await, 2 + 3);
 }
 
 async fn count_tokens(f: &Fixture) -> u64 {
@@ -413,7 +411,7 @@ async fn a_secret_client_switches_to_private_key_jwt_by_patch() {
     // The old secret no longer works; an assertion does (one key: the kid may be omitted).
     let r = send(&app, form("/token", Some(&c.basic()), "grant_type=client_credentials")).await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_client");
-    let claims = json!({"iss": c.id, "sub": c.id, "aud": TOKEN_URL, "exp": T0 + 60, "jti": jti()});
+    let claims = json!({"iss": c.id, "sub": c.id, "aud": ISSUER, "exp": T0 + 60, "jti": jti()});
     let r = token(&app, &key.sign_with_kid(None, &claims)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 

@@ -554,7 +554,7 @@ async fn a_new_resource_server_reaches_other_instances_within_the_ttl() {
 /// removed stops working on them within CLIENT_TTL.
 #[tokio::test]
 async fn a_new_client_key_works_on_other_instances_at_once() {
-    use crate::jwt_bearer::{TOKEN_URL, TestKey, jti};
+    use crate::jwt_bearer::{ISSUER, TestKey, jti};
     let (admin_fn, token_fn, state, _dir) = two_instances();
     let (k1, k2) = (TestKey::ec("k1"), TestKey::ec("k2"));
     let metadata = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
@@ -564,7 +564,7 @@ async fn a_new_client_key_works_on_other_instances_at_once() {
     let id = r.body["client_id"].as_str().unwrap().to_owned();
     let token = |key: &TestKey| {
         let now = state.clock.now();
-        let claims = json!({"iss": id, "sub": id, "aud": TOKEN_URL, "exp": now + 60, "jti": jti()});
+        let claims = json!({"iss": id, "sub": id, "aud": ISSUER, "exp": now + 60, "jti": jti()});
         let body = format!(
             "grant_type=client_credentials&client_assertion_type={}&client_assertion={}",
             enc("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),

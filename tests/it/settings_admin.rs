@@ -16,7 +16,7 @@ use crate::common::{self, ADMIN, T0, admin, assert_error, cc_client, cc_token, f
 const DEFAULTS: &str = r#"{"access_token_ttl": 3600, "refresh_token_ttl": 2592000, "code_ttl": 60,
     "refresh_tokens_enabled": true, "refresh_grace": 10, "consent_enabled": true, "group_uri_enabled": false,
     "lockout_threshold": 5, "lockout_window": 900, "lockout_cooldown": 900, "default_resource": null,
-    "dpop_nonce_required": false, "strict_client_assertion_audience": false}"#;
+    "dpop_nonce_required": false, "legacy_client_assertion_audience": false}"#;
 
 fn defaults() -> Value {
     serde_json::from_str(DEFAULTS).unwrap()

@@ -4,10 +4,10 @@
 //! and `client_assertion=<JWT>` in the form body, at every endpoint that authenticates clients
 //! (token, introspection, revocation).
 //!
-//! The JWT's `iss` and `sub` are the client id, its `aud` the token endpoint URL or the issuer
-//! identifier (the issuer identifier alone, as a single string, when the tenant setting
-//! `strict_client_assertion_audience` is on or the JWT is typed `client-authentication+jwt`:
-//! draft-ietf-oauth-rfc7523bis §4), and it carries `exp` and a single-use `jti` (replay key
+//! The JWT's `iss` and `sub` are the client id, its `aud` the issuer identifier alone, as a
+//! single string (RFC 10070; with the tenant setting `legacy_client_assertion_audience`, an
+//! untyped JWT may also name the token endpoint URL, or an array naming either, as RFC 7523
+//! §3 allowed), and it carries `exp` and a single-use `jti` (replay key
 //! `clientassertion|<client_id>|<jti>`); see the parent module for the time rules.
 //!
 //! Failures are `invalid_client` (RFC 7521 §4.2.1) answered like other body credentials
@@ -103,25 +103,19 @@ fn verify_for(parsed: &super::Parsed<'_>, client: Option<&Client>) -> Result<(),
 }
 
 /// Whether a client assertion's `typ` may be this: none, `JWT`, or the explicit type
-/// `client-authentication+jwt` (draft-ietf-oauth-rfc7523bis), compared without case and with
+/// `client-authentication+jwt` (RFC 10070), compared without case and with
 /// or without `application/` (RFC 7515 §4.1.9). Any other names another kind of JWT, such as a
 /// DPoP proof (`dpop+jwt`) or an access token (`at+jwt`) signed with the same key, and is
 /// refused so that one is never taken for the other (RFC 8725 §3.11).
 fn client_assertion_type(typ: Option<&str>) -> bool {
     let Some(typ) = typ else { return true };
-    media_type(typ) == "jwt" || explicitly_typed(Some(typ))
+    super::media_type(typ) == "jwt" || explicitly_typed(Some(typ))
 }
 
-/// `typ` without case and without `application/` (RFC 7515 §4.1.9).
-fn media_type(typ: &str) -> String {
-    let lower = typ.to_ascii_lowercase();
-    lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
-}
-
-/// Whether a client assertion carries the explicit type of draft-ietf-oauth-rfc7523bis §4,
-/// `client-authentication+jwt`: its client follows that draft, so its `aud` is held to it.
+/// Whether a client assertion carries the explicit type of RFC 10070,
+/// `client-authentication+jwt`: its client follows RFC 10070, so its `aud` is held to it.
 fn explicitly_typed(typ: Option<&str>) -> bool {
-    typ.is_some_and(|t| media_type(t) == "client-authentication+jwt")
+    typ.is_some_and(|t| super::media_type(t) == "client-authentication+jwt")
 }
 
 /// Authenticates `client_id` by its client assertion.
@@ -163,18 +157,20 @@ pub async fn authenticate(state: &AppState, client_id: &str, assertion: &ClientA
     }
     let now = state.clock.now();
     let [endpoint, issuer] = super::audiences(&state.config);
-    let valid = super::check_claims(&parsed.claims, &[&endpoint, &issuer], now)
-        .map_err(|r| fail(r.reason(), r.describe(WHAT)))?;
-    // draft-ietf-oauth-rfc7523bis §4 (the audience injection attack): an assertion whose `aud`
-    // may be an endpoint URL can be obtained by an attacker's server that claims this server's
-    // endpoint as its own, and replayed here; the issuer identifier, which clients check
-    // against the metadata (RFC 8414 §3.3), cannot be claimed that way.
-    let strict =
-        state.settings().await?.strict_client_assertion_audience || explicitly_typed(parsed.header.typ.as_deref());
-    if strict && (parsed.claims.aud_is_array || parsed.claims.aud != [issuer.as_str()]) {
-        let r = Refusal::AudienceNotIssuer;
-        return Err(fail(r.reason(), r.describe(WHAT)));
+    // RFC 10070 (the audience injection attack): an assertion whose `aud` may be an endpoint URL
+    // can be obtained by an attacker's server that claims this server's endpoint as its own, and
+    // replayed here; the issuer identifier, which clients check against the metadata (RFC 8414
+    // §3.3), cannot be claimed that way. So the issuer alone, as a single string, unless the
+    // tenant still accepts RFC 7523's audiences from untyped assertions.
+    let legacy =
+        state.settings().await?.legacy_client_assertion_audience && !explicitly_typed(parsed.header.typ.as_deref());
+    let audiences: &[&str] = if legacy { &[&endpoint, &issuer] } else { &[&issuer] };
+    let valid = match super::check_claims(&parsed.claims, audiences, now) {
+        Err(Refusal::Audience) if !legacy => Err(Refusal::AudienceNotIssuer),
+        Ok(_) if !legacy && parsed.claims.aud_is_array => Err(Refusal::AudienceNotIssuer),
+        checked => checked,
     }
+    .map_err(|r| fail(r.reason(), r.describe(WHAT)))?;
     let replay_key = format!("clientassertion|{}|{}", client.client_id, valid.jti);
     if !state.store.first_use(&replay_key, now, valid.exp.saturating_add(SKEW)).await? {
         return Err(fail(Refusal::Replayed.reason(), Refusal::Replayed.describe(WHAT)));

@@ -59,10 +59,13 @@ pub enum Refusal {
     MissingClaim(&'static str),
     /// A claim has the wrong type (or an over-long `jti`).
     BadClaim(&'static str),
+    /// The header's `typ` names a kind of JWT with another meaning here (a client assertion,
+    /// a DPoP proof, an access token), so it is not taken for an authorization grant.
+    OtherKind,
     /// `aud` names neither the token endpoint nor the issuer.
     Audience,
-    /// `aud` is not the issuer identifier alone, as a single string (draft-ietf-oauth-rfc7523bis
-    /// §4, where the tenant or the assertion's explicit type asks for it).
+    /// `aud` is not the issuer identifier alone, as a single string (a client assertion,
+    /// RFC 10070).
     AudienceNotIssuer,
     /// `exp` has passed.
     Expired,
@@ -91,6 +94,9 @@ impl Refusal {
             Self::Signature => format!("{what}'s signature is invalid"),
             Self::MissingClaim(c) => format!("{what} has no {c} claim"),
             Self::BadClaim(c) => format!("{what}'s {c} claim is malformed"),
+            Self::OtherKind => {
+                format!("{what}'s typ names another kind of JWT (a client assertion, a DPoP proof or an access token)")
+            }
             Self::Audience => format!("{what}'s aud must contain the token endpoint URL or the issuer identifier"),
             Self::AudienceNotIssuer => format!("{what}'s aud must be the issuer identifier, as a single string"),
             Self::Expired => format!("{what} has expired"),
@@ -115,6 +121,7 @@ impl Refusal {
             Self::Signature => "assertion signature invalid",
             Self::MissingClaim(_) => "assertion claim missing",
             Self::BadClaim(_) => "assertion claim malformed",
+            Self::OtherKind => "assertion typ of another kind",
             Self::Audience => "assertion audience wrong",
             Self::AudienceNotIssuer => "assertion audience not the issuer alone",
             Self::Expired => "assertion expired",
@@ -288,6 +295,19 @@ pub fn verify_against_nobody(parsed: &Parsed<'_>) {
     if let Ok(key) = key {
         let _ = signature_holds(parsed, parsed.header.alg, &key);
     }
+}
+
+/// `typ` compared without case and without `application/` (RFC 7515 §4.1.9).
+pub(crate) fn media_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
+}
+
+/// Whether `typ` names a kind of JWT that means something else here (RFC 8725 §3.11): a client
+/// assertion (`client-authentication+jwt`, RFC 10070), a DPoP proof (`dpop+jwt`, RFC 9449) or
+/// an access token (`at+jwt`, RFC 9068).
+pub(crate) fn names_another_kind(typ: &str) -> bool {
+    matches!(media_type(typ).as_str(), "client-authentication+jwt" | "dpop+jwt" | "at+jwt")
 }
 
 /// Checks the claims (RFC 7523 §3) at `now`: required claims present, `aud` names one of

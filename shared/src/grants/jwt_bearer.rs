@@ -58,6 +58,9 @@ fn refused(r: Refusal) -> OAuthError {
 /// Verifies the assertion against the client's trusted issuers: signature, issuer, claims.
 fn verify(state: &AppState, client: &Client, token: &str) -> Result<assertion::Valid> {
     let parsed = assertion::parse(token).map_err(refused)?;
+    if parsed.header.typ.as_deref().is_some_and(assertion::names_another_kind) {
+        return Err(refused(Refusal::OtherKind));
+    }
     let iss = parsed.claims.iss.as_deref().ok_or_else(|| refused(Refusal::MissingClaim("iss")))?;
     let issuer =
         client.jwt_bearer_issuers.iter().find(|i| i.issuer == iss).ok_or_else(|| refused(Refusal::UnknownIssuer))?;
