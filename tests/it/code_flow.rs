@@ -1152,7 +1152,7 @@ async fn admin_lists_and_revokes_consents() {
     // would be revoked with the consent); a moment later the form goes through.
     let s = open(&app, &pkce_query(&c.id, "&scope=read")).await;
     let r = sign_in(&app, &s, "alice", PASSWORD).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!((r.status, r.header("retry-after")), (StatusCode::SERVICE_UNAVAILABLE, Some("1")), "{}", r.text);
     assert!(r.text.contains("every token of this user was revoked this second; send the form again"), "{}", r.text);
     state.clock.advance(1);
     assert_eq!(sign_in(&app, &s, "alice", PASSWORD).await.status, StatusCode::OK);

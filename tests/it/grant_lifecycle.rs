@@ -161,17 +161,25 @@ async fn a_user_deleted_part_way_is_finished_by_deleting_again_and_a_new_user_in
     let c = public_client(&app).await;
     let rs = introspector(&app).await;
     create_user(&app, "alice", PASSWORD).await;
+    // The earlier alice signs in and leaves a consent page open.
+    let page = crate::code_flow::open(&app, &pkce_query(&c.id, "")).await;
+    assert_eq!(crate::code_flow::sign_in(&app, &page, "alice", PASSWORD).await.status, StatusCode::OK);
     let t = tokens_for(&app, &c, "alice", "").await;
     let (at, rt) = (s(&t, "access_token"), s(&t, "refresh_token"));
     // A deletion cut short after the user record went (a 503 part-way).
     assert!(state.store.delete_user("alice", None).await.unwrap());
     assert_active(&app, &rs, &at).await;
     state.clock.advance(5);
-    // A new "alice" meanwhile: the earlier one's refresh token is not hers.
+    // A new "alice" meanwhile: the earlier one's refresh token is not hers, nor her sign-in.
     create_user(&app, "alice", PASSWORD).await;
     let r = refresh(&app, &c, &rt, "").await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
     assert_eq!(r.body["error_description"], "the resource owner is unknown or disabled");
+    let r = crate::code_flow::decide(&app, &page, "approve").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("the user who signed in no longer exists; return to the application"), "{}", r.text);
+    let consents = state.store.list_consents("alice").await.unwrap();
+    assert!(consents.iter().all(|c| c.granted_at == common::T0), "none recorded for the new alice: {consents:?}");
 
     // Deleting again finishes the first deletion's work, as the retry of a 503 would.
     let r = send(&app, admin("DELETE", "/admin/users/alice", None)).await;
@@ -489,9 +497,10 @@ async fn a_users_cutoff_covers_grants_made_before_it(inner: Arc<dyn gatehouse::s
     let c = public_client(&app).await;
     create_user(&app, "alice", PASSWORD).await;
     let revoked = "the grant was revoked with every token of its user";
-    // A consent page shown, and left open.
+    // A consent page shown, and left open; another request opened, not signed in yet.
     let page = open(&app, &pkce_query(&c.id, "")).await;
     assert_eq!(sign_in(&app, &page, "alice", PASSWORD).await.status, StatusCode::OK);
+    let unsigned = open(&app, &pkce_query(&c.id, "")).await;
     let rotated = tokens_for(&app, &c, "alice", "").await;
     let raced = tokens_for(&app, &c, "alice", "").await;
     state.clock.advance(2);
@@ -525,7 +534,13 @@ async fn a_users_cutoff_covers_grants_made_before_it(inner: Arc<dyn gatehouse::s
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert!(r.text.contains("every token of this user was revoked since this sign-in"), "{}", r.text);
     assert_eq!(inner.get_consent("alice", &c.id).await.unwrap(), Some(before));
-    assert_eq!(decide(&app, &page, "approve").await.status, StatusCode::BAD_REQUEST, "the request is over");
+    let pending_id = page.csrf.split_once('.').unwrap().0;
+    assert_eq!(inner.get_pending(pending_id, state.clock.now()).await.unwrap(), None, "the request is over");
+    // A request opened before the revocation but signed in after it goes through.
+    let r = sign_in(&app, &unsigned, "alice", PASSWORD).await;
+    let r = if r.status == StatusCode::OK { decide(&app, &unsigned, "approve").await } else { r };
+    let code = crate::code_flow::code_from(&r);
+    assert_eq!(exchange_public(&app, &c, &code).await.status, StatusCode::OK);
 
     // A change of the user keeps the cutoffs; a withdrawn consent of a client that does not
     // exist adds none.

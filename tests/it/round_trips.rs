@@ -213,9 +213,10 @@ async fn endpoint_counts(signer: &'static str, sign: &[&'static str]) {
     assert_eq!(authorize, [GET, PUT], "GET /authorize: the client (first use), the pending request");
     // Sign-in: the pending request, the lockout counter (none), the user; the attempt counted
     // before the password check (no live counter: the update's condition fails, then a new
-    // one is put) and cleared after its success; a prior consent, the pending request
-    // updated, the resource servers (scope descriptions).
-    assert_eq!(login, [GET, GET, GET, UPDATE, PUT, DELETE, GET, PUT, QUERY], "POST /authorize/login");
+    // one is put) and cleared after its success; the user read again (a revocation or a
+    // deletion during the password hashing ends the sign-in), a prior consent, the pending
+    // request updated, the resource servers (scope descriptions).
+    assert_eq!(login, [GET, GET, GET, UPDATE, PUT, DELETE, GET, GET, PUT, QUERY], "POST /authorize/login");
     // Consent: the pending request, the user (still there, and created before its prior
     // consent), the prior consent, the consent stored (before the code: a failure leaves the
     // pending request for another try), the pending request consumed (a one-action

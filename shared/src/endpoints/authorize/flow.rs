@@ -140,13 +140,17 @@ async fn try_login(state: &AppState, req: Request<Body>) -> Result<Response> {
     let client = registered_client(state, &pending).await?;
     let csrf = form.require("csrf")?;
     let (username, password) = (form.get("username").unwrap_or(""), form.get("password").unwrap_or(""));
+    // The sign-in's time is when it began: the record it checks was read then, and the password
+    // hashing may wait for a slot. What changed meanwhile is read again below.
+    let started = state.clock.now();
     let user = match crate::users::sign_in(state, username, password).await? {
         Ok(u) => u,
         Err(e) => return Ok(show_login(state, &client, csrf, Some(e.message()), username, None)),
     };
     pending.username = Some(user.username.clone());
-    pending.signed_in_at = Some(state.clock.now());
-    still_signed_in(state, &pending, &user).await?;
+    pending.signed_in_at = Some(started);
+    let user = current_user(state, &user.username).await?;
+    still_signed_in(state, &pending, &user, true).await?;
     if !needs_consent(state, &pending, &client, &user).await? {
         return finish(state, &pending).await;
     }
@@ -184,26 +188,38 @@ async fn current_consent(state: &AppState, user: &User, client_id: &str) -> Resu
     Ok(prior.filter(|c| c.granted_at >= user.created_at))
 }
 
-/// Whether the sign-in of `p` still stands: a revocation of every token of its user (everywhere,
-/// or at the client: also a withdrawn consent) made at or after it ends it, like the codes and
-/// tokens it would have led to (`User::revoked_with_all`), so a consent page left open never
-/// yields a code, nor records the consent again. A sign-in in the revocation's very second is
-/// 503 (the form can be sent again a moment later); an earlier one is over, and the request
-/// with it.
-async fn still_signed_in(state: &AppState, p: &PendingAuthorization, user: &User) -> Result<()> {
+/// The user who signed in, as stored now: one deleted or disabled since is refused.
+async fn current_user(state: &AppState, username: &str) -> Result<User> {
+    match state.store.get_user(username).await? {
+        Some(u) if u.enabled => Ok(u),
+        _ => Err(OAuthError::invalid_request("the user who signed in no longer exists or was disabled")),
+    }
+}
+
+/// Whether the sign-in of `p` still stands for `user` (read after it): a revocation of every
+/// token of the user (everywhere, or at the client: also a withdrawn consent) made at or after
+/// the sign-in ends it, like the codes and tokens it would have led to
+/// (`User::revoked_with_all`), and so does a user created after it (the one who signed in was
+/// deleted, and another took the name). So a consent page left open never yields a code, nor
+/// records the consent again. The request is over (deleted), except for a sign-in (`at_sign_in`)
+/// in the revocation's very second: 503, and the form can be sent again a moment later.
+async fn still_signed_in(state: &AppState, p: &PendingAuthorization, user: &User, at_sign_in: bool) -> Result<()> {
     let signed_in = p.signed_in_at.unwrap_or(p.created_at);
-    if !user.revoked_with_all(&p.client_id, signed_in) {
+    let revoked = user.revoked_with_all(&p.client_id, signed_in);
+    if !revoked && user.created_at <= signed_in {
         return Ok(());
     }
-    if signed_in >= state.clock.now() {
+    if at_sign_in && revoked && signed_in >= state.clock.now() {
         return Err(OAuthError::TemporarilyUnavailable(
             "every token of this user was revoked this second; send the form again".into(),
         ));
     }
     state.store.delete_pending(&p.id).await?;
-    Err(OAuthError::invalid_request(
-        "every token of this user was revoked since this sign-in; return to the application and start again",
-    ))
+    Err(OAuthError::invalid_request(if revoked {
+        "every token of this user was revoked since this sign-in; return to the application and start again"
+    } else {
+        "the user who signed in no longer exists; return to the application and start again"
+    }))
 }
 
 /// Each requested scope with the description its resource server gives (the audience's first).
@@ -246,11 +262,8 @@ async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
         }
         _ => return Err(OAuthError::invalid_request("decision must be approve or deny")),
     }
-    let user = match state.store.get_user(&username).await? {
-        Some(u) if u.enabled => u,
-        _ => return Err(OAuthError::invalid_request("the user who signed in no longer exists or was disabled")),
-    };
-    still_signed_in(state, &pending, &user).await?;
+    let user = current_user(state, &username).await?;
+    still_signed_in(state, &pending, &user, false).await?;
     let prior = current_consent(state, &user, &pending.client_id).await?;
     let merged = Scope::from_tokens(prior.iter().flat_map(|c| c.scope.iter()).chain(pending.scope.iter()));
     let mut resources = prior.map(|c| c.resources).unwrap_or_default();

@@ -48,5 +48,9 @@ fn page_for(e: OAuthError) -> Response {
     if let OAuthError::Server(detail) = &e {
         tracing::error!(error = %detail, "server_error on the authorization endpoint");
     }
-    pages::error(status, e.code(), &e.description())
+    let mut page = pages::error(status, e.code(), &e.description());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        page.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    }
+    page
 }

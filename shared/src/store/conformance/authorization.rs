@@ -80,7 +80,7 @@ pub async fn pending_requests(s: &dyn Store) {
     assert_eq!(s.get_pending("nope", NOW).await.unwrap(), None);
 
     let mut signed_in = p.clone();
-    signed_in.username = Some("alice".into());
+    (signed_in.username, signed_in.signed_in_at) = (Some("alice".into()), Some(NOW + 5));
     assert!(s.update_pending(&signed_in).await.unwrap());
     assert_eq!(s.get_pending("p1", NOW).await.unwrap(), Some(signed_in));
     assert!(!s.update_pending(&pending("ghost")).await.unwrap(), "updating a missing request reports false");
