@@ -314,6 +314,23 @@ async fn a_conditional_delete_deletes_only_the_state_named_dynamodb() {
     a_conditional_delete_deletes_only_the_state_named(common::state_on(store)).await;
 }
 
+/// A change made between the If-Match check and the deletion is not deleted over: the deletion
+/// is conditional on the version checked, so the new state is checked again (412).
+#[tokio::test]
+async fn a_change_between_the_check_and_the_deletion_is_not_deleted_over() {
+    let (inner, _dir) = common::embedded();
+    let hooked = std::sync::Arc::new(crate::hooked_store::Hooked::new(inner.clone()));
+    let state = common::state_on(hooked.clone());
+    let app = common::app(&state);
+    let c = register(&app, json!({"client_name": "App", "grant_types": ["client_credentials"]})).await;
+    let path = format!("/admin/clients/{}", c.id);
+    let t = etag(&read(&app, &path).await);
+    hooked.rename_before_conditional_delete.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_error(&delete_if(&app, &path, &[&t]).await, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    let kept = inner.get_client(&c.id).await.unwrap().expect("not deleted");
+    assert_eq!(kept.client_name.as_deref(), Some("renamed meanwhile"));
+}
+
 /// Calls that are not conditional refuse `If-Match` instead of acting unconditionally.
 #[tokio::test]
 async fn if_match_elsewhere_is_refused() {

@@ -1108,6 +1108,14 @@ async fn retried_updates_and_deletes_recognise_their_own_first_attempt() {
     retried("TransactWriteItems");
     assert_eq!(stack.store.get_client(&c.client_id).await.unwrap(), None);
     assert!(!store.delete_client(&c.client_id, None).await.unwrap(), "deleted already");
+
+    // A conditional deletion (If-Match) too: its retry is not taken for a version conflict.
+    stack.store.create_client(&changed).await.unwrap();
+    lose_one(TRANSACT);
+    assert!(store.delete_client(&c.client_id, Some(changed.version)).await.unwrap(), "the retry of a written deletion");
+    retried("TransactWriteItems");
+    assert_eq!(stack.store.get_client(&c.client_id).await.unwrap(), None);
+    assert!(!store.delete_client(&c.client_id, Some(changed.version)).await.unwrap(), "deleted already");
 }
 
 // ---------------------------------------------------------------- group deletion

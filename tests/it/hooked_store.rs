@@ -21,6 +21,9 @@ pub struct Hooked {
     /// Written (`put_token`) just after the first cursor listing that continues after a cursor
     /// answers: a token issued while a sweep pages through, before its cursor or after.
     pub issue_during_listing: std::sync::Mutex<Vec<TokenRecord>>,
+    /// A client is renamed (another admin's `PATCH`) just before the first conditional
+    /// deletion of it: between the If-Match check on the state read and the deletion.
+    pub rename_before_conditional_delete: std::sync::atomic::AtomicBool,
 }
 
 impl Hooked {
@@ -31,6 +34,7 @@ impl Hooked {
             revoke_before_rotation: false,
             fail_token_listing: false,
             issue_during_listing: Default::default(),
+            rename_before_conditional_delete: Default::default(),
         }
     }
 }
@@ -59,6 +63,13 @@ impl ClientStore for Hooked {
         self.inner.get_client(id).await
     }
     async fn delete_client(&self, id: &str, version: Option<u64>) -> StoreResult<bool> {
+        if version.is_some()
+            && self.rename_before_conditional_delete.swap(false, std::sync::atomic::Ordering::SeqCst)
+            && let Some(c) = self.inner.get_client(id).await?
+        {
+            let renamed = Client { client_name: Some("renamed meanwhile".into()), version: c.version + 1, ..c.clone() };
+            assert!(self.inner.update_client(&renamed, c.version).await?);
+        }
         self.inner.delete_client(id, version).await
     }
     async fn update_client(&self, c: &Client, read_version: u64) -> StoreResult<bool> {

@@ -306,7 +306,8 @@ pub async fn resource_servers_update_delete(s: &dyn Store) {
 
     assert!(matches!(s.delete_resource_server(ids[1], Some(1)).await, Err(StoreError::Conflict)));
     assert_eq!(s.get_resource_server(ids[1]).await.unwrap(), Some(changed.clone()), "nothing deleted");
-    assert!(s.delete_resource_server(ids[2], None).await.unwrap());
+    // Never updated: version 0, which its record does not state.
+    assert!(s.delete_resource_server(ids[2], Some(0)).await.unwrap());
     assert!(!s.delete_resource_server(ids[2], None).await.unwrap(), "once");
     assert!(!s.delete_resource_server("https://nope.example", None).await.unwrap());
     assert_eq!(s.get_resource_server(ids[2]).await.unwrap(), None);

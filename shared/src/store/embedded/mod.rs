@@ -421,12 +421,7 @@ fn update_versioned(
     if c.execute(&sql, params![key, body, read_version]).map_err(err)? == 1 {
         return Ok(true);
     }
-    let exists = c
-        .query_row(&format!("SELECT 1 FROM {table} WHERE {key_col} = ?1"), [key], |_| Ok(()))
-        .optional()
-        .map_err(err)?
-        .is_some();
-    if exists { Err(StoreError::Conflict) } else { Ok(false) }
+    missed_version(c, table, key_col, key)
 }
 
 /// Deletes the row `key` of a versioned table; with `version`, only if its body's `version` is
@@ -447,6 +442,12 @@ fn delete_versioned(
     if c.execute(&sql, params![key, v as i64]).map_err(err)? > 0 {
         return Ok(true);
     }
+    missed_version(c, table, key_col, key)
+}
+
+/// After a versioned write that matched no row: `Conflict` if the row exists (at another
+/// version), `false` if there is none.
+fn missed_version(c: &rusqlite::Connection, table: &str, key_col: &str, key: &str) -> StoreResult<bool> {
     let exists = c
         .query_row(&format!("SELECT 1 FROM {table} WHERE {key_col} = ?1"), [key], |_| Ok(()))
         .optional()
