@@ -566,6 +566,40 @@ async fn a_users_cutoff_covers_grants_made_before_it_dynamodb() {
     a_users_cutoff_covers_grants_made_before_it(inner).await;
 }
 
+/// A code's grant time is its sign-in: a revocation of the user's tokens at the client that
+/// lands after the approval's check but before its code is issued (dated between the two here)
+/// covers the code, and the consent that approval recorded (given at the sign-in) counts as
+/// withdrawn, so the user is asked again.
+#[tokio::test]
+async fn a_code_from_a_sign_in_before_a_cutoff_is_refused_and_its_consent_withdrawn() {
+    use crate::code_flow::{code_from, decide, open, sign_in};
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let page = open(&app, &pkce_query(&c.id, "")).await;
+    assert_eq!(sign_in(&app, &page, "alice", PASSWORD).await.status, StatusCode::OK, "the consent page");
+    state.clock.advance(2);
+    let code = code_from(&decide(&app, &page, "approve").await);
+    let mut alice = state.store.get_user("alice").await.unwrap().unwrap();
+    let read = alice.version;
+    alice.client_tokens_revoked_at.insert(c.id.clone(), common::T0 + 1);
+    alice.version += 1;
+    assert!(state.store.update_user(&alice, read).await.unwrap());
+    let r = exchange_public(&app, &c, &code).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_eq!(r.body["error_description"], "the grant was revoked with every token of its user");
+
+    assert_eq!(state.store.get_consent("alice", &c.id).await.unwrap().unwrap().granted_at, common::T0);
+    let again = open(&app, &pkce_query(&c.id, "")).await;
+    assert_eq!(sign_in(&app, &again, "alice", PASSWORD).await.status, StatusCode::OK, "asked again");
+    let code = code_from(&decide(&app, &again, "approve").await);
+    assert_eq!(exchange_public(&app, &c, &code).await.status, StatusCode::OK);
+    // Given after the revocation, this consent counts: not asked a third time.
+    let third = open(&app, &pkce_query(&c.id, "")).await;
+    assert_eq!(sign_in(&app, &third, "alice", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
 /// A user's revoke-all pages through the user's tokens in expiry order; tokens issued while it
 /// reads its last page (one at another client with a shorter lifetime, sorting before its
 /// cursor; one after it) are revoked by the pass that follows.

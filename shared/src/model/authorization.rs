@@ -67,6 +67,11 @@ pub struct AuthorizationCode {
     /// (RFC 6749 §4.1.2, RFC 9700 §4.5).
     pub family: String,
     pub issued_at: i64,
+    /// When its user signed in (codes of earlier versions have none: their issue time stands
+    /// for it). The grant's time: a revocation of every token of the user or the client made
+    /// after the sign-in but before the code was issued covers the code too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_at: Option<i64>,
     pub expires_at: i64,
     /// Set by the one successful redemption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,4 +80,11 @@ pub struct AuthorizationCode {
     /// them by id, read with the code, where the family's listing may lag (a DynamoDB index).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issued: Vec<String>,
+}
+
+impl AuthorizationCode {
+    /// When its grant was made: the sign-in ([`Self::signed_in_at`]), or its issue.
+    pub fn grant_time(&self) -> i64 {
+        self.signed_in_at.unwrap_or(self.issued_at)
+    }
 }

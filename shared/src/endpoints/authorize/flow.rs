@@ -181,11 +181,17 @@ async fn needs_consent(state: &AppState, p: &PendingAuthorization, client: &Clie
     Ok(!(all_covered && (approved.is_some() || !p.scope.is_empty())))
 }
 
-/// The user's consent for the client, if this user gave it: one recorded before the user was
-/// created belongs to an earlier user of the same name (a deletion cut short) and is ignored.
+/// The user's consent for the client, if this user gave it and did not withdraw it: one recorded
+/// before the user was created belongs to an earlier user of the same name (a deletion cut
+/// short), and one given at or before a revocation of the user's tokens at this client (a
+/// withdrawn consent records one, `User::client_tokens_revoked_at`) was withdrawn, even if an
+/// approval racing with the withdrawal recorded it again; both are ignored. ("Sign out
+/// everywhere" ends tokens, not consents.)
 async fn current_consent(state: &AppState, user: &User, client_id: &str) -> Result<Option<crate::model::Consent>> {
     let prior = state.store.get_consent(&user.username, client_id).await?;
-    Ok(prior.filter(|c| c.granted_at >= user.created_at))
+    let withdrawn =
+        |c: &crate::model::Consent| user.client_tokens_revoked_at.get(client_id).is_some_and(|at| c.granted_at <= *at);
+    Ok(prior.filter(|c| c.granted_at >= user.created_at && !withdrawn(c)))
 }
 
 /// The user who signed in, as stored now: one deleted or disabled since is refused.
@@ -275,7 +281,10 @@ async fn try_consent(state: &AppState, req: Request<Body>) -> Result<Response> {
         client_id: pending.client_id.clone(),
         scope: merged,
         resources,
-        granted_at: state.clock.now(),
+        // The sign-in's time, not the approval's: a withdrawal of the consent after the sign-in
+        // (its cutoff, `current_consent`) covers a consent this approval records even when the
+        // two race.
+        granted_at: pending.signed_in_at.unwrap_or(pending.created_at),
     };
     // The consent first: if recording it fails (503), the pending request is still there and
     // the user can approve again; the code is issued only with its consent recorded.
@@ -327,6 +336,7 @@ async fn finish(state: &AppState, p: &PendingAuthorization) -> Result<Response> 
         dpop_jkt: p.dpop_jkt.clone(),
         family: crate::crypto::time_ordered_id(),
         issued_at: now,
+        signed_in_at: Some(p.signed_in_at.unwrap_or(p.created_at)),
         expires_at: now + state.settings().await?.code_ttl as i64,
         consumed_at: None,
         issued: vec![],

@@ -41,6 +41,7 @@ pub fn code(id: &str) -> AuthorizationCode {
         dpop_jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
         family: format!("fam-{id}"),
         issued_at: NOW,
+        signed_in_at: Some(NOW - 5),
         expires_at: NOW + 60,
         consumed_at: None,
         issued: vec![],
