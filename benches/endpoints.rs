@@ -174,7 +174,7 @@ async fn mint_code(state: &AppState, client: &Client) -> String {
         dpop_jkt: None,
         family: gatehouse::crypto::time_ordered_id(),
         issued_at: now,
-        signed_in_at: None,
+        signed_in_at: Some(now),
         expires_at: now + 600,
         consumed_at: None,
         issued: vec![],

@@ -598,6 +598,44 @@ async fn a_code_from_a_sign_in_before_a_cutoff_is_refused_and_its_consent_withdr
     // Given after the revocation, this consent counts: not asked a third time.
     let third = open(&app, &pkce_query(&c.id, "")).await;
     assert_eq!(sign_in(&app, &third, "alice", PASSWORD).await.status, StatusCode::SEE_OTHER);
+
+    // A revoke-all for her at the client withdraws the consent: deleted, and not listed.
+    state.clock.advance(1);
+    let body = json!({"end_user": "alice", "client_id": c.id});
+    assert_eq!(send(&app, admin("POST", "/admin/tokens/revoke-all", Some(body))).await.status, StatusCode::OK);
+    assert_eq!(state.store.get_consent("alice", &c.id).await.unwrap(), None);
+    // One recorded again by an approval racing with it (given at a sign-in before it) stands
+    // nowhere: not in the listing, not in the flow.
+    let raced = gatehouse::model::Consent {
+        username: "alice".into(),
+        client_id: c.id.clone(),
+        scope: gatehouse::model::Scope::parse("read write").unwrap(),
+        resources: Default::default(),
+        granted_at: common::T0 + 2,
+    };
+    state.store.put_consent(&raced).await.unwrap();
+    let r = send(&app, admin("GET", "/admin/users/alice/consents", None)).await;
+    assert_eq!(r.body, json!({"consents": []}), "{}", r.text);
+}
+
+/// A revocation of all of a client's tokens covers the codes issued until then; a sign-in under
+/// way at that moment goes on, and its code (issued later) works.
+#[tokio::test]
+async fn a_sign_in_under_way_during_a_clients_revoke_all_goes_on() {
+    use crate::code_flow::{code_from, decide, open, sign_in};
+    let (state, _dir) = common::embedded_state();
+    let app = common::app(&state);
+    let c = public_client(&app).await;
+    create_user(&app, "alice", PASSWORD).await;
+    let page = open(&app, &pkce_query(&c.id, "")).await;
+    assert_eq!(sign_in(&app, &page, "alice", PASSWORD).await.status, StatusCode::OK, "the consent page");
+    let r = send(&app, admin("POST", "/admin/tokens/revoke-all", Some(json!({"client_id": c.id})))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    state.clock.advance(1);
+    let code = code_from(&decide(&app, &page, "approve").await);
+    let r = exchange_public(&app, &c, &code).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(refresh(&app, &c, &s(&r.body, "refresh_token"), "").await.status, StatusCode::OK);
 }
 
 /// A user's revoke-all pages through the user's tokens in expiry order; tokens issued while it

@@ -130,16 +130,18 @@ pub async fn issue(state: &AppState, client: &Client, req: Request, dpop: Option
     if code.consumed_at.is_some() {
         return Err(replayed(state, &code).await);
     }
-    // The grant's time is the sign-in's: a revocation after it covers a code issued later.
-    let granted_at = code.grant_time();
-    if client.revoked_with_all(granted_at) {
+    if client.revoked_with_all(code.issued_at) {
         return Err(invalid("the authorization code was revoked with every token of the client"));
     }
     same_resource(req.resource.as_deref(), &code.audience)?;
-    let user = active_user(state, &code.username, &client.client_id, granted_at).await?;
+    // The user's cutoffs against the sign-in: one recorded after it covers a code issued later
+    // (a revocation racing with the consent approval). A client's cutoff covers the codes issued
+    // until then, as documented; a sign-in under way when it was recorded goes on. The tokens
+    // carry the code's issue as their grant time: every cutoff of the user made since is later.
+    let user = active_user(state, &code.username, &client.client_id, code.grant_time()).await?;
     let scope = still_allowed(state, client, &code.audience, code.scope.clone()).await?;
     let grant =
-        Grant { audience: code.audience.clone(), scope, jkt: None, granted_at: Some(granted_at) }.bound_to(dpop);
+        Grant { audience: code.audience.clone(), scope, jkt: None, granted_at: Some(code.issued_at) }.bound_to(dpop);
     let access =
         sign_access_token(state, client, Some(&user), GrantType::AuthorizationCode, &grant, Some(&code.family)).await?;
     let settings = state.settings().await?;

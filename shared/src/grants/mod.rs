@@ -410,7 +410,7 @@ pub async fn revoke_family(state: &AppState, family: &str, known: &[String]) -> 
     Ok(revoked)
 }
 
-/// Checks that the resource owner of a grant made at `granted_at` (a code's issue time, a
+/// Checks that the resource owner of a grant made at `granted_at` (a code's sign-in time, a
 /// refresh token's grant time) for `client_id` still exists and is enabled, and that the grant
 /// was not revoked with all of the user's tokens (everywhere or at this client,
 /// [`crate::model::User::revoked_with_all`]): `invalid_grant` otherwise. A user created after

@@ -68,8 +68,8 @@ pub struct AuthorizationCode {
     pub family: String,
     pub issued_at: i64,
     /// When its user signed in (codes of earlier versions have none: their issue time stands
-    /// for it). The grant's time: a revocation of every token of the user or the client made
-    /// after the sign-in but before the code was issued covers the code too.
+    /// for it). A revocation of every token of the user made after the sign-in but before the
+    /// code was issued covers the code too (a client's covers the codes issued until then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_in_at: Option<i64>,
     pub expires_at: i64,

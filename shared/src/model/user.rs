@@ -31,8 +31,10 @@ pub struct User {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_revoked_at: Option<i64>,
     /// The same, for the user's tokens at one client (`revoke-all` for the user at a client, and
-    /// a withdrawn consent): client id → time. An entry is dropped once every token it could
-    /// cover has expired ([`Self::with_tokens_revoked`]), so the map stays small.
+    /// a withdrawn consent): client id → time. It withdraws the user's consent there too: the
+    /// revocation deletes it, and a consent given until then that an approval racing with it
+    /// recorded again is ignored. An entry is dropped once every token it could cover has
+    /// expired ([`Self::with_tokens_revoked`]), so the map stays small.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub client_tokens_revoked_at: std::collections::BTreeMap<String, i64>,
 }
@@ -52,6 +54,16 @@ impl User {
         let covers = |at: &i64| granted_at <= *at;
         self.tokens_revoked_at.as_ref().is_some_and(covers)
             || self.client_tokens_revoked_at.get(client_id).is_some_and(covers)
+    }
+
+    /// Whether `consent` (recorded for this user's name) is this user's and stands: one given
+    /// before the user was created belongs to an earlier user of the same name (a deletion cut
+    /// short), and one given at or before a revocation of the user's tokens at its client (a
+    /// withdrawn consent records one) was withdrawn, even if an approval racing with the
+    /// withdrawal recorded it again. ("Sign out everywhere" ends tokens, not consents.)
+    pub fn consent_stands(&self, consent: &Consent) -> bool {
+        consent.granted_at >= self.created_at
+            && self.client_tokens_revoked_at.get(&consent.client_id).is_none_or(|at| consent.granted_at > *at)
     }
 
     /// This user with every token and code issued until `now` revoked: at `client_id`, or at

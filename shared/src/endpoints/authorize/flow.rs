@@ -181,17 +181,11 @@ async fn needs_consent(state: &AppState, p: &PendingAuthorization, client: &Clie
     Ok(!(all_covered && (approved.is_some() || !p.scope.is_empty())))
 }
 
-/// The user's consent for the client, if this user gave it and did not withdraw it: one recorded
-/// before the user was created belongs to an earlier user of the same name (a deletion cut
-/// short), and one given at or before a revocation of the user's tokens at this client (a
-/// withdrawn consent records one, `User::client_tokens_revoked_at`) was withdrawn, even if an
-/// approval racing with the withdrawal recorded it again; both are ignored. ("Sign out
-/// everywhere" ends tokens, not consents.)
+/// The user's consent for the client, if it stands (`User::consent_stands`: this user gave it
+/// and did not withdraw it).
 async fn current_consent(state: &AppState, user: &User, client_id: &str) -> Result<Option<crate::model::Consent>> {
     let prior = state.store.get_consent(&user.username, client_id).await?;
-    let withdrawn =
-        |c: &crate::model::Consent| user.client_tokens_revoked_at.get(client_id).is_some_and(|at| c.granted_at <= *at);
-    Ok(prior.filter(|c| c.granted_at >= user.created_at && !withdrawn(c)))
+    Ok(prior.filter(|c| user.consent_stands(c)))
 }
 
 /// The user who signed in, as stored now: one deleted or disabled since is refused.

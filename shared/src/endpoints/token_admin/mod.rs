@@ -373,7 +373,14 @@ pub(crate) async fn revoke_all(
         let gone = || OAuthError::NotFound("no such user".into());
         let mark = |u: &crate::model::User| Ok((u.with_tokens_revoked(client_id, now), ()));
         match versioned::modify(state.store.as_ref(), username, gone, &versioned::IfMatch::Absent, mark).await {
-            Ok(_) => changed(actor, "user_tokens_revoked", username),
+            Ok(_) => {
+                changed(actor, "user_tokens_revoked", username);
+                // At one client it withdraws the user's consent there (the sign-in flow ignores
+                // a consent given until the cutoff; this removes it from the listing too).
+                if let Some(id) = client_id {
+                    state.store.delete_consent(username, id).await?;
+                }
+            }
             // A deleted user: a user created again later never inherits the tokens
             // (`grants::active_user`); the sweep revokes their records.
             Err(OAuthError::NotFound(_)) => {}

@@ -363,10 +363,12 @@ pub(super) async fn consents(
     parts: Parts,
 ) -> Result<Response> {
     authorize(&state, &parts).await?;
-    existing(&state, &username).await?;
+    let user = existing(&state, &username).await?;
     let list = state.store.list_consents(&username).await?;
+    // The consents that stand: as the sign-in flow sees them.
     let items: Vec<Value> = list
         .iter()
+        .filter(|c| user.consent_stands(c))
         .map(|c| {
             let resources: serde_json::Map<String, Value> =
                 c.resources.iter().map(|(aud, s)| (aud.clone(), Value::from(s.to_string()))).collect();
